@@ -1,0 +1,37 @@
+# Two commands for a fresh machine: `make demo` (the main job) and `make test`.
+# Both create .venv on first use; nothing needs a GPU, Docker or a cluster.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU wheel of torch that lies on these machines; any torch in the
+# pyproject range works for users who already have one.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install demo test lint bench e2e clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: install
+	$(BIN)/tsdl tune --example --budget smoke
+
+test: install
+	bash scripts/run-tests.sh $(BIN)/python
+
+lint: install
+	$(BIN)/ruff check tsdl tests bench
+
+bench: install
+	$(BIN)/python bench/run_all.py --smoke
+
+e2e:
+	bash scripts/kind-e2e.sh
+
+clean:
+	rm -rf $(VENV) mlruns tsdl_results .pytest_cache

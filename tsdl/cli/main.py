@@ -1,0 +1,73 @@
+"""Entry point of the `tsdl` command; each sub-command lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from tsdl import __version__
+from tsdl.errors import TsdlError
+
+__all__ = ["build_parser", "main"]
+
+# Sub-command modules, in the order `tsdl --help` lists them. Each exposes `register(subparsers)`.
+_COMMAND_MODULES = (
+    "tsdl.cli.config_cmd",
+)
+
+_DESCRIPTION = """\
+Train and tune time-series deep-learning models on Ray, from a laptop to KubeRay.
+
+typical flow:
+  tsdl config init -o config.yaml         write a commented default config
+  tsdl check-data -c config.yaml          run the pre-training checklist
+  tsdl train -c config.yaml               train with Ray Train, track in MLflow
+  tsdl tune -c config.yaml --budget small ASHA + Optuna TPE study
+  tsdl render -c config.yaml              the KubeRay RayJob for the same config
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tsdl",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tsdl {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in _COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except TsdlError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  fix: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept (see --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

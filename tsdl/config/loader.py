@@ -1,0 +1,182 @@
+"""YAML <-> TsdlConfig, with errors that name the file, line, field path, bad value and range."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from tsdl.config.root import TsdlConfig
+from tsdl.errors import ConfigError
+
+__all__ = [
+    "apply_overrides",
+    "config_hash",
+    "dump_config",
+    "load_config",
+    "parse_config",
+    "to_flat_dict",
+]
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TsdlConfig:
+    """Read a YAML config (or the defaults when `path` is None) and apply `key.path=value` overrides."""
+    if path is None:
+        return parse_config({}, overrides=overrides)
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(
+            f"config file {path} does not exist", hint="run `tsdl config init -o config.yaml`"
+        )
+    text = path.read_text()
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}", hint="fix the YAML syntax") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: top level must be a mapping of sections, got {type(raw).__name__}",
+            hint="start from `tsdl config init`",
+        )
+    return parse_config(raw, overrides=overrides, source=str(path), node=node)
+
+
+def parse_config(
+    raw: Mapping[str, Any],
+    *,
+    overrides: Iterable[str] = (),
+    source: str = "<config>",
+    node: yaml.Node | None = None,
+) -> TsdlConfig:
+    """Validate a plain mapping; the first error becomes a one-line ConfigError."""
+    data = apply_overrides(dict(raw), overrides)
+    try:
+        return TsdlConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _to_config_error(exc, source=source, node=node) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` strings (value parsed as YAML) to a nested mapping, in order."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"override {item!r} is not of the form key.path=value",
+                hint="write e.g. --set training.optimizer.lr=3e-4",
+            )
+        parts = key.strip().split(".")
+        cursor: dict[str, Any] = raw
+        for part in parts[:-1]:
+            nxt = cursor.get(part)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                cursor[part] = nxt
+            cursor = nxt
+        cursor[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    return raw
+
+
+def dump_config(config: TsdlConfig) -> str:
+    """The fully resolved config as YAML (the form `load_config` reads back)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def to_flat_dict(config: TsdlConfig) -> dict[str, Any]:
+    """Dotted keys -> scalar values (lists as JSON), e.g. for MLflow params."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), sub)
+        elif isinstance(value, list):
+            flat[prefix] = json.dumps(value)
+        else:
+            flat[prefix] = value
+
+    walk("", config.model_dump(mode="json"))
+    return flat
+
+
+def config_hash(config: TsdlConfig) -> str:
+    """A stable content hash of the resolved config (sha256 of canonical JSON)."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _to_config_error(exc: ValidationError, *, source: str, node: yaml.Node | None) -> ConfigError:
+    err = exc.errors(include_url=False)[0]
+    loc = [p for p in err["loc"] if not _is_union_tag(p)]
+    dotted = ".".join(str(p) for p in loc) or "<root>"
+    line = _line_of(node, loc)
+    where = f"{source}:{line}" if line else source
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        return ConfigError(
+            f"{where}: unknown key '{dotted}'",
+            hint=f"allowed keys here: {', '.join(allowed)}" if allowed else "remove it",
+        )
+    if kind == "missing":
+        return ConfigError(f"{where}: '{dotted}' is required", hint="add it to the config")
+    message = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return ConfigError(f"{where}: {dotted}: {message}{shown}", hint=_hint_for(loc, kind))
+
+
+def _is_union_tag(part: Any) -> bool:
+    """Pydantic puts the discriminator value in the location of union members; drop it."""
+    return isinstance(part, str) and part in {"dlinear", "nhits", "rnn", "patchtst", "float", "int", "choice"}
+
+
+def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(part)), None)
+            key = next((k for k, _ in node.value if k.value == str(part)), None)
+            if key is None:
+                break
+            line, node = key.start_mark.line + 1, match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _allowed_keys(loc: list[Any]) -> list[str]:
+    from pydantic import BaseModel
+
+    model: Any = TsdlConfig
+    for part in loc:
+        if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            annotation = model.model_fields[part].annotation
+            model = annotation if isinstance(annotation, type) else None
+        else:
+            return []
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _hint_for(loc: list[Any], kind: str) -> str:
+    if kind.startswith("literal") or kind == "union_tag_invalid":
+        return "use one of the allowed values listed"
+    if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        return "use a value inside the allowed range"
+    return "see `tsdl config init` for the documented defaults"

@@ -1,0 +1,39 @@
+"""The root config: one YAML file describes a whole experiment."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tsdl.config.base import StrictModel
+from tsdl.config.data import DataConfig
+from tsdl.config.deploy import DeployConfig
+from tsdl.config.loss import LossConfig
+from tsdl.config.model import DLinearConfig, ModelConfig
+from tsdl.config.tracking import TrackingConfig
+from tsdl.config.training import ResourcesConfig, TrainingConfig
+from tsdl.config.tune import TuneConfig
+
+__all__ = ["ExperimentConfig", "TsdlConfig"]
+
+
+class ExperimentConfig(StrictModel):
+    """Names and tags that identify runs in MLflow and Ray."""
+
+    name: str = Field("tsdl", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    group: str | None = None
+    """experiment_group tag, to compare runs across experiments."""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class TsdlConfig(StrictModel):
+    """Everything tsdl needs: sections follow the flow config -> data -> model -> train -> tune."""
+
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=DLinearConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)

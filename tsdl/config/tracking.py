@@ -1,0 +1,25 @@
+"""MLflow tracking."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tsdl.config.base import StrictModel
+
+__all__ = ["TrackingConfig"]
+
+
+class TrackingConfig(StrictModel):
+    """Where runs are logged; a local store needs no server."""
+
+    enabled: bool = True
+    tracking_uri: str | None = None
+    """MLflow tracking URI; unset uses $MLFLOW_TRACKING_URI, else a local store under ./mlruns."""
+    experiment_name: str | None = None
+    """MLflow experiment; defaults to experiment.name."""
+    log_checkpoints: bool = True
+    """Upload the best checkpoint as an artifact."""
+    log_per_layer_grad_norms: bool = False
+    """Log per-layer gradient norms every log_every_n_steps (many metrics)."""
+    plots: bool = Field(True)
+    """Learning-curve and forecast-vs-actual PNGs."""

@@ -1,0 +1,98 @@
+"""How a model is trained (optimizer, schedule, stopping, precision) and on what resources."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from tsdl.config.base import StrictModel
+
+__all__ = [
+    "AugmentConfig",
+    "EarlyStoppingConfig",
+    "LRSchedulerConfig",
+    "OptimizerConfig",
+    "ResourcesConfig",
+    "TrainingConfig",
+]
+
+
+class OptimizerConfig(StrictModel):
+    """AdamW."""
+
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(1e-5, ge=0.0, le=1.0)
+
+
+class LRSchedulerConfig(StrictModel):
+    """ReduceLROnPlateau on val_loss."""
+
+    enabled: bool = True
+    patience: int = Field(5, ge=0)
+    factor: float = Field(0.5, gt=0.0, lt=1.0)
+    min_lr: float = Field(1e-7, ge=0.0)
+
+
+class EarlyStoppingConfig(StrictModel):
+    """Stop when val_loss has not improved by min_delta for `patience` epochs."""
+
+    enabled: bool = True
+    patience: int = Field(15, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+    monitor: Literal["val_loss"] = "val_loss"
+
+
+class AugmentConfig(StrictModel):
+    """Training-only augmentations (never applied to validation or test windows)."""
+
+    window_jitter: int = Field(0, ge=0)
+    """Max random shift (in steps) of each training window's start."""
+    magnitude_scaling: float = Field(0.0, ge=0.0, lt=1.0)
+    """Std of the multiplicative factor (1 + N(0, s)) applied to a whole training window."""
+
+
+class TrainingConfig(StrictModel):
+    """The training template: AdamW, clipping, plateau schedule, early stopping, seeds."""
+
+    max_epochs: int = Field(100, ge=1, le=100_000)
+    batch_size: int = Field(64, ge=1, le=1_000_000)
+    """Global batch size; each of N workers gets batch_size / N."""
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    lr_scheduler: LRSchedulerConfig = Field(default_factory=LRSchedulerConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    gradient_clip_val: float | None = Field(1.0, gt=0.0)
+    """Max global gradient norm; null disables clipping."""
+    precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
+    """AMP: 16-mixed (fp16 + GradScaler, CUDA only) or bf16-mixed (CUDA or CPU)."""
+    seed: int = Field(42, ge=0)
+    deterministic: bool = True
+    """torch.use_deterministic_algorithms(True) (+ CUBLAS workspace setting on GPU)."""
+    num_workers: int = Field(4, ge=0, le=64)
+    """Data-loading threads per training worker (capped by the worker's CPUs)."""
+    pin_memory: bool = True
+    """Pin host batches for faster host-to-GPU copies (GPU only)."""
+    log_every_n_steps: int = Field(10, ge=1)
+    """Step interval of per-step logging (loss, per-layer gradient norms)."""
+    val_check_interval: float = Field(1.0, gt=0.0, le=1.0)
+    """Fraction of a training epoch between validations (1.0 = once per epoch)."""
+    limit_train_batches: int | None = Field(None, ge=1)
+    """Cap on training batches per epoch (smoke runs, tuning budgets)."""
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+class ResourcesConfig(StrictModel):
+    """Ray Train scaling, fault tolerance and result storage."""
+
+    num_workers: int = Field(1, ge=1, le=4096)
+    """Ray Train workers (DDP processes)."""
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    gpus_per_worker: float = Field(1.0, ge=0.0)
+    """GPUs per worker when use_gpu is true."""
+    address: str | None = None
+    """Ray address: unset starts Ray in-process; 'auto' joins `ray start --head`; or ray://host:10001."""
+    storage_path: str = "./tsdl_results"
+    """Where Ray stores results and checkpoints: a local dir, shared filesystem or s3://, gs:// URI."""
+    max_failures: int = Field(2, ge=-1)
+    """Worker-group restarts from the last checkpoint before the run fails (-1: unlimited)."""
