@@ -1,0 +1,277 @@
+"""Forecast accuracy metrics and the seasonal-naive baseline every test table is compared against.
+
+Plain numpy in, plain floats out: the same functions score a torch model, a baseline or a
+forecast read back from disk, on the normalized or the original scale.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from tsdl.errors import ConfigError, DataError, TrainingError
+
+__all__ = [
+    "LOWER_IS_BETTER",
+    "gaussian_metrics",
+    "metrics_table",
+    "point_metrics",
+    "quantile_metrics",
+    "season_length_for",
+    "seasonal_naive",
+]
+
+LOWER_IS_BETTER = frozenset({"MAE", "MSE", "RMSE", "sMAPE", "MASE", "pinball", "CRPS", "NLL"})
+"""Metrics for which a skill score (1 - model / baseline) is meaningful."""
+
+_Z_80 = 1.2815515655446004  # standard-normal quantile 0.9: the 80% central interval is +-_Z_80
+_INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
+_LEGACY_ALIASES = {"M": "ME", "Q": "QE", "Y": "YE", "A": "YE", "BM": "BME", "BQ": "BQE"}
+"""Aliases pandas 3 rejects but users (and older data) still write."""
+_SEASON_BY_CODE = {
+    "B": 5, "C": 5, "W": 52, "ME": 12, "MS": 12, "BME": 12, "BMS": 12, "SME": 24, "SMS": 24,
+    "QE": 4, "QS": 4, "BQE": 4, "BQS": 4,
+}
+
+
+def point_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, *, insample_scale: np.ndarray | None
+) -> dict[str, float]:
+    """Scale-dependent and scale-free point errors of a batch of forecast windows.
+
+    Args:
+        y_true: ``[N, H]`` observed values.
+        y_pred: ``[N, H]`` point forecasts.
+        insample_scale: ``[N]`` mean absolute seasonal difference of each window's series over
+            its train segment (the MASE denominator); None leaves MASE out. Windows whose scale
+            is 0 (a constant train segment) are excluded from MASE with a warning.
+
+    Returns:
+        ``MAE``, ``MSE``, ``RMSE``, ``sMAPE`` (percent, 0..200; 0/0 counts as a perfect 0) and,
+        with a scale, ``MASE`` (mean over windows of MAE_i / scale_i).
+    """
+    y_true, y_pred = _check_pair(y_true, y_pred, "y_pred")
+    err = y_pred - y_true
+    abs_err = np.abs(err)
+    denom = np.abs(y_true) + np.abs(y_pred)
+    ratio = np.divide(abs_err, denom, out=np.zeros_like(abs_err), where=denom > 0)
+    mse = float(np.mean(err**2))
+    out = {
+        "MAE": float(np.mean(abs_err)),
+        "MSE": mse,
+        "RMSE": math.sqrt(mse),
+        "sMAPE": float(200.0 * np.mean(ratio)),
+    }
+    if insample_scale is not None:
+        out["MASE"] = _mase(abs_err, np.asarray(insample_scale, dtype=np.float64))
+    return out
+
+
+def quantile_metrics(
+    y_true: np.ndarray, q_pred: np.ndarray, levels: Sequence[float]
+) -> dict[str, float]:
+    """Scores of a quantile forecast: pinball loss, approximate CRPS, interval coverage and width.
+
+    Args:
+        y_true: ``[N, H]`` observed values.
+        q_pred: ``[N, H, Q]`` forecast quantiles, one slice per entry of ``levels``.
+        levels: ``Q`` quantile levels in (0, 1), e.g. ``[0.1, 0.5, 0.9]``.
+
+    Returns:
+        ``pinball`` (mean over levels), ``CRPS`` (2 x mean pinball, the quantile approximation),
+        ``coverage`` (share of values inside the outermost interval [min level, max level]) and
+        ``interval_width`` (mean width of that interval).
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    q_pred = np.asarray(q_pred, dtype=np.float64)
+    lv = np.asarray(levels, dtype=np.float64)
+    if q_pred.ndim != 3 or q_pred.shape[:2] != y_true.shape or q_pred.shape[2] != lv.size:
+        raise ValueError(
+            f"q_pred must be [N, H, Q] with [N, H] = {y_true.shape} and Q = {lv.size} levels, "
+            f"but got {q_pred.shape}"
+        )
+    if lv.size == 0 or np.any((lv <= 0.0) | (lv >= 1.0)):
+        raise ValueError(f"quantile levels must lie strictly between 0 and 1, but got {list(levels)}")
+    _check_pair(y_true, q_pred[..., 0], "q_pred")
+    _check_finite(q_pred, "q_pred")
+    diff = y_true[..., None] - q_pred  # [N, H, Q]
+    pinball = float(np.mean(np.maximum(lv * diff, (lv - 1.0) * diff)))
+    lo, hi = q_pred[..., int(np.argmin(lv))], q_pred[..., int(np.argmax(lv))]
+    return {
+        "pinball": pinball,
+        "CRPS": 2.0 * pinball,
+        "coverage": float(np.mean((y_true >= lo) & (y_true <= hi))),
+        "interval_width": float(np.mean(hi - lo)),
+    }
+
+
+def gaussian_metrics(y_true: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
+    """Scores of a Gaussian forecast N(mean, std^2) per point.
+
+    Args:
+        y_true: ``[N, H]`` observed values.
+        mean: ``[N, H]`` forecast means.
+        std: ``[N, H]`` forecast standard deviations (> 0).
+
+    Returns:
+        ``CRPS`` (closed form, Gneiting & Raftery 2007), ``NLL`` (mean negative log-likelihood)
+        and ``coverage_80`` (share of values inside the central 80% interval).
+    """
+    y_true, mean = _check_pair(y_true, mean, "mean")
+    _, std = _check_pair(y_true, std, "std")
+    if np.any(std <= 0.0):
+        raise TrainingError(
+            f"forecast std must be > 0 everywhere, got min {float(np.min(std))!r}",
+            hint="bound the distribution head's scale (e.g. softplus + a small floor)",
+        )
+    z = (y_true - mean) / std
+    pdf = np.exp(-0.5 * z**2) / math.sqrt(2.0 * math.pi)
+    cdf = 0.5 * (1.0 + _erf(z / math.sqrt(2.0)))
+    crps = std * (z * (2.0 * cdf - 1.0) + 2.0 * pdf - _INV_SQRT_PI)
+    nll = 0.5 * np.log(2.0 * math.pi * std**2) + 0.5 * z**2
+    return {
+        "CRPS": float(np.mean(crps)),
+        "NLL": float(np.mean(nll)),
+        "coverage_80": float(np.mean(np.abs(z) <= _Z_80)),
+    }
+
+
+def seasonal_naive(past_target: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """Repeat the last observed season: the baseline a model has to beat to be worth training.
+
+    Args:
+        past_target: ``[N, L]`` lookback values of the target.
+        horizon: ``H`` steps to forecast.
+        season: season length in steps (1 gives the naive last-value forecast).
+
+    Returns:
+        ``[N, H]`` with ``out[:, h] = past_target[:, L - season + h % season]``.
+    """
+    past = np.asarray(past_target)
+    if past.ndim != 2:
+        raise ValueError(f"past_target must be [N, L], but got shape {past.shape}")
+    if horizon < 1 or season < 1:
+        raise ValueError(f"horizon and season must be >= 1, but got {horizon} and {season}")
+    length = past.shape[1]
+    if season > length:
+        raise ConfigError(
+            f"seasonal-naive baseline needs a lookback of at least one season: season length "
+            f"{season} > data.input_chunk_length {length}",
+            hint=f"set data.input_chunk_length >= {season} or data.seasonality <= {length}",
+        )
+    idx = length - season + np.arange(horizon) % season
+    return past[:, idx]
+
+
+def season_length_for(freq: str) -> int:
+    """The dominant season of a pandas frequency: the cycle a seasonal-naive forecast repeats.
+
+    Sub-daily steps repeat daily ('h' -> 24, '15min' -> 96), daily steps weekly ('D' -> 7,
+    'B' -> 5), weekly steps yearly (52), monthly 12, quarterly 4; anything else (yearly,
+    sub-minute, irregular multiples like '7h', unparsable) falls back to 1.
+    """
+    import pandas as pd
+
+    try:
+        offset = pd.tseries.frequencies.to_offset(_LEGACY_ALIASES.get(freq, freq))
+    except (ValueError, TypeError):
+        return 1
+    code = offset.rule_code.split("-")[0].upper()
+    if code in _SEASON_BY_CODE:
+        return _SEASON_BY_CODE[code] if offset.n == 1 else 1
+    try:
+        step = pd.Timedelta(offset)
+    except (ValueError, TypeError):
+        return 1
+    day = pd.Timedelta(days=1)
+    if step == day:
+        return 7
+    if pd.Timedelta(minutes=1) <= step < day and day % step == pd.Timedelta(0):
+        return int(day // step)
+    return 1
+
+
+def metrics_table(model: Mapping[str, float], baseline: Mapping[str, float], *, title: str) -> str:
+    """An aligned text table of model vs seasonal-naive metrics with a skill column.
+
+    Skill is ``1 - model / baseline`` for error metrics (> 0: the model beats the baseline);
+    it is ``-`` where the metric has no baseline, is not an error, or the baseline is 0.
+    """
+    rows = [("metric", "model", "seasonal-naive", "skill")]
+    for name, value in model.items():
+        base = baseline.get(name)
+        rows.append((name, _fmt(value), _fmt(base), _fmt(_skill(name, value, base))))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [title]
+    for i, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _skill(name: str, value: float, base: float | None) -> float | None:
+    if name not in LOWER_IS_BETTER or base is None or base == 0.0 or not math.isfinite(base):
+        return None
+    return 1.0 - value / base
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
+
+
+def _mase(abs_err: np.ndarray, scale: np.ndarray) -> float:
+    if scale.shape != abs_err.shape[:1]:
+        raise ValueError(f"insample_scale must be [N] = [{abs_err.shape[0]}], but got {scale.shape}")
+    _check_finite(scale, "insample_scale", DataError)
+    usable = scale > 0.0
+    n_bad = int(np.sum(~usable))
+    if n_bad:
+        warnings.warn(
+            f"MASE: {n_bad} of {scale.size} windows have a constant train segment (scale 0) "
+            f"and are left out of MASE",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if not np.any(usable):
+        return math.nan
+    return float(np.mean(abs_err[usable].mean(axis=1) / scale[usable]))
+
+
+def _check_pair(y_true: np.ndarray, other: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true, dtype=np.float64)
+    other = np.asarray(other, dtype=np.float64)
+    if y_true.ndim != 2 or other.shape != y_true.shape:
+        raise ValueError(
+            f"y_true and {name} must both be [N, H], but got {y_true.shape} and {other.shape}"
+        )
+    if y_true.size == 0:
+        raise DataError("no test windows to score (y_true is empty)",
+                        hint="lengthen the test split or shorten data.input_chunk_length")
+    _check_finite(y_true, "y_true", DataError)
+    _check_finite(other, name)
+    return y_true, other
+
+
+def _check_finite(
+    values: np.ndarray, name: str, error: type[DataError | TrainingError] = TrainingError
+) -> None:
+    """No silent NaN: a non-finite input is an error naming the array and the first bad index."""
+    bad = ~np.isfinite(values)
+    if np.any(bad):
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise error(
+            f"{name} has {int(bad.sum())} non-finite values (first at index {first})",
+            hint="check the data, the model output and the inverse scaling",
+        )
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """Vectorized error function without a scipy dependency."""
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
