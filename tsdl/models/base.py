@@ -1,0 +1,91 @@
+"""The forecaster contract: three tensors in, ``[B, H, n_outputs]`` raw head values out.
+
+Models take ``past``, ``future`` and ``static`` rather than a :class:`~tsdl.data.batch.Batch` so
+DDP wraps a plain ``forward(*tensors)``. The width ``n_outputs`` comes from the loss
+(:attr:`tsdl.losses.BaseLoss.n_outputs`); the model never interprets it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from tsdl.errors import ConfigError
+
+__all__ = ["BaseForecaster"]
+
+
+class BaseForecaster(torch.nn.Module, ABC):
+    """Maps a lookback window (plus covariates) to ``n_outputs`` values per horizon step.
+
+    Args:
+        config: the architecture's ``model`` section (hyperparameters).
+        input_chunk_length: lookback length ``L``.
+        output_chunk_length: horizon ``H``.
+        n_past_features: ``F_past`` channels of ``past``; channel 0 is the target.
+        n_future_features: ``F_fut`` known-future covariates (may be 0).
+        n_static: ``S`` static covariates (may be 0).
+        n_outputs: values per horizon step, ``loss.n_outputs``.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        input_chunk_length: int,
+        output_chunk_length: int,
+        n_past_features: int,
+        n_future_features: int,
+        n_static: int,
+        n_outputs: int,
+    ) -> None:
+        super().__init__()
+        for field, value, low in (
+            ("input_chunk_length", input_chunk_length, 1),
+            ("output_chunk_length", output_chunk_length, 1),
+            ("n_past_features", n_past_features, 1),
+            ("n_future_features", n_future_features, 0),
+            ("n_static", n_static, 0),
+            ("n_outputs", n_outputs, 1),
+        ):
+            if int(value) < low:
+                raise ConfigError(
+                    f"model {self.name!r} needs {field} >= {low}, got {value}",
+                    hint="check data.input_chunk_length / data.output_chunk_length and covariates",
+                )
+        self.config = config
+        self.input_chunk_length = int(input_chunk_length)
+        self.output_chunk_length = int(output_chunk_length)
+        self.n_past_features = int(n_past_features)
+        self.n_future_features = int(n_future_features)
+        self.n_static = int(n_static)
+        self.n_outputs = int(n_outputs)
+
+    @abstractmethod
+    def forward(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
+        """Forecast the horizon.
+
+        Args:
+            past: ``[B, L, F_past]`` lookback; channel 0 is the target.
+            future: ``[B, H, F_fut]`` known-future covariates (``F_fut`` may be 0).
+            static: ``[B, S]`` static covariates (``S`` may be 0).
+
+        Returns:
+            ``[B, H, n_outputs]`` raw values for the loss's head.
+        """
+
+    def _reshape_head(self, flat: Tensor) -> Tensor:
+        """``[B, H * n_outputs]`` -> ``[B, H, n_outputs]`` (the layout every head uses)."""
+        return flat.reshape(flat.shape[0], self.output_chunk_length, self.n_outputs)
+
+    def _invalid(self, field: str, value: object, fix: str) -> ConfigError:
+        """A ConfigError naming ``model.<field>`` and the fix."""
+        return ConfigError(
+            f"model.{field}={value!r} is invalid for {self.name!r}: {fix}",
+            hint=f"change model.{field} in the config",
+        )

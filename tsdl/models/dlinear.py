@@ -1,0 +1,68 @@
+"""DLinear (Zeng et al., "Are Transformers Effective for Time Series Forecasting?", AAAI 2023).
+
+The lookback is split into a trend (moving average with edge padding) and a seasonal remainder;
+one linear layer per component maps the lookback to the horizon, and the two are summed. As in
+the paper the model is channel-independent and reads only the target channel; covariates, when
+present, enter through a zero-initialized :class:`CovariateProjection` added to the output.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from tsdl.config.model import DLinearConfig
+from tsdl.models.base import BaseForecaster
+from tsdl.models.covariates import CovariateProjection
+
+__all__ = ["DLinear", "SeriesDecomposition"]
+
+
+class SeriesDecomposition(torch.nn.Module):
+    """Trend = moving average over an edge-padded series; seasonal = series - trend.
+
+    Padding repeats the first and last values so the trend has the input's length and is not
+    pulled towards zero at the edges (the paper's ``moving_avg`` block; an even kernel pads one
+    more step at the end so lengths still match).
+    """
+
+    def __init__(self, kernel_size: int) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.pool = torch.nn.AvgPool1d(kernel_size=kernel_size, stride=1, padding=0)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Args: x ``[B, L]``. Returns: ``(seasonal, trend)``, each ``[B, L]``."""
+        front = x[:, :1].expand(-1, (self.kernel_size - 1) // 2)
+        end = x[:, -1:].expand(-1, self.kernel_size // 2)
+        padded = torch.cat([front, x, end], dim=1)
+        trend = self.pool(padded.unsqueeze(1)).squeeze(1)
+        return x - trend, trend
+
+
+class DLinear(BaseForecaster):
+    """Decomposition + two linear maps ``L -> H * n_outputs`` on the target channel.
+
+    ``hidden_size`` and ``dropout`` are unused (DLinear has no hidden layer).
+    """
+
+    name = "dlinear"
+
+    def __init__(self, config: DLinearConfig, **dims: int) -> None:
+        super().__init__(config, **dims)
+        L, H = self.input_chunk_length, self.output_chunk_length
+        self.decomposition = SeriesDecomposition(config.moving_avg)
+        self.seasonal = torch.nn.Linear(L, H * self.n_outputs)
+        self.trend = torch.nn.Linear(L, H * self.n_outputs)
+        self.covariates: CovariateProjection | None = None
+        if CovariateProjection.has_covariates(
+            self.n_past_features, self.n_future_features, self.n_static
+        ):
+            self.covariates = CovariateProjection(**dims)
+
+    def forward(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
+        seasonal, trend = self.decomposition(past[..., 0])
+        out = self._reshape_head(self.seasonal(seasonal) + self.trend(trend))
+        if self.covariates is not None:
+            out = out + self.covariates(past, future, static)
+        return out
