@@ -49,7 +49,9 @@ def test_non_finite_values_are_errors_not_silent_nans() -> None:
     y = np.zeros((2, 2))
     bad = y.copy()
     bad[1, 0] = np.nan
-    with pytest.raises(TrainingError, match=r"y_pred has 1 non-finite values \(first at index \(1, 0\)\)"):
+    with pytest.raises(
+        TrainingError, match=r"y_pred has 1 non-finite values \(first at index \(1, 0\)\)"
+    ):
         point_metrics(y, bad, insample_scale=None)
     with pytest.raises(DataError, match="y_true"):
         point_metrics(bad, y, insample_scale=None)
@@ -114,8 +116,19 @@ def test_seasonal_naive_repeats_the_last_season() -> None:
 
 @pytest.mark.parametrize(
     ("freq", "season"),
-    [("h", 24), ("D", 7), ("15min", 96), ("W", 52), ("M", 12), ("MS", 12), ("B", 5),
-     ("QE", 4), ("2h", 12), ("7h", 1), ("not-a-freq", 1)],
+    [
+        ("h", 24),
+        ("D", 7),
+        ("15min", 96),
+        ("W", 52),
+        ("M", 12),
+        ("MS", 12),
+        ("B", 5),
+        ("QE", 4),
+        ("2h", 12),
+        ("7h", 1),
+        ("not-a-freq", 1),
+    ],
 )
 def test_season_length_for(freq: str, season: int) -> None:
     assert season_length_for(freq) == season

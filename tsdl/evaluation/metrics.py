@@ -32,8 +32,19 @@ _INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
 _LEGACY_ALIASES = {"M": "ME", "Q": "QE", "Y": "YE", "A": "YE", "BM": "BME", "BQ": "BQE"}
 """Aliases pandas 3 rejects but users (and older data) still write."""
 _SEASON_BY_CODE = {
-    "B": 5, "C": 5, "W": 52, "ME": 12, "MS": 12, "BME": 12, "BMS": 12, "SME": 24, "SMS": 24,
-    "QE": 4, "QS": 4, "BQE": 4, "BQS": 4,
+    "B": 5,
+    "C": 5,
+    "W": 52,
+    "ME": 12,
+    "MS": 12,
+    "BME": 12,
+    "BMS": 12,
+    "SME": 24,
+    "SMS": 24,
+    "QE": 4,
+    "QS": 4,
+    "BQE": 4,
+    "BQS": 4,
 }
 
 
@@ -94,7 +105,9 @@ def quantile_metrics(
             f"but got {q_pred.shape}"
         )
     if lv.size == 0 or np.any((lv <= 0.0) | (lv >= 1.0)):
-        raise ValueError(f"quantile levels must lie strictly between 0 and 1, but got {list(levels)}")
+        raise ValueError(
+            f"quantile levels must lie strictly between 0 and 1, but got {list(levels)}"
+        )
     _check_pair(y_true, q_pred[..., 0], "q_pred")
     _check_finite(q_pred, "q_pred")
     diff = y_true[..., None] - q_pred  # [N, H, Q]
@@ -207,7 +220,9 @@ def metrics_table(model: Mapping[str, float], baseline: Mapping[str, float], *, 
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [title]
     for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
         lines.append("  ".join(cells).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -228,7 +243,9 @@ def _fmt(value: float | None) -> str:
 
 def _mase(abs_err: np.ndarray, scale: np.ndarray) -> float:
     if scale.shape != abs_err.shape[:1]:
-        raise ValueError(f"insample_scale must be [N] = [{abs_err.shape[0]}], but got {scale.shape}")
+        raise ValueError(
+            f"insample_scale must be [N] = [{abs_err.shape[0]}], but got {scale.shape}"
+        )
     _check_finite(scale, "insample_scale", DataError)
     usable = scale > 0.0
     n_bad = int(np.sum(~usable))
@@ -252,8 +269,10 @@ def _check_pair(y_true: np.ndarray, other: np.ndarray, name: str) -> tuple[np.nd
             f"y_true and {name} must both be [N, H], but got {y_true.shape} and {other.shape}"
         )
     if y_true.size == 0:
-        raise DataError("no test windows to score (y_true is empty)",
-                        hint="lengthen the test split or shorten data.input_chunk_length")
+        raise DataError(
+            "no test windows to score (y_true is empty)",
+            hint="lengthen the test split or shorten data.input_chunk_length",
+        )
     _check_finite(y_true, "y_true", DataError)
     _check_finite(other, name)
     return y_true, other

@@ -1,0 +1,101 @@
+"""The logger a training worker holds: real on rank 0 of a tracked run, a no-op everywhere else.
+
+Ray Train runs the same loop on every DDP rank; handing every rank a logger and making all but
+rank 0 inert keeps the loop free of ``if rank == 0`` branches and guarantees nothing is logged
+twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+__all__ = ["EpochLogger", "NullLogger", "worker_logger"]
+
+
+@runtime_checkable
+class EpochLogger(Protocol):
+    """What the training loop logs during a run."""
+
+    enabled: bool
+    """False for the no-op logger: the loop can skip computing values only logged (grad norms)."""
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Per-epoch scalars (train_loss, val_loss, grad_norm, lr, epoch_time_s, windows_per_s)."""
+        ...
+
+    def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Per-step scalars, e.g. ``grad_norm/<layer>`` every log_every_n_steps."""
+        ...
+
+
+class NullLogger:
+    """Logs nothing: the logger of ranks != 0 and of untracked runs."""
+
+    enabled = False
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        del epoch, metrics
+
+    def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
+        del step, metrics
+
+
+class _ClientLogger:
+    """Logs metrics of an existing run through its own MlflowClient (no global active run)."""
+
+    enabled = True
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self._client = client
+        self._run_id = run_id
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        log_metrics(self._client, self._run_id, metrics, step=epoch)
+
+    def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
+        log_metrics(self._client, self._run_id, metrics, step=step)
+
+
+def worker_logger(run_id: str | None, tracking_uri: str | None, *, rank: int) -> EpochLogger:
+    """The logger for one training worker.
+
+    Args:
+        run_id: the run the driver started (``MlflowRun.run_id``); None when tracking is off.
+        tracking_uri: its store (``MlflowRun.tracking_uri``); None when tracking is off.
+        rank: this worker's world rank (``ray.train.get_context().get_world_rank()``).
+
+    Returns:
+        A logger writing to ``run_id`` on rank 0, a ``NullLogger`` otherwise.
+    """
+    if rank != 0 or run_id is None or tracking_uri is None:
+        return NullLogger()
+    from tsdl.tracking.store import connect
+
+    return _ClientLogger(connect(tracking_uri), run_id)
+
+
+def log_metrics(
+    client: MlflowClient, run_id: str, metrics: Mapping[str, float], *, step: int
+) -> None:
+    """Log scalars at ``step`` in few requests; NaN is logged as NaN so a diverged run shows."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [
+        Metric(key=key, value=_as_float(key, value), timestamp=now, step=int(step))
+        for key, value in metrics.items()
+    ]
+    for start in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[start : start + 1000])
+
+
+def _as_float(key: str, value: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"metric {key!r} must be a number, but got {value!r}") from None
