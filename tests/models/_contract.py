@@ -18,8 +18,14 @@ _SMALL: dict[str, dict[str, Any]] = {
     "dlinear": {"moving_avg": 5},
     "nhits": {"hidden_size": 16, "n_blocks": 2, "n_layers": 2},
     "rnn": {"hidden_size": 16, "n_layers": 1},
-    "patchtst": {"hidden_size": 16, "n_heads": 2, "n_layers": 1, "ff_size": 32,
-                 "patch_len": 8, "patch_stride": 4},
+    "patchtst": {
+        "hidden_size": 16,
+        "n_heads": 2,
+        "n_layers": 1,
+        "ff_size": 32,
+        "patch_len": 8,
+        "patch_stride": 4,
+    },
 }
 
 

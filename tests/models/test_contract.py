@@ -31,7 +31,9 @@ def test_forward_backward_contract(model_name: str, loss_name: str, covariates: 
     assert torch.isfinite(out).all()
     target = past[:, -DIMS["output_chunk_length"] :, 0].abs().round()
     loss(out, target).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
     assert not missing, f"parameters without gradient: {missing}"
 
 

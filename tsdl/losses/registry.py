@@ -5,7 +5,10 @@ from __future__ import annotations
 from tsdl.config.loss import LossConfig
 from tsdl.errors import ConfigError
 from tsdl.losses.base import BaseLoss
+from tsdl.losses.count import TweedieLoss, ZINBLoss
+from tsdl.losses.gaussian import CRPSGaussianLoss, GaussianNLLLoss
 from tsdl.losses.point import LogMSELoss, MAELoss, MSELoss
+from tsdl.losses.quantile import CRPSQuantileLoss, PinballLoss
 
 __all__ = ["LOSSES", "build_loss"]
 
@@ -15,6 +18,12 @@ LOSSES: dict[str, type[BaseLoss]] = {
         MAELoss,
         MSELoss,
         LogMSELoss,
+        PinballLoss,
+        GaussianNLLLoss,
+        CRPSGaussianLoss,
+        CRPSQuantileLoss,
+        TweedieLoss,
+        ZINBLoss,
     )
 }
 """Every loss, keyed by ``LossConfig.name``."""

@@ -61,7 +61,11 @@ class CovariateProjection(torch.nn.Module):
         """
         batch = past.shape[0]
         flat = torch.cat(
-            [past[..., 1:].reshape(batch, -1), future.reshape(batch, -1), static.reshape(batch, -1)],
+            [
+                past[..., 1:].reshape(batch, -1),
+                future.reshape(batch, -1),
+                static.reshape(batch, -1),
+            ],
             dim=1,
         )
         return self.linear(flat).reshape(batch, self.output_chunk_length, self.n_outputs)
