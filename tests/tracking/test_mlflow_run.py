@@ -184,3 +184,31 @@ def test_resolve_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert resolve_tracking_uri(default) == "http://mlflow:5000"
     configured = parse_config({"tracking": {"tracking_uri": "sqlite:///runs/t.db"}}).tracking
     assert resolve_tracking_uri(configured) == f"sqlite:///{tmp_path.resolve() / 'runs' / 't.db'}"
+
+
+def test_full_run_round_trip_through_load_run(
+    run: MlflowRun, config: TsdlConfig, tmp_path: Path
+) -> None:
+    """What `tsdl train --reproduce` reads back: config, manifest and test metrics."""
+    from tsdl.tracking import build_manifest, compare_metrics, learning_curve_png, load_run
+
+    manifest = build_manifest(
+        config=config,
+        data_hash="sha256:1",
+        split_boundaries={"test": {"start": 800}},
+        scaler_state={"mean": [0.0]},
+    )
+    run.log_manifest(manifest)
+    run.log_test_metrics({"MAE": 0.3})
+    png = learning_curve_png([{"epoch": 0, "train_loss": 1.0}], tmp_path / "lc.png")
+    run.log_figure(png)
+    run.finish()
+
+    loaded_config, loaded_manifest, metrics = load_run(run.run_id, run.tracking_uri)
+    assert loaded_config == config
+    assert loaded_manifest == manifest
+    assert compare_metrics(metrics, {"test_MAE": 0.3})[0]
+    local = _client(run).download_artifacts(run.run_id, "plots/lc.png", str(tmp_path / "dl"))
+    assert Path(local).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(TrackingError, match="not found"):
+        load_run("0" * 32, run.tracking_uri)

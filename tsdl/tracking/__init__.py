@@ -3,23 +3,43 @@
 mlflow and matplotlib are imported inside the functions that use them.
 """
 
+from tsdl.tracking.loading import load_run
+from tsdl.tracking.manifest import (
+    IMAGE_DIGEST_ENV,
+    MANIFEST_ARTIFACT,
+    build_manifest,
+    compare_metrics,
+    file_content_hash,
+    to_jsonable,
+)
 from tsdl.tracking.mlflow_run import MlflowRun, RunStatus, dataset_name, experiment_name
+from tsdl.tracking.plots import forecast_png, grad_norm_heatmap_png, learning_curve_png
 from tsdl.tracking.store import DEFAULT_TRACKING_URI, connect, resolve_tracking_uri
 from tsdl.tracking.system import git_commit, package_versions, system_info
 from tsdl.tracking.worker import EpochLogger, NullLogger, worker_logger
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
+    "IMAGE_DIGEST_ENV",
+    "MANIFEST_ARTIFACT",
     "EpochLogger",
     "MlflowRun",
     "NullLogger",
     "RunStatus",
+    "build_manifest",
+    "compare_metrics",
     "connect",
     "dataset_name",
     "experiment_name",
+    "file_content_hash",
+    "forecast_png",
     "git_commit",
+    "grad_norm_heatmap_png",
+    "learning_curve_png",
+    "load_run",
     "package_versions",
     "resolve_tracking_uri",
     "system_info",
+    "to_jsonable",
     "worker_logger",
 ]

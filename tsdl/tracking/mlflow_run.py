@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tsdl.config.loader import config_hash, dump_config, to_flat_dict
 from tsdl.config.root import TsdlConfig
 from tsdl.errors import TrackingError
+from tsdl.tracking.manifest import MANIFEST_ARTIFACT
 from tsdl.tracking.store import artifact_root_for, connect, resolve_tracking_uri
 from tsdl.tracking.system import system_info
 from tsdl.tracking.worker import EpochLogger, NullLogger, log_metrics, worker_logger
@@ -153,6 +154,10 @@ class MlflowRun:
     def log_text(self, text: str, name: str) -> None:
         """Write ``text`` as artifact ``name`` (e.g. ``test_metrics.txt``, ``features.txt``)."""
         self._client.log_text(self.run_id, text, name)
+
+    def log_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """The reproducibility manifest (``build_manifest``) as ``manifest.json``."""
+        self.log_json(dict(manifest), MANIFEST_ARTIFACT)
 
     def log_figure(self, png_path: str | Path, artifact_path: str = "plots") -> None:
         """Upload a PNG written by ``tsdl.tracking.plots`` under ``artifact_path``."""
