@@ -15,11 +15,11 @@ from tsdl.losses import CRPSQuantileLoss, PinballLoss, build_loss
 
 
 def _raw_from_quantiles(loss: PinballLoss, quantiles: torch.Tensor) -> torch.Tensor:
-    """Invert the head: anchor value plus softplus^-1 of the gaps between quantiles."""
+    """Invert the head: anchor value, then softplus^-1 of the gaps below (outwards) and above."""
     a = loss._anchor
-    gaps = quantiles[..., 1:] - quantiles[..., :-1]
-    inv = torch.log(torch.expm1(gaps))
-    return torch.cat([inv[..., :a], quantiles[..., a : a + 1], inv[..., a:]], dim=-1)
+    inv = torch.log(torch.expm1(quantiles[..., 1:] - quantiles[..., :-1]))
+    below, above = inv[..., :a].flip(-1), inv[..., a:]
+    return torch.cat([quantiles[..., a : a + 1], below, above], dim=-1)
 
 
 def test_pinball_matches_a_brute_force_loop() -> None:

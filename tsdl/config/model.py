@@ -66,6 +66,9 @@ class PatchTSTConfig(_CommonModelConfig):
     patch_stride: int = Field(8, ge=1)
     ff_size: int = Field(256, ge=1)
     """Width of the Transformer feed-forward layers."""
+    revin: bool = True
+    """Instance-normalize each lookback and de-normalize the location output (channel 0); turn
+    off with log-/count-space losses (log_mse, tweedie, zinb)."""
 
 
 ModelConfig = Annotated[

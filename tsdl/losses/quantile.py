@@ -75,11 +75,16 @@ class PinballLoss(BaseLoss):
         return cls(config.quantiles)
 
     def domain_map(self, pred: Tensor) -> Tensor:
-        """Raw ``[B, H, Q]`` -> non-decreasing quantiles ``[B, H, Q]`` (anchor + softplus steps)."""
+        """Raw ``[B, H, Q]`` -> non-decreasing quantiles ``[B, H, Q]``.
+
+        Raw channel 0 is the anchor quantile (the level closest to 0.5), so channel 0 is a
+        location on the target's scale as for every head; channels ``1..a`` are the softplus
+        gaps below it (nearest first) and the rest the gaps above it.
+        """
         a = self._anchor
-        anchor = pred[..., a : a + 1]
+        anchor = pred[..., :1]
+        below = anchor - torch.cumsum(F.softplus(pred[..., 1 : a + 1]), dim=-1).flip(-1)
         above = anchor + torch.cumsum(F.softplus(pred[..., a + 1 :]), dim=-1)
-        below = anchor - torch.cumsum(F.softplus(pred[..., :a]).flip(-1), dim=-1).flip(-1)
         return torch.cat([below, anchor, above], dim=-1)
 
     def _score(self, quantiles: Tensor, target: Tensor) -> Tensor:

@@ -5,6 +5,17 @@
 
 from tsdl.models.base import BaseForecaster
 from tsdl.models.dlinear import DLinear
+from tsdl.models.nhits import NHiTS
+from tsdl.models.patchtst import PatchTST
 from tsdl.models.registry import MODELS, build_model
+from tsdl.models.rnn import RNN
 
-__all__ = ["MODELS", "BaseForecaster", "DLinear", "build_model"]
+__all__ = [
+    "MODELS",
+    "RNN",
+    "BaseForecaster",
+    "DLinear",
+    "NHiTS",
+    "PatchTST",
+    "build_model",
+]

@@ -6,10 +6,13 @@ from tsdl.config.model import ModelConfig
 from tsdl.errors import ConfigError
 from tsdl.models.base import BaseForecaster
 from tsdl.models.dlinear import DLinear
+from tsdl.models.nhits import NHiTS
+from tsdl.models.patchtst import PatchTST
+from tsdl.models.rnn import RNN
 
 __all__ = ["MODELS", "build_model"]
 
-MODELS: dict[str, type[BaseForecaster]] = {cls.name: cls for cls in (DLinear,)}
+MODELS: dict[str, type[BaseForecaster]] = {cls.name: cls for cls in (DLinear, NHiTS, RNN, PatchTST)}
 """Every architecture, keyed by ``ModelConfig.name``."""
 
 
