@@ -9,9 +9,14 @@ from tsdl.evaluation.metrics import (
     season_length_for,
     seasonal_naive,
 )
+from tsdl.evaluation.report import EvaluationReport, evaluate_point, insample_scale, resolve_season
 
 __all__ = [
+    "EvaluationReport",
     "LOWER_IS_BETTER",
+    "evaluate_point",
+    "insample_scale",
+    "resolve_season",
     "gaussian_metrics",
     "metrics_table",
     "point_metrics",
