@@ -50,7 +50,7 @@ def test_base_image_matches_the_pinned_ray_and_python() -> None:
     base = re.search(r"^ARG RAY_IMAGE=(\S+)$", text, flags=re.MULTILINE)
     assert base is not None
     py = f"py{sys.version_info.major}{sys.version_info.minor}"
-    assert base.group(1) == f"rayproject/ray:{version("ray")}-{py}-gpu"
+    assert base.group(1) == f"rayproject/ray:{version('ray')}-{py}-gpu"
 
 
 def test_final_stage_runs_non_root_and_installs_cuda_torch() -> None:
