@@ -17,6 +17,7 @@ __all__ = ["build_parser", "main"]
 # Sub-command modules, in the order `tsdl --help` lists them. Each exposes `register(subparsers)`.
 _COMMAND_MODULES = (
     "tsdl.cli.config_cmd",
+    "tsdl.cli.data_cmd",
 )
 
 _DESCRIPTION = """\

@@ -1,0 +1,281 @@
+"""read -> checklist -> split -> scale: the data layer's front door for train, tune and predict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from tsdl.config.data import DataConfig
+from tsdl.config.root import TsdlConfig
+from tsdl.data.calendar import calendar_features, calendar_names
+from tsdl.data.checks import check_frame, infer_season_length
+from tsdl.data.io import SeriesFrame, read_series_frame
+from tsdl.data.report import CheckReport
+from tsdl.data.scalers import SeriesScalers
+from tsdl.data.split import SPLITS, SplitPlan, check_split, plan_split
+from tsdl.data.table import SeriesTable
+from tsdl.data.windows import WindowSet
+from tsdl.errors import DataError
+
+if TYPE_CHECKING:
+    import ray.data
+
+__all__ = ["PreparedData", "prepare_data", "prepare_inference", "run_checklist"]
+
+Split = Literal["train", "val", "test"]
+
+
+@dataclass(slots=True)
+class _Checked:
+    frame: SeriesFrame
+    report: CheckReport
+    table: SeriesTable
+    plan: SplitPlan | None
+
+
+def _check(data: DataConfig) -> _Checked:
+    frame = read_series_frame(data)
+    report = CheckReport(source=frame.source)
+    table = check_frame(frame, data, report)
+    plan = None
+    if table.n_series and table.freq:
+        plan = plan_split(table, data)
+        check_split(table, plan, report)
+    return _Checked(frame, report, table, plan)
+
+
+def run_checklist(config: TsdlConfig) -> CheckReport:
+    """Run every check and return the report; raises only when the input cannot be read."""
+    return _check(config.data).report
+
+
+@dataclass(slots=True)
+class PreparedData:
+    """Checked, split and scaled series, ready to be windowed locally or sharded with Ray.
+
+    ``feature_names["past"]`` lists the ``F_past`` lookback channels (target first, then past
+    covariates, then known-future ones); ``feature_names["future"]`` the ``F_future`` horizon
+    channels; ``feature_names["static"]`` the ``S`` static columns.
+    """
+
+    report: CheckReport
+    feature_names: dict[str, list[str]]
+    input_chunk_length: int
+    output_chunk_length: int
+    freq: str
+    season_length: int
+    scalers: SeriesScalers
+    split_boundaries: dict[str, dict[str, str]]
+    stride: int
+    source: str
+    _hash: str
+    _table: SeriesTable
+    _plan: SplitPlan
+    _data: np.ndarray = field(repr=False)
+    _windows: dict[str, WindowSet] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_past_features(self) -> int:
+        return len(self.feature_names["past"])
+
+    @property
+    def n_future_features(self) -> int:
+        return len(self.feature_names["future"])
+
+    @property
+    def n_static(self) -> int:
+        return len(self.feature_names["static"])
+
+    @property
+    def series_ids(self) -> list[str]:
+        return [str(s) for s in self._table.ids]
+
+    def content_hash(self) -> str:
+        """sha256 of the raw input (file bytes, or synthetic parameters)."""
+        return self._hash
+
+    def windows(self, split: Split) -> WindowSet:
+        """The split's windows over the shared scaled array (no copy)."""
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}", hint="use train, val or test")
+        if split not in self._windows:
+            self._windows[split] = _split_windows(self, split)
+        return self._windows[split]
+
+    def to_ray_datasets(
+        self, *, num_workers: int, splits: tuple[str, ...] = ("train", "val"), rows_per_worker: int = 4
+    ) -> dict[str, ray.data.Dataset]:
+        """``{split: Dataset}`` with rows of equal window counts (see :mod:`tsdl.data.ray_data`)."""
+        from tsdl.data.ray_data import to_ray_dataset
+
+        if num_workers < 1:
+            raise DataError(f"num_workers must be >= 1, got {num_workers}", hint="set resources.num_workers")
+        return {
+            s: to_ray_dataset(self.windows(s), num_workers=num_workers, rows_per_worker=rows_per_worker)
+            for s in splits
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Plain dict for tracking: sizes, per-split ranges and window counts, features."""
+        return {
+            "source": self.source,
+            "n_series": self._table.n_series,
+            "n_timesteps": int(len(self._table.times)),
+            "freq": self.freq,
+            "season_length": self.season_length,
+            "input_chunk_length": self.input_chunk_length,
+            "output_chunk_length": self.output_chunk_length,
+            "stride": self.stride,
+            "scaler": self.scalers.kind,
+            "splits": {s: dict(info) for s, info in self.report.splits.items()},
+            "features": {k: list(v) for k, v in self.feature_names.items()},
+            "content_hash": self._hash,
+        }
+
+
+def prepare_data(
+    config: TsdlConfig, *, fit_scalers: bool = True, scaler_state: dict | None = None
+) -> PreparedData:
+    """read -> checklist (raises DataError naming every failed check) -> split -> scale.
+
+    Args:
+        fit_scalers: fit per-series scalers on the train segments; False needs ``scaler_state``.
+        scaler_state: a stored :meth:`SeriesScalers.state_dict` (resume, evaluation).
+    """
+    data = config.data
+    checked = _check(data)
+    report = checked.report
+    if not report.ok or checked.plan is None:
+        failed = "; ".join(f"{r.name}: {r.detail}" for r in report.failed) or "no series left"
+        raise DataError(
+            f"{checked.frame.source}: data checklist failed: {failed}",
+            hint="run `tsdl check-data -c CONFIG` for the full report",
+        )
+    table, plan = checked.table, checked.plan
+    past, future = list(data.covariates.past), list(data.covariates.future)
+    columns = [checked.frame.target_name, *past, *future]
+    values = np.stack([table.target, *(table.covariates[c] for c in [*past, *future])], axis=1)
+    if fit_scalers:
+        scalers = SeriesScalers.fit(data.scaler, table.ids, columns, values, table.offsets, plan.bounds[:, 1])
+    elif scaler_state is None:
+        raise DataError("prepare_data(fit_scalers=False) needs scaler_state", hint="pass the stored scalers")
+    else:
+        scalers = SeriesScalers.from_state(scaler_state)
+        _check_scaler_fits(scalers, table, columns)
+    rows = table.series_of_rows()
+    idx = np.asarray(scalers.index_of(table.ids), np.int64)[rows]
+    scaled = (values - scalers.center[idx]) / scalers.scale[idx]
+    cal = calendar_features(table.times, data.covariates.calendar, data.covariates.holidays_country)
+    cal_names = calendar_names(data.covariates.calendar, data.covariates.holidays_country)
+    flat = np.concatenate([scaled.astype(np.float32), cal], axis=1)
+    return PreparedData(
+        report=report,
+        feature_names={
+            "past": [*columns, *cal_names],
+            "future": [*future, *cal_names],
+            "static": list(table.static_names),
+        },
+        input_chunk_length=data.input_chunk_length,
+        output_chunk_length=data.output_chunk_length,
+        freq=table.freq,
+        season_length=data.seasonality or infer_season_length(table.freq),
+        scalers=scalers,
+        split_boundaries={s: {"start": i["start"], "end": i["end"]} for s, i in report.splits.items()},
+        stride=data.stride,
+        source=checked.frame.source,
+        _hash=checked.frame.content_hash,
+        _table=table,
+        _plan=plan,
+        _data=flat,
+    )
+
+
+def _check_scaler_fits(scalers: SeriesScalers, table: SeriesTable, columns: list[str]) -> None:
+    if scalers.columns[1:] != columns[1:]:
+        raise DataError(
+            f"stored scalers cover columns {scalers.columns}, the data has {columns}",
+            hint="use the same covariates as the training run",
+        )
+    scalers.index_of(table.ids)  # raises for unknown series
+
+
+def _split_windows(prepared: PreparedData, split: str) -> WindowSet:
+    table, plan = prepared._table, prepared._plan
+    first, count, stride = plan.windows(split)
+    lo, hi = plan.data_range(split)
+    keep = count > 0
+    base = table.offsets[:-1]
+    segments = np.stack(
+        [(base + lo)[keep], (base + hi)[keep], (base + first)[keep], count[keep], np.flatnonzero(keep)], axis=1
+    )
+    return WindowSet(
+        prepared._data,
+        table.times,
+        segments,
+        table.ids,
+        table.static,
+        input_chunk_length=prepared.input_chunk_length,
+        output_chunk_length=prepared.output_chunk_length,
+        n_future=prepared.n_future_features,
+        stride=stride,
+        freq=prepared.freq,
+    )
+
+
+def prepare_inference(config: TsdlConfig, path: Path, scaler_state: dict) -> WindowSet:
+    """One window per series of ``path``: its last ``L`` points, scaled with the stored scalers.
+
+    The horizon rows carry generated calendar features; their target is NaN (unknown).
+    """
+    data = config.data
+    if data.covariates.future:
+        raise DataError(
+            "prediction with user known-future covariates (data.covariates.future) is not supported yet",
+            hint="use calendar features (data.covariates.calendar) for known-future inputs",
+        )
+    L, H = data.input_chunk_length, data.output_chunk_length
+    # Only the lookback must exist: check as if the horizon were zero steps long.
+    infer_cfg = data.model_copy(update={"path": Path(path), "output_chunk_length": 0, "short_series": "fail"})
+    frame = read_series_frame(infer_cfg)
+    report = CheckReport(source=frame.source)
+    table = check_frame(frame, infer_cfg, report)
+    if not report.ok:
+        failed = "; ".join(f"{r.name}: {r.detail}" for r in report.failed)
+        raise DataError(f"{frame.source}: data checklist failed: {failed}", hint="fix the input file")
+    scalers = SeriesScalers.from_state(scaler_state)
+    columns = [frame.target_name, *data.covariates.past]
+    _check_scaler_fits(scalers, table, [*columns, *scalers.columns[len(columns):]])
+    n = table.n_series
+    ends = table.offsets[1:]
+    look = ends[:, None] - L + np.arange(L)  # [N, L]
+    values = np.stack([table.target, *(table.covariates[c] for c in data.covariates.past)], axis=1)
+    idx = np.asarray(scalers.index_of(table.ids), np.int64)
+    scaled = (values[look] - scalers.center[idx][:, None, : values.shape[1]]) / scalers.scale[idx][
+        :, None, : values.shape[1]
+    ]
+    last = pd.DatetimeIndex(table.times[ends - 1].view("datetime64[ns]"))
+    horizon = np.stack(
+        [pd.date_range(t, periods=H + 1, freq=table.freq)[1:].asi8 for t in last]
+    ) if n else np.zeros((0, H), np.int64)
+    times = np.concatenate([table.times[look], horizon], axis=1).reshape(-1)
+    body = np.concatenate([scaled, np.full((n, H, values.shape[1]), np.nan)], axis=1).reshape(n * (L + H), -1)
+    cal = calendar_features(times, data.covariates.calendar, data.covariates.holidays_country)
+    flat = np.concatenate([body.astype(np.float32), cal], axis=1)
+    starts = np.arange(n, dtype=np.int64) * (L + H)
+    segments = np.stack([starts, starts + L + H, starts, np.ones(n, np.int64), np.arange(n)], axis=1)
+    return WindowSet(
+        flat,
+        times,
+        segments,
+        table.ids,
+        table.static,
+        input_chunk_length=L,
+        output_chunk_length=H,
+        n_future=cal.shape[1],
+        stride=1,
+        freq=table.freq,
+    )

@@ -1,0 +1,231 @@
+"""Index-based forecasting windows over flat per-series arrays.
+
+Nothing is materialized per window: a :class:`WindowSet` keeps the flat ``[T, F]`` array and,
+per *segment* (a contiguous run of one series), the first window start, the window count and
+the stride. Window ``i`` is found by a binary search over cumulative counts, and a batch is
+gathered with one fancy-indexing call. Memory therefore grows with timesteps and segments, never
+with windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tsdl.config.training import AugmentConfig
+from tsdl.data.batch import Batch
+from tsdl.errors import DataError
+
+if TYPE_CHECKING:
+    from ray.data import DataIterator
+
+__all__ = ["WindowSet"]
+
+
+class WindowSet:
+    """Windows of ``input_chunk_length`` lookback and ``output_chunk_length`` horizon.
+
+    Args:
+        data: ``[T, F]`` float32; column 0 is the target, the last ``n_future`` columns are
+            known-future features (also part of the lookback).
+        times: ``[T]`` int64 nanosecond timestamps of the rows of ``data``.
+        segments: int64 ``[G, 5]`` rows ``(lo, hi, first_start, count, series)``: window
+            starts lie in ``[lo, hi - L - H]`` (jitter stays inside), the owned windows start at
+            ``first_start + j * stride`` for ``j < count``; ``series`` indexes ``series_names``.
+        series_names: ``[N]`` series ids.
+        static: ``[N, S]`` float32 static features per series.
+        n_future: number of known-future columns at the end of ``data``.
+        stride: step between consecutive owned windows of a segment.
+        freq: pandas frequency alias (for horizon timestamps).
+    """
+
+    def __init__(
+        self,
+        data: np.ndarray,
+        times: np.ndarray,
+        segments: np.ndarray,
+        series_names: np.ndarray,
+        static: np.ndarray,
+        *,
+        input_chunk_length: int,
+        output_chunk_length: int,
+        n_future: int,
+        stride: int,
+        freq: str = "",
+    ) -> None:
+        self.data = np.ascontiguousarray(data, dtype=np.float32)
+        self.times = np.asarray(times, np.int64)
+        self.segments = np.asarray(segments, np.int64).reshape(-1, 5)
+        self.series_names = np.asarray(series_names, dtype=object)
+        self.static = np.asarray(static, np.float32).reshape(len(self.series_names), -1)
+        self.input_chunk_length = int(input_chunk_length)
+        self.output_chunk_length = int(output_chunk_length)
+        self.n_future = int(n_future)
+        self.stride = int(stride)
+        self.freq = freq
+        self._cum = np.concatenate([[0], np.cumsum(self.segments[:, 3])]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self._cum[-1])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.data.shape[1])
+
+    def starts(self, indices: np.ndarray) -> np.ndarray:
+        """``[B]`` flat row where each window's lookback starts."""
+        indices = np.asarray(indices, np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"window index out of range [0, {len(self)})")
+        seg = np.searchsorted(self._cum, indices, side="right") - 1
+        return self.segments[seg, 2] + (indices - self._cum[seg]) * self.stride
+
+    def _segment_of(self, indices: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self._cum, np.asarray(indices, np.int64), side="right") - 1
+
+    def batch_at(self, indices: np.ndarray) -> Batch:
+        """Gather windows ``indices`` (``[B]``) into a float32 :class:`Batch`."""
+        indices = np.asarray(indices, np.int64)
+        return self._gather(self.starts(indices), self._segment_of(indices))
+
+    def _gather(self, starts: np.ndarray, seg: np.ndarray, factor: np.ndarray | None = None) -> Batch:
+        L, H = self.input_chunk_length, self.output_chunk_length
+        past = self.data[starts[:, None] + np.arange(L)]  # [B, L, F]
+        horizon = self.data[starts[:, None] + L + np.arange(H)]  # [B, H, F]
+        target = horizon[:, :, 0].copy()  # [B, H]
+        if factor is not None:
+            past[:, :, 0] *= factor[:, None]
+            target *= factor[:, None]
+        future = horizon[:, :, self.n_features - self.n_future :] if self.n_future else horizon[:, :, :0]
+        static = self.static[self.segments[seg, 4]]  # [B, S]
+        return Batch(
+            past=torch.from_numpy(np.ascontiguousarray(past)),
+            future=torch.from_numpy(np.ascontiguousarray(future)),
+            static=torch.from_numpy(np.ascontiguousarray(static)),
+            target=torch.from_numpy(np.ascontiguousarray(target)),
+        )
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        drop_last: bool = False,
+        augment: AugmentConfig | None = None,
+    ) -> Iterator[Batch]:
+        """Yield batches of ``batch_size`` windows; pass ``seed + epoch`` for a new order per epoch.
+
+        ``augment`` (training windows only) jitters window starts within their segment and
+        scales whole windows (target channel of the lookback and the target) by ``1 + N(0, s)``.
+        """
+        if batch_size < 1:
+            raise DataError(f"batch_size must be >= 1, got {batch_size}", hint="use a positive batch size")
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
+        stop = len(order) - (len(order) % batch_size if drop_last else 0)
+        for begin in range(0, stop, batch_size):
+            indices = order[begin : begin + batch_size]
+            seg = self._segment_of(indices)
+            starts = self.starts(indices)
+            factor = None
+            if augment is not None and augment.window_jitter > 0:
+                shift = rng.integers(-augment.window_jitter, augment.window_jitter + 1, size=len(starts))
+                span = self.input_chunk_length + self.output_chunk_length
+                lo, hi = self.segments[seg, 0], self.segments[seg, 1] - span
+                starts = np.clip(starts + shift, lo, np.maximum(hi, lo))
+            if augment is not None and augment.magnitude_scaling > 0:
+                factor = (1.0 + rng.normal(0.0, augment.magnitude_scaling, size=len(starts))).astype(np.float32)
+            yield self._gather(starts, seg, factor)
+
+    @property
+    def series_ids(self) -> np.ndarray:
+        """``[W]`` series id of every window (computed on demand)."""
+        seg = np.repeat(np.arange(len(self.segments)), self.segments[:, 3])
+        return self.series_names[self.segments[seg, 4]]
+
+    @property
+    def window_times(self) -> np.ndarray:
+        """``[W]`` datetime64 first forecast timestamp of every window (computed on demand)."""
+        return self.times[self.starts(np.arange(len(self))) + self.input_chunk_length].view("datetime64[ns]")
+
+    def horizon_times(self, indices: np.ndarray) -> np.ndarray:
+        """``[B, H]`` datetime64 timestamps of the forecast steps of windows ``indices``."""
+        starts = self.starts(np.asarray(indices, np.int64)) + self.input_chunk_length
+        return self.times[starts[:, None] + np.arange(self.output_chunk_length)].view("datetime64[ns]")
+
+    def series_index(self) -> pd.DataFrame:
+        """One row per window: ``window``, ``unique_id``, ``series`` (index), ``forecast_start``.
+
+        With :meth:`horizon_times` this maps a prediction ``[W, H]`` to (unique_id, timestamp).
+        """
+        seg = np.repeat(np.arange(len(self.segments)), self.segments[:, 3])
+        series = self.segments[seg, 4]
+        return pd.DataFrame(
+            {
+                "window": np.arange(len(self)),
+                "unique_id": self.series_names[series],
+                "series": series,
+                "forecast_start": self.window_times,
+            }
+        )
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        input_chunk_length: int,
+        output_chunk_length: int,
+        stride: int | None = None,
+    ) -> WindowSet:
+        """Concatenate rows written by :func:`tsdl.data.ray_data.encode_rows` (a worker's shard)."""
+        from tsdl.data.ray_data import decode_rows
+
+        parts = decode_rows(rows)
+        if stride is not None and parts["n_windows"] and parts["stride"] != stride:
+            raise DataError(
+                f"shard windows were cut with stride {parts['stride']}, not {stride}",
+                hint="pass the same data.stride to prepare_data and WindowSet.from_shard",
+            )
+        if parts["input_chunk_length"] not in (None, input_chunk_length) or parts[
+            "output_chunk_length"
+        ] not in (None, output_chunk_length):
+            raise DataError(
+                f"shard windows were cut for L={parts['input_chunk_length']}, "
+                f"H={parts['output_chunk_length']}, not L={input_chunk_length}, H={output_chunk_length}",
+                hint="build the Ray datasets and the worker windows from the same config",
+            )
+        return cls(
+            parts["data"],
+            parts["times"],
+            parts["segments"],
+            parts["series_names"],
+            parts["static"],
+            input_chunk_length=input_chunk_length,
+            output_chunk_length=output_chunk_length,
+            n_future=parts["n_future"],
+            stride=parts["stride"] if parts["n_windows"] else (stride or 1),
+            freq=parts["freq"],
+        )
+
+    @classmethod
+    def from_shard(
+        cls,
+        shard: DataIterator,
+        *,
+        input_chunk_length: int,
+        output_chunk_length: int,
+        stride: int | None = None,
+    ) -> WindowSet:
+        """Build a worker's windows from ``ray.train.get_dataset_shard(split)``."""
+        return cls.from_rows(
+            shard.iter_rows(),
+            input_chunk_length=input_chunk_length,
+            output_chunk_length=output_chunk_length,
+            stride=stride,
+        )
