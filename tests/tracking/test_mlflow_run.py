@@ -10,7 +10,13 @@ import yaml
 
 from tsdl.config import TsdlConfig, config_hash, parse_config, to_flat_dict
 from tsdl.errors import TrackingError
-from tsdl.tracking import MlflowRun, NullLogger, resolve_tracking_uri, worker_logger
+from tsdl.tracking import (
+    MlflowRun,
+    NullLogger,
+    download_checkpoint,
+    resolve_tracking_uri,
+    worker_logger,
+)
 from tsdl.tracking.mlflow_run import _param_value
 
 mlflow = pytest.importorskip("mlflow")
@@ -107,6 +113,8 @@ def test_artifacts_and_finish(run: MlflowRun, tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "model.pt").write_bytes(b"weights")
+    with pytest.raises(TrackingError, match="no 'checkpoint' artifact"):
+        download_checkpoint(run.run_id, run.tracking_uri)
     run.log_artifact_dir(ckpt, "checkpoint")
     run.log_json({"features": ["y", "hour"]}, "features.json")
     run.log_text("table", "test_metrics.txt")
@@ -121,6 +129,8 @@ def test_artifacts_and_finish(run: MlflowRun, tmp_path: Path) -> None:
         "checkpoint/model.pt"
     ]
     assert client.get_run(run.run_id).info.status == "FAILED"
+    local = download_checkpoint(run.run_id, run.tracking_uri, dst=tmp_path / "restored")
+    assert (local / "model.pt").read_bytes() == b"weights"
 
 
 def test_context_manager_marks_failures_and_resume_reopens(config: TsdlConfig) -> None:

@@ -3,7 +3,7 @@
 mlflow and matplotlib are imported inside the functions that use them.
 """
 
-from tsdl.tracking.loading import load_run
+from tsdl.tracking.loading import CHECKPOINT_ARTIFACT, download_checkpoint, load_run
 from tsdl.tracking.manifest import (
     IMAGE_DIGEST_ENV,
     MANIFEST_ARTIFACT,
@@ -19,6 +19,7 @@ from tsdl.tracking.system import git_commit, package_versions, system_info
 from tsdl.tracking.worker import EpochLogger, NullLogger, worker_logger
 
 __all__ = [
+    "CHECKPOINT_ARTIFACT",
     "DEFAULT_TRACKING_URI",
     "IMAGE_DIGEST_ENV",
     "MANIFEST_ARTIFACT",
@@ -30,6 +31,7 @@ __all__ = [
     "compare_metrics",
     "connect",
     "dataset_name",
+    "download_checkpoint",
     "experiment_name",
     "file_content_hash",
     "forecast_png",
