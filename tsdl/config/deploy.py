@@ -1,27 +1,177 @@
-"""Kubernetes deployment as a KubeRay RayJob: image, cluster shape and job lifecycle."""
+"""Kubernetes deployment as a KubeRay RayJob: image, cluster shape, storage, tracking, lifecycle.
+
+Every default here equals the same key (camelCased) in `helm/tsdl/values.yaml`; a test keeps them
+in agreement, and `tsdl.deploy.chart_values` turns this section into Helm values.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from tsdl.config.base import StrictModel
 
-__all__ = ["DeployConfig"]
+__all__ = [
+    "DeployConfig",
+    "GangConfig",
+    "HeadConfig",
+    "MlflowDeployConfig",
+    "StorageConfig",
+    "SubmitterConfig",
+    "WorkerConfig",
+]
+
+# Kubernetes resource quantity, e.g. "500m", "4", "16Gi".
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+# RFC 1123 label (names of RayJobs, ServiceAccounts, PVCs, Secrets, queues).
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def _quantity_to_str(value: Any) -> Any:
+    """YAML reads `cpu: 4` as an int; Kubernetes quantities are strings."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+class HeadConfig(StrictModel):
+    """The Ray head pod: runs the driver (`tsdl tune`/`tsdl train`), no training work by default."""
+
+    cpu: str = Field("2", pattern=_QUANTITY)
+    """CPU request and limit of the head container."""
+    memory: str = Field("8Gi", pattern=_QUANTITY)
+    """Memory request and limit of the head container."""
+    ray_start_params: dict[str, str] = Field(default_factory=lambda: {"num-cpus": "0"})
+    """`ray start` flags; num-cpus=0 keeps trials off the head so it stays responsive."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] = Field(default_factory=dict)
+
+    _str_quantities = field_validator("cpu", "memory", mode="before")(_quantity_to_str)
+
+
+class WorkerConfig(StrictModel):
+    """The worker group that runs trials and Ray Train workers (GPU nodes in production)."""
+
+    group_name: str = Field("gpu", pattern=_DNS_LABEL, max_length=40)
+    replicas: int = Field(1, ge=0, le=10_000)
+    """Worker pods at start."""
+    min_replicas: int = Field(1, ge=0, le=10_000)
+    """Lower bound for the autoscaler (used when autoscaling is on)."""
+    max_replicas: int = Field(1, ge=0, le=10_000)
+    """Upper bound for the autoscaler; without autoscaling it should equal replicas."""
+    cpu: str = Field("8", pattern=_QUANTITY)
+    memory: str = Field("32Gi", pattern=_QUANTITY)
+    gpu: int = Field(1, ge=0, le=64)
+    """nvidia.com/gpu per worker pod (0 for CPU-only workers)."""
+    ray_start_params: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=lambda: [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    )
+    """Default tolerates the taint GPU node pools usually carry."""
+    affinity: dict[str, Any] = Field(default_factory=dict)
+
+    _str_quantities = field_validator("cpu", "memory", mode="before")(_quantity_to_str)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WorkerConfig:
+        if not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError(
+                "worker replicas must satisfy min_replicas <= replicas <= max_replicas, got "
+                f"{self.min_replicas} <= {self.replicas} <= {self.max_replicas}"
+            )
+        return self
+
+
+class StorageConfig(StrictModel):
+    """Where Ray writes results and checkpoints: a shared PVC, or an object-store URI."""
+
+    uri: str | None = Field(None, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")
+    """s3://, gs:// or abfss:// URI; when set, no volume is mounted (credentials via mlflow secret)."""
+    claim_name: str = Field("tsdl-results", pattern=_DNS_LABEL)
+    """PVC (ReadWriteMany across nodes) mounted into every Ray pod when uri is unset."""
+    mount_path: str = Field("/mnt/tsdl-results", pattern=r"^/\S*$")
+
+
+class MlflowDeployConfig(StrictModel):
+    """How Ray pods reach MLflow: the tracking URI and a Secret with its credentials."""
+
+    tracking_uri: str | None = None
+    """Exported as MLFLOW_TRACKING_URI; unset means the chart's own server (if enabled) or none."""
+    credentials_secret: str | None = Field(None, pattern=_DNS_LABEL)
+    """Secret whose keys become env vars (MLFLOW_TRACKING_USERNAME/PASSWORD, AWS_* ...)."""
+
+
+class GangConfig(StrictModel):
+    """All-or-nothing scheduling of the Ray cluster, via Kueue or Volcano."""
+
+    scheduler: Literal["none", "kueue", "volcano"] = "none"
+    queue: str | None = Field(None, pattern=_DNS_LABEL)
+    """Kueue LocalQueue or Volcano queue name (required unless scheduler is none)."""
+
+    @model_validator(mode="after")
+    def _queue_needed(self) -> GangConfig:
+        if self.scheduler != "none" and self.queue is None:
+            raise ValueError(f"gang scheduler '{self.scheduler}' needs a queue name")
+        return self
+
+
+class SubmitterConfig(StrictModel):
+    """The Kubernetes Job that submits the entrypoint to the Ray cluster."""
+
+    backoff_limit: int = Field(2, ge=0, le=100)
+    """Retries of the submitter pod (not of the training run)."""
+    cpu: str = Field("500m", pattern=_QUANTITY)
+    memory: str = Field("1Gi", pattern=_QUANTITY)
+
+    _str_quantities = field_validator("cpu", "memory", mode="before")(_quantity_to_str)
 
 
 class DeployConfig(StrictModel):
-    """Defaults match `helm/tsdl/values.yaml`; a test keeps them in agreement."""
+    """A KubeRay RayJob: a CPU head, one worker group, shared storage, MLflow, teardown rules."""
 
-    namespace: str = "default"
-    image: str = "ghcr.io/tsdl/tsdl:0.1.0"
+    name: str | None = Field(None, pattern=_DNS_LABEL, max_length=47)
+    """RayJob name; unset derives `<experiment.name>-<mode>`. KubeRay caps it at 47 chars."""
+    namespace: str = Field("default", pattern=_DNS_LABEL)
+    image: str = Field("ghcr.io/tsdl/tsdl:0.1.0", min_length=1)
+    """Image built from the repo's Dockerfile (tsdl + CUDA torch on the Ray base image)."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    """Secrets (docker-registry type) for pulling `image` from a private registry."""
     mode: Literal["train", "tune"] = "tune"
-    workers: int = Field(1, ge=0)
-    """Replicas of the GPU worker group."""
-    gpus_per_worker: int = Field(1, ge=0)
-    cpus_per_worker: int = Field(4, ge=1)
-    memory_per_worker: str = "16Gi"
-    ttl_seconds_after_finished: int = Field(3600, ge=0)
-    active_deadline_seconds: int | None = Field(None, ge=1)
-    backoff_limit: int = Field(0, ge=0)
+    """Entrypoint: `tsdl train` or `tsdl tune` against the mounted config."""
+    ray_version: str = Field("2.60.0", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
+    service_account: str = Field("tsdl", pattern=_DNS_LABEL)
+    """ServiceAccount the Ray and submitter pods run as (the chart can create it)."""
+    autoscaling: bool = False
+    """KubeRay in-tree autoscaler between worker min_replicas and max_replicas."""
+    shm_size: str = Field("8Gi", pattern=_QUANTITY)
+    """Size of the memory-backed /dev/shm (data loading and the Ray object store)."""
+    read_only_root_filesystem: bool = True
+    """Containers get a read-only root; /tmp, /dev/shm and storage are writable mounts."""
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    mlflow: MlflowDeployConfig = Field(default_factory=MlflowDeployConfig)
+    gang: GangConfig = Field(default_factory=GangConfig)
+    submitter: SubmitterConfig = Field(default_factory=SubmitterConfig)
+    shutdown_after_job_finishes: bool = True
+    """Delete the Ray cluster when the job ends (after ttl_seconds_after_finished)."""
+    ttl_seconds_after_finished: int = Field(3600, ge=0, le=2_592_000)
+    """Seconds the finished cluster (and its logs) stay around before teardown."""
+    active_deadline_seconds: int | None = Field(None, ge=1, le=31_536_000)
+    """Fail the RayJob when it runs longer than this; unset means no deadline."""
+    backoff_limit: int = Field(0, ge=0, le=100)
+    """New Ray clusters KubeRay tries after a failed attempt (tsdl resumes from checkpoints)."""
+    _str_quantities = field_validator("shm_size", mode="before")(_quantity_to_str)
+
+    @model_validator(mode="after")
+    def _kueue_without_autoscaling(self) -> DeployConfig:
+        if self.gang.scheduler == "kueue" and self.autoscaling:
+            raise ValueError(
+                "Kueue admits a RayJob with a fixed size: set autoscaling to false "
+                "or use gang.scheduler volcano"
+            )
+        return self

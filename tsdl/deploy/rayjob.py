@@ -1,0 +1,295 @@
+"""TsdlConfig -> the KubeRay RayJob and the ConfigMap it mounts.
+
+This is the Python twin of `helm/tsdl/templates/{rayjob,configmap}.yaml`: `tsdl render`/`tsdl submit`
+build objects with it, and a test renders the chart with `chart_values(config)` and requires the
+same objects, so the two paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from tsdl import __version__
+from tsdl.config import TsdlConfig
+from tsdl.config.deploy import DeployConfig
+from tsdl.errors import DeployError
+
+__all__ = [
+    "CONFIG_MOUNT_DIR",
+    "CONFIG_PATH",
+    "build_configmap",
+    "build_manifests",
+    "build_rayjob",
+    "configmap_name",
+    "entrypoint",
+    "job_name",
+    "workload_config",
+]
+
+CONFIG_MOUNT_DIR = "/etc/tsdl"
+CONFIG_PATH = f"{CONFIG_MOUNT_DIR}/config.yaml"
+_MAX_JOB_NAME = 47  # KubeRay rejects longer RayJob names (it derives cluster/pod names from it)
+_RAY_UID, _RAY_GID = 1000, 100  # the `ray` user and `users` group of the rayproject/ray images
+
+
+def job_name(config: TsdlConfig) -> str:
+    """`deploy.name`, else `<experiment.name>-<mode>` made a valid RFC 1123 label.
+
+    Returns:
+        A lowercase name of at most 47 characters.
+    """
+    if config.deploy.name:
+        return config.deploy.name
+    base = re.sub(r"[^a-z0-9-]+", "-", config.experiment.name.lower()).strip("-") or "tsdl"
+    suffix = f"-{config.deploy.mode}"
+    return base[: _MAX_JOB_NAME - len(suffix)].rstrip("-") + suffix
+
+
+def configmap_name(name: str) -> str:
+    """The ConfigMap holding the tsdl config of RayJob `name`."""
+    return f"{name}-config"
+
+
+def entrypoint(deploy: DeployConfig) -> str:
+    """The driver command: the chosen mode, the mounted config, results on shared storage."""
+    storage = deploy.storage.uri or deploy.storage.mount_path
+    return (
+        f"tsdl {deploy.mode} -c {CONFIG_PATH} --address auto "
+        f"--set resources.storage_path={storage}"
+    )
+
+
+def workload_config(config: TsdlConfig) -> dict[str, Any]:
+    """What the pods need from the config: everything but the `deploy:` section."""
+    return config.model_dump(mode="json", exclude={"deploy"})
+
+
+def build_configmap(config: TsdlConfig) -> dict[str, Any]:
+    """The ConfigMap mounted at /etc/tsdl; its `config.yaml` is the resolved workload config."""
+    name = job_name(config)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": configmap_name(name),
+            "namespace": config.deploy.namespace,
+            "labels": _labels(name, "config"),
+        },
+        "data": {"config.yaml": yaml.safe_dump(workload_config(config), sort_keys=False)},
+    }
+
+
+def build_rayjob(config: TsdlConfig) -> dict[str, Any]:
+    """The `ray.io/v1` RayJob: CPU head, one (GPU) worker group, submitter, teardown settings.
+
+    Args:
+        config: a validated config; its `deploy:` section decides the cluster shape.
+
+    Returns:
+        The RayJob as a plain dict, ready for `CustomObjectsApi.create_namespaced_custom_object`.
+    """
+    deploy = config.deploy
+    name = job_name(config)
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": deploy.namespace,
+        "labels": {**_labels(name, "rayjob"), **_gang_labels(deploy)},
+    }
+    spec: dict[str, Any] = {
+        "entrypoint": entrypoint(deploy),
+        "submissionMode": "K8sJobMode",
+        "shutdownAfterJobFinishes": deploy.shutdown_after_job_finishes,
+        "ttlSecondsAfterFinished": deploy.ttl_seconds_after_finished,
+        "backoffLimit": deploy.backoff_limit,
+        "submitterConfig": {"backoffLimit": deploy.submitter.backoff_limit},
+        "submitterPodTemplate": _submitter_template(deploy, name),
+        "rayClusterSpec": _cluster_spec(deploy, name),
+    }
+    if deploy.active_deadline_seconds is not None:
+        spec["activeDeadlineSeconds"] = deploy.active_deadline_seconds
+    return {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": metadata, "spec": spec}
+
+
+def build_manifests(config: TsdlConfig) -> list[dict[str, Any]]:
+    """The objects `tsdl submit` creates, in apply order: ConfigMap, then RayJob."""
+    if config.deploy.worker.gpu > 0 and not config.resources.use_gpu:
+        raise DeployError(
+            f"deploy.worker.gpu is {config.deploy.worker.gpu} but resources.use_gpu is false, "
+            "so the GPUs would sit idle",
+            hint="set resources.use_gpu=true, or deploy.worker.gpu=0 for CPU workers",
+        )
+    return [build_configmap(config), build_rayjob(config)]
+
+
+def _labels(name: str, component: str) -> dict[str, str]:
+    """Kubernetes recommended labels; `managed-by` says who created the object."""
+    return {
+        "app.kubernetes.io/name": "tsdl",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/version": __version__,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "tsdl",
+        "app.kubernetes.io/managed-by": "tsdl",
+    }
+
+
+def _gang_labels(deploy: DeployConfig) -> dict[str, str]:
+    """Kueue admits the RayJob via its queue label; Volcano via scheduler + queue labels."""
+    if deploy.gang.scheduler == "kueue":
+        return {"kueue.x-k8s.io/queue-name": str(deploy.gang.queue)}
+    if deploy.gang.scheduler == "volcano":
+        return {"ray.io/scheduler-name": "volcano", "volcano.sh/queue-name": str(deploy.gang.queue)}
+    return {}
+
+
+def _cluster_spec(deploy: DeployConfig, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "rayVersion": deploy.ray_version,
+        "enableInTreeAutoscaling": deploy.autoscaling,
+    }
+    if deploy.autoscaling:
+        spec["autoscalerOptions"] = {
+            "imagePullPolicy": deploy.image_pull_policy,
+            "resources": _resources("500m", "512Mi"),
+            "securityContext": _container_security(deploy),
+        }
+    head = deploy.head
+    spec["headGroupSpec"] = {
+        "rayStartParams": dict(head.ray_start_params),
+        "template": _ray_pod(
+            deploy, name, "ray-head", "ray-head", _resources(head.cpu, head.memory), head
+        ),
+    }
+    worker = deploy.worker
+    spec["workerGroupSpecs"] = [
+        {
+            "groupName": worker.group_name,
+            "replicas": worker.replicas,
+            "minReplicas": worker.min_replicas,
+            "maxReplicas": worker.max_replicas,
+            "rayStartParams": dict(worker.ray_start_params),
+            "template": _ray_pod(
+                deploy,
+                name,
+                "ray-worker",
+                "ray-worker",
+                _resources(worker.cpu, worker.memory, worker.gpu),
+                worker,
+            ),
+        }
+    ]
+    return spec
+
+
+def _ray_pod(
+    deploy: DeployConfig,
+    name: str,
+    component: str,
+    container: str,
+    resources: dict[str, Any],
+    placement: Any,
+) -> dict[str, Any]:
+    """A head or worker pod template: mounts, env, security context and placement."""
+    mounts = [
+        {"name": "tsdl-config", "mountPath": CONFIG_MOUNT_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "tsdl-config", "configMap": {"name": configmap_name(name)}},
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": deploy.shm_size}},
+    ]
+    if deploy.storage.uri is None:
+        mounts.append({"name": "results", "mountPath": deploy.storage.mount_path})
+        volumes.append(
+            {"name": "results", "persistentVolumeClaim": {"claimName": deploy.storage.claim_name}}
+        )
+    ray_container: dict[str, Any] = {
+        "name": container,
+        "image": deploy.image,
+        "imagePullPolicy": deploy.image_pull_policy,
+        "env": _env(deploy),
+        "resources": resources,
+        "securityContext": _container_security(deploy),
+        "volumeMounts": mounts,
+    }
+    if deploy.mlflow.credentials_secret:
+        ray_container["envFrom"] = [{"secretRef": {"name": deploy.mlflow.credentials_secret}}]
+    pod = _pod_spec(deploy, [ray_container], volumes)
+    # The in-tree autoscaler runs next to the head and talks to the API server.
+    pod["automountServiceAccountToken"] = deploy.autoscaling and component == "ray-head"
+    for key, value in (
+        ("nodeSelector", placement.node_selector),
+        ("tolerations", placement.tolerations),
+        ("affinity", placement.affinity),
+    ):
+        if value:
+            pod[key] = value
+    return {"metadata": {"labels": _labels(name, component)}, "spec": pod}
+
+
+def _submitter_template(deploy: DeployConfig, name: str) -> dict[str, Any]:
+    """KubeRay fills in the `ray job submit` command because the container has none."""
+    container = {
+        "name": "ray-job-submitter",
+        "image": deploy.image,
+        "imagePullPolicy": deploy.image_pull_policy,
+        "resources": _resources(deploy.submitter.cpu, deploy.submitter.memory),
+        "securityContext": _container_security(deploy),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod = _pod_spec(deploy, [container], [{"name": "tmp", "emptyDir": {}}])
+    pod["restartPolicy"] = "Never"
+    pod["automountServiceAccountToken"] = False
+    return {"metadata": {"labels": _labels(name, "submitter")}, "spec": pod}
+
+
+def _pod_spec(
+    deploy: DeployConfig, containers: list[dict[str, Any]], volumes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "serviceAccountName": deploy.service_account,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": _RAY_UID,
+            "runAsGroup": _RAY_GID,
+            "fsGroup": _RAY_GID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": containers,
+        "volumes": volumes,
+    }
+    if deploy.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": secret} for secret in deploy.image_pull_secrets]
+    return pod
+
+
+def _container_security(deploy: DeployConfig) -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": deploy.read_only_root_filesystem,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _env(deploy: DeployConfig) -> list[dict[str, str]]:
+    """Caches go to /tmp so a read-only root filesystem works; MLflow is reached via its URI."""
+    env = [
+        {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
+        {"name": "MPLCONFIGDIR", "value": "/tmp/.matplotlib"},
+    ]
+    if deploy.mlflow.tracking_uri:
+        env.append({"name": "MLFLOW_TRACKING_URI", "value": deploy.mlflow.tracking_uri})
+    return env
+
+
+def _resources(cpu: str, memory: str, gpu: int = 0) -> dict[str, Any]:
+    """Requests equal limits (Guaranteed QoS): Ray sizes itself from the limits."""
+    amounts: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    if gpu > 0:
+        amounts["nvidia.com/gpu"] = gpu
+    return {"requests": dict(amounts), "limits": dict(amounts)}
