@@ -170,8 +170,8 @@ def _parse_times(raw: pd.DataFrame, col: str, path: Path) -> tuple[np.ndarray, t
     """Timestamps as naive datetime64[ns]; aware ones are converted to UTC (offsets reported)."""
     _require(raw, [col], path, "time (data.time_col)")
     series = raw[col]
-    if series.isna().any():
-        row = int(np.flatnonzero(series.isna().to_numpy())[0])
+    if _blank(series).any():
+        row = int(np.flatnonzero(_blank(series))[0])
         raise DataError(
             f"{path}: column '{col}' row {row + 1}: empty timestamp",
             hint="fill or remove rows without a timestamp",
@@ -253,8 +253,8 @@ def _long(raw: pd.DataFrame, times: np.ndarray, data: DataConfig, path: Path) ->
     _require(raw, [data.target_col], path, "target (data.target_col)")
     _require(raw, covs, path, "covariate (data.covariates)")
     ids = raw[data.id_col]
-    if ids.isna().any():
-        row = int(np.flatnonzero(ids.isna().to_numpy())[0])
+    if _blank(ids).any():
+        row = int(np.flatnonzero(_blank(ids))[0])
         raise DataError(
             f"{path}: column '{data.id_col}' row {row + 1}: empty series id",
             hint="give every row a series id",
@@ -301,6 +301,14 @@ def _wide(raw: pd.DataFrame, times: np.ndarray, data: DataConfig, path: Path) ->
     for col, values in cov_values.items():
         out[col] = np.tile(values, len(series_cols))
     return pd.DataFrame(out)
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+    """Missing cells; pyarrow reads an empty CSV cell of a text column as ''."""
+    blank = values.isna().to_numpy(bool).copy()
+    if values.dtype == object or pd.api.types.is_string_dtype(values):
+        blank |= (values.astype(str).str.strip() == "").to_numpy(bool)
+    return blank
 
 
 def _show(columns: list[str], limit: int = 8) -> str:

@@ -44,7 +44,7 @@ def _encode_row(ws: WindowSet, w0: int, w1: int) -> dict[str, Any]:
     datas, times, segments, names, static = [], [], [], [], []
     offset = 0
     for g in range(int(np.searchsorted(cum, w0, side="right") - 1), len(ws.segments)) if w1 > w0 else []:
-        j0, j1 = max(w0 - cum[g], 0), min(w1 - cum[g], ws.segments[g, 3])
+        j0, j1 = int(max(w0 - cum[g], 0)), int(min(w1 - cum[g], ws.segments[g, 3]))
         if j1 <= j0:
             if cum[g] >= w1:
                 break
@@ -56,7 +56,7 @@ def _encode_row(ws: WindowSet, w0: int, w1: int) -> dict[str, Any]:
         times.append(ws.times[a:b])
         names.append(str(ws.series_names[series]))
         static.append(ws.static[series].tolist())
-        segments.append([offset, offset + (b - a), offset, int(j1 - j0), len(names) - 1])
+        segments.append([int(offset), int(offset + b - a), int(offset), int(j1 - j0), len(names) - 1])
         offset += b - a
     data = np.concatenate(datas) if datas else np.zeros((0, ws.n_features), np.float32)
     meta = {
