@@ -29,13 +29,19 @@ DATA_STATS = {
 }
 
 
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One store for the module: creating MLflow's SQLite schema takes seconds."""
+    return tmp_path_factory.mktemp("store")
+
+
 @pytest.fixture
-def config(tmp_path: Path) -> TsdlConfig:
+def config(store_dir: Path) -> TsdlConfig:
     return parse_config(
         {
             "experiment": {"name": "unit", "group": "g1", "tags": {"owner": "me"}},
             "data": {"name": "toy"},
-            "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+            "tracking": {"tracking_uri": f"sqlite:///{store_dir / 'mlflow.db'}"},
         }
     )
 
@@ -59,7 +65,7 @@ def _read_artifact(run: MlflowRun, name: str, tmp_path: Path) -> str:
 
 
 def test_start_logs_config_params_tags_system_and_data_stats(
-    run: MlflowRun, config: TsdlConfig, tmp_path: Path
+    run: MlflowRun, config: TsdlConfig, store_dir: Path, tmp_path: Path
 ) -> None:
     logged = _client(run).get_run(run.run_id)
     assert logged.info.status == "RUNNING"
@@ -67,7 +73,7 @@ def test_start_logs_config_params_tags_system_and_data_stats(
     experiment = _client(run).get_experiment(run.experiment_id)
     assert experiment.name == "unit"
     # artifacts live beside the database, not in the current directory
-    assert experiment.artifact_location == (tmp_path / "mlruns" / "unit").as_uri()
+    assert experiment.artifact_location == (store_dir / "mlruns" / "unit").as_uri()
 
     tags = logged.data.tags
     assert tags["architecture"] == config.model.name
