@@ -80,6 +80,6 @@ def test_fitted_quantiles_recover_the_sampling_distribution(name: str) -> None:
     levels = [0.1, 0.5, 0.9]
     loss = build_loss(LossConfig(name=name, quantiles=levels))
     samples = torch.from_numpy(stats.norm.rvs(2.0, 1.5, size=4000, random_state=0))
-    raw = fit_constant_head(loss, samples, steps=500)
+    raw = fit_constant_head(loss, samples)
     fitted = loss.quantiles(raw, levels).flatten().numpy()
     np.testing.assert_allclose(fitted, stats.norm.ppf(levels, 2.0, 1.5), atol=0.12)

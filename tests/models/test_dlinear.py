@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from tests.models._contract import DIMS, make_model, sine_windows
+from tests.models._contract import DIMS, make_model
+from tests.models._fit import fit_sines
 from tsdl.models.dlinear import SeriesDecomposition
 
 
@@ -38,13 +39,4 @@ def test_without_covariates_it_is_two_linear_maps_only() -> None:
 
 
 def test_learns_to_continue_sines() -> None:
-    model = make_model("dlinear")
-    past, target = sine_windows(32)
-    empty = torch.zeros(32, DIMS["output_chunk_length"], 0), torch.zeros(32, 0)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(300):
-        opt.zero_grad()
-        loss = torch.mean((model(past, *empty)[..., 0] - target) ** 2)
-        loss.backward()
-        opt.step()
-    assert loss.item() < 1e-3
+    assert fit_sines(make_model("dlinear"), steps=150) < 1e-3

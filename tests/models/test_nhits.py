@@ -1,0 +1,45 @@
+"""N-HiTS: pooling defaults and validation, interpolated block forecasts, learning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.models._contract import DIMS, make_inputs, make_model
+from tests.models._fit import fit_sines
+from tsdl.errors import ConfigError
+from tsdl.models.nhits import default_pooling_sizes
+
+
+def test_default_pooling_is_decreasing_powers_of_two() -> None:
+    assert default_pooling_sizes(3) == [4, 2, 1]
+    model = make_model("nhits", n_blocks=3)
+    assert [block.pool.kernel_size for block in model.blocks] == [4, 2, 1]
+    H = DIMS["output_chunk_length"]
+    assert [block.n_coefficients for block in model.blocks] == [H // 4, H // 2, H]
+
+
+def test_only_the_last_block_has_no_backcast() -> None:
+    model = make_model("nhits", n_blocks=3)
+    assert [block.backcast is None for block in model.blocks] == [False, False, True]
+
+
+def test_coarse_block_forecast_is_linear_between_coefficients() -> None:
+    model = make_model("nhits", n_blocks=2, pooling_sizes=[8, 1]).eval()
+    block = model.blocks[0]  # H=8 -> one coefficient per output: a constant forecast
+    past, _, _ = make_inputs(2)
+    with torch.no_grad():
+        _, forecast = block(past[..., 0], torch.zeros(2, 0))
+    torch.testing.assert_close(forecast, forecast[:, :1].expand_as(forecast))
+
+
+@pytest.mark.parametrize(
+    ("pools", "match"), [([2], "one entry per block"), ([64, 1], r"in \[1, 32\]")]
+)
+def test_bad_pooling_sizes_name_the_field(pools: list[int], match: str) -> None:
+    with pytest.raises(ConfigError, match=f"model.pooling_sizes.*{match}"):
+        make_model("nhits", n_blocks=2, pooling_sizes=pools)
+
+
+def test_learns_to_continue_sines() -> None:
+    assert fit_sines(make_model("nhits", dropout=0.0), steps=100) < 0.01
