@@ -23,7 +23,10 @@ PRESETS = sorted(p.name for p in (CHART_DIR / "ci").glob("*-values.yaml"))
 # Feature switches beyond the presets, each rendered and validated like a preset.
 FEATURES: dict[str, dict[str, Any]] = {
     "autoscaling": {"autoscaling": True, "worker": {"minReplicas": 0, "maxReplicas": 4}},
-    "object-store": {"storage": {"uri": "s3://bucket/tsdl"}, "mlflow": {"credentialsSecret": "aws"}},
+    "object-store": {
+        "storage": {"uri": "s3://bucket/tsdl"},
+        "mlflow": {"credentialsSecret": "aws"},
+    },
     "volcano": {"gang": {"scheduler": "volcano", "queue": "research"}},
     "mlflow-server": {"mlflow": {"server": {"enabled": True}}, "imagePullSecrets": ["registry"]},
     "train-with-deadline": {"mode": "train", "activeDeadlineSeconds": 7200, "name": "nightly"},
@@ -42,7 +45,11 @@ def _by_kind(objects: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def test_presets_exist() -> None:
-    assert PRESETS == ["kind-cpu-values.yaml", "multi-node-gpu-values.yaml", "single-gpu-values.yaml"]
+    assert PRESETS == [
+        "kind-cpu-values.yaml",
+        "multi-node-gpu-values.yaml",
+        "single-gpu-values.yaml",
+    ]
 
 
 @pytest.mark.parametrize("preset", [None, *PRESETS])
@@ -63,8 +70,10 @@ def test_rendered_objects_validate(case: str, validator: ObjectValidator) -> Non
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_configs_are_valid_tsdl_configs(preset: str) -> None:
     config = parse_config(_preset(preset).get("config", {}), source=preset)
-    worker = {**yaml.safe_load((CHART_DIR / "values.yaml").read_text())["worker"],
-              **_preset(preset).get("worker", {})}
+    worker = {
+        **yaml.safe_load((CHART_DIR / "values.yaml").read_text())["worker"],
+        **_preset(preset).get("worker", {}),
+    }
     assert config.resources.use_gpu == (worker["gpu"] > 0)
 
 
@@ -89,7 +98,9 @@ def test_autoscaling_grants_the_head_alone_a_token_and_a_narrow_role() -> None:
     cluster = kinds["RayJob"][0]["spec"]["rayClusterSpec"]
     assert cluster["enableInTreeAutoscaling"] is True
     assert cluster["headGroupSpec"]["template"]["spec"]["automountServiceAccountToken"] is True
-    assert cluster["workerGroupSpecs"][0]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert (
+        cluster["workerGroupSpecs"][0]["template"]["spec"]["automountServiceAccountToken"] is False
+    )
     rules = kinds["Role"][0]["rules"]
     verbs = {verb for rule in rules for verb in rule["verbs"]}
     assert verbs <= {"get", "list", "watch", "patch"}
@@ -174,7 +185,9 @@ def test_values_defaults_equal_deploy_config_defaults() -> None:
             if isinstance(value, dict) and value and isinstance(actual[key], dict):
                 check(value, actual[key], f"{path}{key}.")
             else:
-                assert actual[key] == value, f"{path}{key}: values.yaml {actual[key]!r} != {value!r}"
+                assert actual[key] == value, (
+                    f"{path}{key}: values.yaml {actual[key]!r} != {value!r}"
+                )
 
     check(ours, chart_defaults, "")
 

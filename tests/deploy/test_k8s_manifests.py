@@ -46,7 +46,10 @@ def test_k8s_file_is_self_contained_for_kubectl_apply(filename: str) -> None:
     head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     volumes = {v["name"]: v for v in head["volumes"]}
     assert ("ConfigMap", volumes["tsdl-config"]["configMap"]["name"]) in by_kind
-    assert ("PersistentVolumeClaim", volumes["results"]["persistentVolumeClaim"]["claimName"]) in by_kind
+    assert (
+        "PersistentVolumeClaim",
+        volumes["results"]["persistentVolumeClaim"]["claimName"],
+    ) in by_kind
     assert ("ServiceAccount", head["serviceAccountName"]) in by_kind
     # The mounted config is a valid tsdl config.
     configmap = next(obj for obj in objects if obj["kind"] == "ConfigMap")
@@ -62,6 +65,8 @@ def test_drift_is_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(chart, "K8S_DIR", tmp_path)
     assert chart.main(["--check"]) == 0
     stale = tmp_path / FILES[0]
-    stale.write_text(stale.read_text().replace("ttlSecondsAfterFinished: 3600", "ttlSecondsAfterFinished: 60"))
+    stale.write_text(
+        stale.read_text().replace("ttlSecondsAfterFinished: 3600", "ttlSecondsAfterFinished: 60")
+    )
     assert chart.main(["--check"]) == 1
     assert chart.main([]) == 0 and chart.main(["--check"]) == 0

@@ -4,17 +4,21 @@
 renders the same object from `chart_values(config)` (tests/deploy proves it).
 """
 
+from tsdl.deploy.client import RayJobClient, RayJobStatus
 from tsdl.deploy.rayjob import (
     build_configmap,
     build_manifests,
     build_rayjob,
     entrypoint,
     job_name,
+    with_overrides,
     workload_config,
 )
 from tsdl.deploy.values import chart_values, chart_values_yaml
 
 __all__ = [
+    "RayJobClient",
+    "RayJobStatus",
     "build_configmap",
     "build_manifests",
     "build_rayjob",
@@ -22,5 +26,6 @@ __all__ = [
     "chart_values_yaml",
     "entrypoint",
     "job_name",
+    "with_overrides",
     "workload_config",
 ]

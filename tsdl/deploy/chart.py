@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from tsdl.deploy._yaml import dump_manifests
 from tsdl.errors import DeployError
 
 __all__ = [
@@ -87,8 +88,7 @@ def k8s_manifest_text(filename: str) -> str:
         f"# Equivalent: helm template {release} helm/tsdl -n {_K8S_NAMESPACE} {overrides}\n"
         f"# Needs the KubeRay operator (docs/deploy.md). Apply: kubectl apply -f k8s/{filename}\n"
     )
-    body = yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True, width=100)
-    return header + body
+    return header + dump_manifests(objects)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

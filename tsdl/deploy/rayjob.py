@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from tsdl import __version__
-from tsdl.config import TsdlConfig
+from tsdl.config import TsdlConfig, parse_config
 from tsdl.config.deploy import DeployConfig
 from tsdl.errors import DeployError
 
@@ -26,6 +26,7 @@ __all__ = [
     "configmap_name",
     "entrypoint",
     "job_name",
+    "with_overrides",
     "workload_config",
 ]
 
@@ -48,6 +49,40 @@ def job_name(config: TsdlConfig) -> str:
     return base[: _MAX_JOB_NAME - len(suffix)].rstrip("-") + suffix
 
 
+def with_overrides(
+    config: TsdlConfig,
+    *,
+    namespace: str | None = None,
+    image: str | None = None,
+    gpus_per_worker: int | None = None,
+    workers: int | None = None,
+) -> TsdlConfig:
+    """The config with the `tsdl submit`/`render` flags applied to its `deploy:` section.
+
+    `workers` sets the worker group's replicas; without autoscaling min and max follow it.
+    The result is validated like a config file, so a bad flag fails with the field it set.
+    """
+    deploy = config.deploy
+    overrides: list[str] = []
+    if namespace is not None:
+        overrides.append(f"deploy.namespace={namespace}")
+    if image is not None:
+        overrides.append(f"deploy.image={image}")
+    if gpus_per_worker is not None:
+        overrides.append(f"deploy.worker.gpu={gpus_per_worker}")
+    if workers is not None:
+        low = min(deploy.worker.min_replicas, workers) if deploy.autoscaling else workers
+        high = max(deploy.worker.max_replicas, workers) if deploy.autoscaling else workers
+        overrides += [
+            f"deploy.worker.replicas={workers}",
+            f"deploy.worker.min_replicas={low}",
+            f"deploy.worker.max_replicas={high}",
+        ]
+    if not overrides:
+        return config
+    return parse_config(config.model_dump(mode="json"), overrides=overrides, source="command line")
+
+
 def configmap_name(name: str) -> str:
     """The ConfigMap holding the tsdl config of RayJob `name`."""
     return f"{name}-config"
@@ -57,8 +92,7 @@ def entrypoint(deploy: DeployConfig) -> str:
     """The driver command: the chosen mode, the mounted config, results on shared storage."""
     storage = deploy.storage.uri or deploy.storage.mount_path
     return (
-        f"tsdl {deploy.mode} -c {CONFIG_PATH} --address auto "
-        f"--set resources.storage_path={storage}"
+        f"tsdl {deploy.mode} -c {CONFIG_PATH} --address auto --set resources.storage_path={storage}"
     )
 
 

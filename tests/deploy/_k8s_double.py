@@ -1,0 +1,228 @@
+"""A TEST DOUBLE of the Kubernetes API server: not Kubernetes, just enough HTTP for the tsdl client.
+
+It serves, on 127.0.0.1 from a thread, the paths the real `kubernetes` client calls:
+`ray.io/v1` rayjobs (create, get, list with labelSelector, delete), core ConfigMaps (create,
+replace, delete), pods (list with labelSelector) and pods/log. Errors are `Status` objects with
+the codes a real API server uses (404 NotFound, 409 AlreadyExists, 422 Invalid). There is no
+operator: tests script the RayJob's `.status` progression with `script_status`, and each GET of
+that job advances it one step, which is how the client's polling "watch" sees it change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+__all__ = ["KubeApiDouble", "serve"]
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ROUTES = [
+    (re.compile(r"^/apis/ray\.io/v1/namespaces/([^/]+)/rayjobs(?:/([^/]+))?$"), "rayjobs"),
+    (re.compile(r"^/api/v1/namespaces/([^/]+)/configmaps(?:/([^/]+))?$"), "configmaps"),
+    (re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?(/log)?$"), "pods"),
+]
+
+
+class KubeApiDouble:
+    """In-memory objects by (resource, namespace, name), plus scripted statuses and pod logs."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.logs: dict[tuple[str, str], str] = {}
+        self.requests: list[tuple[str, str]] = []
+        self._scripts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._uid = 0
+
+    def script_status(self, namespace: str, name: str, statuses: list[dict[str, Any]]) -> None:
+        """Each GET of the RayJob applies the next status; the last one sticks."""
+        self._scripts[(namespace, name)] = list(statuses)
+
+    def add_pod(
+        self, namespace: str, name: str, labels: dict[str, str], log: str, created: str
+    ) -> None:
+        self.objects[("pods", namespace, name)] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": labels,
+                "creationTimestamp": created,
+            },
+            "spec": {"containers": [{"name": "ray-job-submitter", "image": "tsdl"}]},
+            "status": {"phase": "Running"},
+        }
+        self.logs[(namespace, name)] = log
+
+    # -- request handling (called from the server thread) --------------------------------------
+
+    def handle(self, method: str, url: str, body: bytes) -> tuple[int, Any]:
+        parsed = urlparse(url)
+        self.requests.append((method, parsed.path))
+        routed = next(((p.match(parsed.path), r) for p, r in _ROUTES if p.match(parsed.path)), None)
+        if routed is None:
+            return 404, _status(
+                404, "NotFound", f"the server could not find the requested resource {parsed.path}"
+            )
+        match, resource = routed
+        namespace, name = match.group(1), match.group(2)
+        query = parse_qs(parsed.query)
+        with self._lock:
+            if resource == "pods" and match.group(3):
+                return self._pod_log(namespace, name, query)
+            if method == "GET" and name is None:
+                return 200, self._list(resource, namespace, query.get("labelSelector", [""])[0])
+            if method == "GET":
+                return self._get(resource, namespace, name)
+            if method == "POST" and name is None:
+                return self._create(resource, namespace, json.loads(body))
+            if method == "PUT" and name is not None:
+                return self._replace(resource, namespace, name, json.loads(body))
+            if method == "DELETE" and name is not None:
+                return self._delete(resource, namespace, name)
+        return 405, _status(405, "MethodNotAllowed", f"{method} {parsed.path} is not supported")
+
+    def _get(self, resource: str, namespace: str, name: str) -> tuple[int, Any]:
+        obj = self.objects.get((resource, namespace, name))
+        if obj is None:
+            return 404, _status(404, "NotFound", f'{resource} "{name}" not found', name, resource)
+        script = self._scripts.get((namespace, name)) if resource == "rayjobs" else None
+        if script:
+            obj["status"] = script.pop(0) if len(script) > 1 else script[0]
+        return 200, obj
+
+    def _list(self, resource: str, namespace: str, selector: str) -> dict[str, Any]:
+        wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
+        items = [
+            obj
+            for (res, ns, _), obj in sorted(self.objects.items())
+            if res == resource
+            and ns == namespace
+            and wanted.items() <= obj["metadata"].get("labels", {}).items()
+        ]
+        kind = {"rayjobs": "RayJobList", "configmaps": "ConfigMapList", "pods": "PodList"}[resource]
+        return {
+            "apiVersion": "v1",
+            "kind": kind,
+            "metadata": {"resourceVersion": "1"},
+            "items": items,
+        }
+
+    def _create(self, resource: str, namespace: str, obj: dict[str, Any]) -> tuple[int, Any]:
+        name = obj.get("metadata", {}).get("name", "")
+        invalid = _invalid(resource, obj)
+        if invalid:
+            return 422, _status(
+                422,
+                "Invalid",
+                f'{obj.get("kind")}.{resource} "{name}" is invalid: {invalid}',
+                name,
+                resource,
+            )
+        if (resource, namespace, name) in self.objects:
+            return 409, _status(
+                409, "AlreadyExists", f'{resource} "{name}" already exists', name, resource
+            )
+        self._uid += 1
+        obj["metadata"].update(
+            uid=f"uid-{self._uid}",
+            resourceVersion=str(self._uid),
+            creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        self.objects[(resource, namespace, name)] = obj
+        return 201, obj
+
+    def _replace(
+        self, resource: str, namespace: str, name: str, obj: dict[str, Any]
+    ) -> tuple[int, Any]:
+        if (resource, namespace, name) not in self.objects:
+            return 404, _status(404, "NotFound", f'{resource} "{name}" not found', name, resource)
+        self.objects[(resource, namespace, name)] = obj
+        return 200, obj
+
+    def _delete(self, resource: str, namespace: str, name: str) -> tuple[int, Any]:
+        if self.objects.pop((resource, namespace, name), None) is None:
+            return 404, _status(404, "NotFound", f'{resource} "{name}" not found', name, resource)
+        return 200, _status(200, "", "", name, resource, status="Success")
+
+    def _pod_log(self, namespace: str, name: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        if ("pods", namespace, name) not in self.objects:
+            return 404, _status(404, "NotFound", f'pods "{name}" not found', name, "pods")
+        text = self.logs[(namespace, name)]
+        tail = query.get("tailLines")
+        if tail:
+            text = "".join(text.splitlines(keepends=True)[-int(tail[0]) :])
+        return 200, text
+
+
+def _invalid(resource: str, obj: dict[str, Any]) -> str:
+    """The checks that make a real API server answer 422: name syntax, and for RayJobs the CRD's."""
+    name = obj.get("metadata", {}).get("name", "")
+    if not _NAME.match(name) or len(name) > 253:
+        return f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 subdomain must consist of ..."
+    if resource == "rayjobs" and not isinstance(obj.get("spec", {}).get("entrypoint", ""), str):
+        return "spec.entrypoint: Invalid value: must be a string"
+    return ""
+
+
+def _status(
+    code: int, reason: str, message: str, name: str = "", kind: str = "", status: str = "Failure"
+) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": status,
+        "message": message,
+        "reason": reason,
+        "details": {"name": name, "kind": kind},
+        "code": code,
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    double: KubeApiDouble
+
+    def _respond(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        code, payload = self.double.handle(self.command, self.path, self.rfile.read(length))
+        text = payload if isinstance(payload, str) else json.dumps(payload)
+        data = text.encode()
+        self.send_response(code)
+        self.send_header(
+            "Content-Type", "text/plain" if isinstance(payload, str) else "application/json"
+        )
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _respond
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+        return
+
+
+@contextmanager
+def serve() -> Iterator[tuple[KubeApiDouble, str]]:
+    """Run the double on a free port; yields it and its base URL."""
+    double = KubeApiDouble()
+    handler = type("Handler", (_Handler,), {"double": double})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
+    thread.start()
+    try:
+        yield double, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

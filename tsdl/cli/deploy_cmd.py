@@ -1,0 +1,151 @@
+"""`tsdl render|submit|status|logs|cancel`: a config as a KubeRay RayJob, and following it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tsdl.cli._common import add_config_args, config_from_args
+from tsdl.config import TsdlConfig
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    render = subparsers.add_parser(
+        "render", help="print the RayJob (and its ConfigMap) for a config"
+    )
+    _add_build_args(render)
+    render.add_argument(
+        "--values", action="store_true", help="print Helm values for helm/tsdl instead of manifests"
+    )
+    render.set_defaults(handler=_render)
+
+    submit = subparsers.add_parser("submit", help="create the RayJob on the current kube context")
+    _add_build_args(submit)
+    submit.add_argument("--wait", action="store_true", help="follow the job until it finishes")
+    submit.add_argument(
+        "--timeout",
+        type=float,
+        default=24 * 3600,
+        metavar="S",
+        help="--wait limit (default: 1 day)",
+    )
+    submit.add_argument(
+        "--poll",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="--wait polling interval (default: 10)",
+    )
+    submit.set_defaults(handler=_submit)
+
+    status = subparsers.add_parser("status", help="status of a RayJob (all tsdl jobs without JOB)")
+    status.add_argument("job", nargs="?", metavar="JOB")
+    _add_namespace(status)
+    status.set_defaults(handler=_status)
+
+    logs = subparsers.add_parser("logs", help="driver output of a RayJob (its submitter pod)")
+    logs.add_argument("job", metavar="JOB")
+    logs.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines")
+    _add_namespace(logs)
+    logs.set_defaults(handler=_logs)
+
+    cancel = subparsers.add_parser("cancel", help="delete a RayJob; KubeRay tears its cluster down")
+    cancel.add_argument("job", metavar="JOB")
+    _add_namespace(cancel)
+    cancel.set_defaults(handler=_cancel)
+
+
+def _add_build_args(parser: argparse.ArgumentParser) -> None:
+    add_config_args(parser, required=True)
+    _add_namespace(parser, default=None)
+    parser.add_argument("--image", help="container image (deploy.image)")
+    parser.add_argument(
+        "--gpus-per-worker", type=int, metavar="N", help="GPUs per worker pod (deploy.worker.gpu)"
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="worker pods (deploy.worker.replicas)"
+    )
+
+
+def _add_namespace(parser: argparse.ArgumentParser, default: str | None = "default") -> None:
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        default=default,
+        help=f"Kubernetes namespace (default: {default or 'deploy.namespace'})",
+    )
+
+
+def _config(args: argparse.Namespace) -> TsdlConfig:
+    from tsdl.deploy import with_overrides
+
+    return with_overrides(
+        config_from_args(args),
+        namespace=args.namespace,
+        image=args.image,
+        gpus_per_worker=args.gpus_per_worker,
+        workers=args.workers,
+    )
+
+
+def _render(args: argparse.Namespace) -> int:
+    from tsdl.deploy import build_manifests, chart_values_yaml
+    from tsdl.deploy._yaml import dump_manifests
+
+    config = _config(args)
+    if args.values:
+        sys.stdout.write(chart_values_yaml(config))
+        return 0
+    manifests = build_manifests(config)
+    sys.stdout.write(dump_manifests(manifests))
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from tsdl.deploy import RayJobClient, build_manifests
+
+    config = _config(args)
+    manifests = build_manifests(config)
+    client = RayJobClient(namespace=config.deploy.namespace)
+    created = client.submit(manifests)
+    print(f"created RayJob {config.deploy.namespace}/{created.name} ({config.deploy.mode})")
+    if not args.wait:
+        print(f"follow it: tsdl status {created.name} -n {config.deploy.namespace}")
+        return 0
+    final = client.wait(
+        created.name,
+        timeout_s=args.timeout,
+        poll_s=args.poll,
+        on_change=lambda s: print(s.one_line()),
+    )
+    print(f"RayJob {created.name} succeeded")
+    return 0 if final.succeeded else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    from tsdl.deploy import RayJobClient
+
+    client = RayJobClient(namespace=args.namespace)
+    statuses = [client.status(args.job)] if args.job else client.list()
+    if not statuses:
+        print(f"no tsdl RayJobs in namespace {args.namespace}")
+    for status in statuses:
+        print(status.one_line())
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from tsdl.deploy import RayJobClient
+
+    sys.stdout.write(RayJobClient(namespace=args.namespace).logs(args.job, tail_lines=args.tail))
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from tsdl.deploy import RayJobClient
+
+    RayJobClient(namespace=args.namespace).cancel(args.job)
+    print(f"deleted RayJob {args.namespace}/{args.job}; KubeRay removes its Ray cluster")
+    return 0

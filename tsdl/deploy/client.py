@@ -1,0 +1,318 @@
+"""Create, follow, read logs of and cancel tsdl RayJobs through the Kubernetes API.
+
+Every API failure becomes a one-line DeployError that names the RayJob, and a failed job reports
+KubeRay's `jobDeploymentStatus`, `jobStatus`, reason and message rather than an API exception.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tsdl.errors import DeployError
+
+__all__ = ["RayJobClient", "RayJobStatus", "TERMINAL_DEPLOYMENT_STATUSES"]
+
+_GROUP, _VERSION, _PLURAL = "ray.io", "v1", "rayjobs"
+TERMINAL_DEPLOYMENT_STATUSES = frozenset({"Complete", "Failed", "ValidationFailed"})
+_TSDL_SELECTOR = "app.kubernetes.io/name=tsdl"
+
+
+@dataclass(frozen=True)
+class RayJobStatus:
+    """What KubeRay reports about one RayJob (`.status`), flattened."""
+
+    name: str
+    namespace: str
+    deployment_status: str
+    job_status: str
+    reason: str = ""
+    message: str = ""
+    ray_cluster: str = ""
+    dashboard_url: str = ""
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> RayJobStatus:
+        status = obj.get("status") or {}
+        return cls(
+            name=obj["metadata"]["name"],
+            namespace=obj["metadata"].get("namespace", ""),
+            deployment_status=status.get("jobDeploymentStatus") or "New",
+            job_status=status.get("jobStatus") or "PENDING",
+            reason=status.get("reason") or "",
+            message=status.get("message") or "",
+            ray_cluster=status.get("rayClusterName") or "",
+            dashboard_url=status.get("dashboardURL") or "",
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.deployment_status in TERMINAL_DEPLOYMENT_STATUSES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.deployment_status == "Complete" and self.job_status == "SUCCEEDED"
+
+    def one_line(self) -> str:
+        """`name: deployment=Running job=RUNNING cluster=...` plus reason and message if any."""
+        parts = [f"{self.name}: deployment={self.deployment_status} job={self.job_status}"]
+        if self.ray_cluster:
+            parts.append(f"cluster={self.ray_cluster}")
+        if self.reason:
+            parts.append(f"reason={self.reason}")
+        if self.message:
+            parts.append(f"message={' '.join(self.message.split())!r}")
+        return " ".join(parts)
+
+
+class RayJobClient:
+    """The `ray.io/v1` rayjobs resource plus the ConfigMap and submitter pods around it."""
+
+    def __init__(self, api_client: Any | None = None, *, namespace: str = "default") -> None:
+        """Args:
+        api_client: a `kubernetes.client.ApiClient`; None loads in-cluster or kubeconfig credentials.
+        namespace: where the RayJobs live.
+        """
+        from kubernetes import client
+
+        self.namespace = namespace
+        self._api_client = api_client if api_client is not None else _default_api_client()
+        self._custom = client.CustomObjectsApi(self._api_client)
+        self._core = client.CoreV1Api(self._api_client)
+
+    def submit(self, manifests: list[dict[str, Any]]) -> RayJobStatus:
+        """Create the ConfigMap (replacing an older one) and then the RayJob.
+
+        Raises:
+            DeployError: the RayJob exists already (409), is invalid (422), or the API failed.
+        """
+        job = next((m for m in manifests if m.get("kind") == "RayJob"), None)
+        if job is None:
+            raise DeployError(
+                "nothing to submit: no RayJob among the manifests", hint="use build_manifests"
+            )
+        name = job["metadata"]["name"]
+        for manifest in manifests:
+            if manifest.get("kind") == "ConfigMap":
+                self._apply_configmap(manifest, job_name=name)
+        created = _call(
+            f"creating RayJob {self.namespace}/{name}",
+            self._rayjobs("create"),
+            job,
+        )
+        return RayJobStatus.from_object(created)
+
+    def status(self, name: str) -> RayJobStatus:
+        """The RayJob's current status (404 is a DeployError naming the job)."""
+        obj = _call(
+            f"reading RayJob {self.namespace}/{name}",
+            self._rayjobs("get"),
+            name,
+        )
+        return RayJobStatus.from_object(obj)
+
+    def list(self) -> list[RayJobStatus]:
+        """Every tsdl RayJob in the namespace, by name."""
+        listed = _call(
+            f"listing RayJobs in {self.namespace}",
+            self._rayjobs("list"),
+            label_selector=_TSDL_SELECTOR,
+        )
+        return sorted(
+            (RayJobStatus.from_object(o) for o in listed.get("items", [])), key=lambda s: s.name
+        )
+
+    def wait(
+        self,
+        name: str,
+        *,
+        timeout_s: float = 24 * 3600,
+        poll_s: float = 10.0,
+        on_change: Callable[[RayJobStatus], None] | None = None,
+    ) -> RayJobStatus:
+        """Poll until the RayJob finishes; report each change of status.
+
+        Raises:
+            DeployError: the job failed (with KubeRay's statuses and message) or timed out.
+        """
+        deadline = time.monotonic() + timeout_s
+        last: RayJobStatus | None = None
+        while True:
+            current = self.status(name)
+            if current != last and on_change is not None:
+                on_change(current)
+            last = current
+            if current.finished:
+                if current.succeeded:
+                    return current
+                raise DeployError(
+                    f"RayJob {self.namespace}/{current.one_line()}",
+                    hint=f"read the driver log with `tsdl logs {name} -n {self.namespace}`",
+                )
+            if time.monotonic() >= deadline:
+                raise DeployError(
+                    f"RayJob {self.namespace}/{name} still unfinished after {timeout_s:g}s: "
+                    f"{current.one_line()}",
+                    hint=f"keep following with `tsdl status {name}` or raise --timeout",
+                )
+            time.sleep(poll_s)
+
+    def logs(self, name: str, *, tail_lines: int | None = None) -> str:
+        """The driver output, read from the newest pod of the submitter Job (named after the RayJob)."""
+        pods = self._submitter_pods(name)
+        if not pods:
+            status = self.status(name)
+            raise DeployError(
+                f"no submitter pod for RayJob {self.namespace}/{name} yet ({status.one_line()})",
+                hint="the submitter starts once the Ray cluster is ready; retry in a minute",
+            )
+        newest = max(pods, key=lambda pod: pod.metadata.creation_timestamp)
+        kwargs = {"tail_lines": tail_lines} if tail_lines is not None else {}
+        pod = newest.metadata.name
+        return str(
+            _call(
+                f"reading logs of pod {self.namespace}/{pod}",
+                self._core.read_namespaced_pod_log,
+                pod,
+                self.namespace,
+                **kwargs,
+            )
+        )
+
+    def cancel(self, name: str) -> None:
+        """Delete the RayJob (KubeRay tears its cluster down) and its ConfigMap."""
+        from kubernetes import client
+
+        _call(
+            f"deleting RayJob {self.namespace}/{name}",
+            self._rayjobs("delete"),
+            name,
+            body=client.V1DeleteOptions(propagation_policy="Background"),
+        )
+        # 404: the chart created the job (its ConfigMap goes with `helm uninstall`) or it is gone.
+        _call(
+            f"deleting ConfigMap {self.namespace}/{name}-config",
+            self._core.delete_namespaced_config_map,
+            f"{name}-config",
+            self.namespace,
+            allow=(404,),
+        )
+
+    def _rayjobs(self, verb: str) -> Callable[..., Any]:
+        """`CustomObjectsApi.<verb>_namespaced_custom_object` bound to ray.io/v1 rayjobs here."""
+        method = getattr(self._custom, f"{verb}_namespaced_custom_object")
+        return functools.partial(method, _GROUP, _VERSION, self.namespace, _PLURAL)
+
+    def _apply_configmap(self, manifest: dict[str, Any], *, job_name: str) -> None:
+        name = manifest["metadata"]["name"]
+        action = f"creating ConfigMap {self.namespace}/{name}"
+        if (
+            _call(
+                action,
+                self._core.create_namespaced_config_map,
+                self.namespace,
+                manifest,
+                allow=(409,),
+            )
+            is not _ALLOWED
+        ):
+            return
+        # A leftover of an earlier run of the same job: replace it, unless that job still exists.
+        existing = _call(
+            f"reading RayJob {self.namespace}/{job_name}",
+            self._rayjobs("get"),
+            job_name,
+            allow=(404,),
+        )
+        if existing is not _ALLOWED:
+            raise DeployError(
+                f"RayJob {self.namespace}/{job_name} already exists",
+                hint=f"cancel it with `tsdl cancel {job_name} -n {self.namespace}` or set deploy.name",
+            )
+        _call(
+            f"replacing ConfigMap {self.namespace}/{name}",
+            self._core.replace_namespaced_config_map,
+            name,
+            self.namespace,
+            manifest,
+        )
+
+    def _submitter_pods(self, name: str) -> list[Any]:
+        for selector in (f"batch.kubernetes.io/job-name={name}", f"job-name={name}"):
+            pods = _call(
+                f"listing pods of job {self.namespace}/{name}",
+                self._core.list_namespaced_pod,
+                self.namespace,
+                label_selector=selector,
+            ).items
+            if pods:
+                return list(pods)
+        return []
+
+
+def _default_api_client() -> Any:
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as exc:
+            raise DeployError(
+                f"no Kubernetes credentials: {' '.join(str(exc).split())}",
+                hint="point KUBECONFIG at your cluster (kubectl config current-context must work)",
+            ) from None
+    return client.ApiClient()
+
+
+_ALLOWED = object()  # what `_call` returns for an allowed HTTP error status
+
+
+def _call(
+    action: str, method: Callable[..., Any], *args: Any, allow: tuple[int, ...] = (), **kwargs: Any
+) -> Any:
+    """Run one API call; statuses in `allow` return `_ALLOWED`, other failures a DeployError."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return method(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status in allow:
+            return _ALLOWED
+        raise _api_error(exc, action) from None
+    except HTTPError as exc:
+        raise _api_error(exc, action) from None
+
+
+def _status_code(exc: Exception) -> int | None:
+    return getattr(exc, "status", None)
+
+
+def _api_error(exc: Exception, action: str) -> DeployError:
+    """An ApiException (or a connection failure) as one line: what, HTTP status, server message."""
+    code = _status_code(exc)
+    if code is None:
+        return DeployError(
+            f"{action}: cannot reach the Kubernetes API ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})",
+            hint="check the cluster address in your kubeconfig and that the cluster is up",
+        )
+    try:
+        message = json.loads(getattr(exc, "body", "") or "{}").get("message", "")
+    except (ValueError, AttributeError):
+        message = ""
+    message = " ".join((message or getattr(exc, "reason", "") or "").split())
+    hints = {
+        401: "refresh your cluster credentials",
+        403: "your user lacks RBAC permission on rayjobs.ray.io in this namespace",
+        404: "check the name and namespace (`tsdl status -n NAMESPACE` lists tsdl jobs); "
+        "is the KubeRay operator (its CRDs) installed?",
+        409: "cancel the existing one (`tsdl cancel NAME`) or set deploy.name to a new name",
+        422: "the API server rejected the object; fix the field named in the message",
+    }
+    return DeployError(f"{action}: HTTP {code}: {message}", hint=hints.get(code, "see the message"))
