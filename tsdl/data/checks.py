@@ -377,7 +377,8 @@ def _zscore(values: np.ndarray, sid: np.ndarray) -> np.ndarray:
     grouped = frame.groupby(sid, sort=False)["v"]
     std = grouped.transform("std").to_numpy()
     std = np.where(std > 0, std, np.nan)
-    return (values - grouped.transform("mean").to_numpy()) / std
+    with np.errstate(invalid="ignore"):  # inf left by a failed missing-values check
+        return (values - grouped.transform("mean").to_numpy()) / std
 
 
 def _shifted_corr(x: np.ndarray, y: np.ndarray, sid: np.ndarray, shift: int) -> float:
