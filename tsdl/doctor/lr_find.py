@@ -9,7 +9,8 @@ Suggested lr (the *valley* rule of fastai's ``lr_find``): take the longest stret
 smoothed loss keeps decreasing and pick the point about two thirds of the way down it. It is more
 stable than the *steepest descent* point (minimum of d loss / d log10 lr), which is reported too.
 The *good range* runs from the lr at which the smoothed loss has fallen by a tenth of its total
-drop (below it, steps barely move the loss) to the lr of its minimum (beyond it, the loss blows up).
+drop from its early (median) level (below it, steps barely move the loss) to the lr of its
+minimum (beyond it, the loss blows up).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["LRFindResult", "find_lr", "lr_find_png", "lr_range_test", "suggest_lr", "write_config_with_lr"]
 
 _WARMUP_SHARE = 0.1  # the first steps' EMA is dominated by few samples; ignore them for slopes
+_RANGE_DROP = 0.1  # the good range starts once the loss has fallen by this share of its total drop
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +91,12 @@ def suggest_lr(lrs: Sequence[float], smoothed: Sequence[float]) -> tuple[float, 
     slopes = np.gradient(loss[skip:], np.log10(lr[skip:]))
     steepest = lr[skip + int(np.argmin(slopes))]
     i_min = int(np.argmin(loss))
-    drop = loss[0] - loss[i_min]
-    fallen = np.nonzero(loss[: i_min + 1] <= loss[0] - 0.1 * drop)[0]
-    low = lr[int(fallen[0])] if drop > 0 and len(fallen) else lr[0]
-    return float(valley), float(steepest), (float(low), float(lr[i_min]))
+    # The starting level is the median of the early sweep, robust to batch-to-batch noise.
+    start_level = float(np.median(loss[skip : max(skip + 1, i_min // 4 + 1)]))
+    drop = start_level - loss[i_min]
+    fallen = np.nonzero(loss[skip : i_min + 1] <= start_level - _RANGE_DROP * drop)[0]
+    low = lr[skip + int(fallen[0])] if drop > 0 and len(fallen) else lr[0]
+    return float(valley), float(steepest), (float(min(low, valley)), float(lr[i_min]))
 
 
 def lr_range_test(

@@ -1,0 +1,36 @@
+"""Small synthetic configs that prepare and train in seconds on 2 CPUs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tsdl.config import TsdlConfig, parse_config
+
+
+def doctor_config(**overrides: Any) -> TsdlConfig:
+    """A 4-series hourly synthetic config; ``a__b=value`` overrides nested keys."""
+    raw: dict[str, Any] = {
+        "experiment": {"name": "doctor"},
+        "data": {
+            "synthetic": {"n_series": 4, "n_timesteps": 360, "seed": 1},
+            "input_chunk_length": 48,
+            "output_chunk_length": 12,
+            "stride": 2,
+        },
+        "model": {"name": "dlinear"},
+        "training": {"max_epochs": 3, "batch_size": 32, "seed": 7},
+    }
+    for dotted, value in overrides.items():
+        cursor = raw
+        *parents, leaf = dotted.split("__")
+        for part in parents:
+            cursor = cursor.setdefault(part, {})
+        cursor[leaf] = value
+    return parse_config(raw)
+
+
+@pytest.fixture
+def make_config():
+    return doctor_config
