@@ -18,6 +18,7 @@ __all__ = ["build_parser", "main"]
 _COMMAND_MODULES = (
     "tsdl.cli.config_cmd",
     "tsdl.cli.data_cmd",
+    "tsdl.cli.train_cmd",
     "tsdl.cli.deploy_cmd",
 )
 

@@ -1,0 +1,31 @@
+"""CUDA paths (AMP fp16/bf16, deterministic cuBLAS). Run on a GPU machine: `pytest -m gpu`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tsdl import api
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.ray,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)"),
+]
+
+
+@pytest.mark.parametrize("precision", ["32", "16-mixed", "bf16-mixed"])
+def test_amp_training_on_gpu(make_config, precision: str) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
+    config = make_config(
+        training__precision=precision,
+        resources__use_gpu=True,
+        model={"name": "patchtst", "hidden_size": 64},
+        tracking__enabled=False,
+    )
+    result = api.train(config, progress=False)
+    assert len(result.history) == 3
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]

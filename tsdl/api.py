@@ -1,0 +1,270 @@
+"""The Python API behind the CLI: `train`, `evaluate`, `predict`, `check_data`.
+
+Tracking is wired in here (not in `tsdl.train`), so the training layer stays independent of MLflow.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tsdl.config import TsdlConfig
+from tsdl.errors import TrainingError
+
+__all__ = ["TrainResult", "check_data", "evaluate", "predict", "train"]
+
+
+@dataclass
+class TrainResult:
+    """What a finished training run produced."""
+
+    run_name: str
+    checkpoint_dir: Path | None
+    history: list[dict[str, float]]
+    test: Any  # tsdl.train.Evaluation
+    mlflow_run_id: str | None = None
+    storage_path: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_val_loss(self) -> float:
+        return min(h["val_loss"] for h in self.history)
+
+
+def check_data(config: TsdlConfig):
+    """Run the pre-training checklist only; returns the `CheckReport`."""
+    from tsdl.data import run_checklist
+
+    return run_checklist(config)
+
+
+def train(
+    config: TsdlConfig,
+    *,
+    address: str | None = None,
+    resume: str | None = None,
+    run_name: str | None = None,
+    epoch_hooks: tuple = (),
+    progress: bool = True,
+) -> TrainResult:
+    """Check and prepare the data, train with Ray Train, evaluate on test, track in MLflow.
+
+    Args:
+        config: resolved config.
+        address: Ray address (None: in-process; "auto": `ray start --head` cluster).
+        resume: name of an interrupted run to continue from its last checkpoint.
+        run_name: name for a new run (default: ``<experiment>-<timestamp>``).
+        epoch_hooks: ``hook(epoch, rank)`` callables run on the workers (fault injection, probes).
+        progress: print one line per epoch.
+    """
+    from tsdl.data import prepare_data
+    from tsdl.runtime import ensure_ray
+    from tsdl.train import RunRecord, build_trainer, resolve_storage_path
+
+    storage = resolve_storage_path(config.resources.storage_path)
+    record = None
+    if resume is not None:
+        record = RunRecord.load(storage, resume)
+        config = TsdlConfig.model_validate(record.config)
+        run_name = resume
+    run_name = run_name or f"{config.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    prepared = prepare_data(config)
+    if progress:
+        print(prepared.report.render())
+    ensure_ray(address)
+
+    tracker = _start_tracking(config, prepared, run_name, record)
+    record = record or RunRecord(
+        run_name=run_name,
+        storage_path=storage,
+        config=config.model_dump(mode="json"),
+        mlflow_run_id=tracker.run_id if tracker else None,
+    )
+    record.save()
+    logger_factory = None
+    if tracker is not None:
+        from tsdl.tracking import worker_logger
+
+        logger_factory = functools.partial(worker_logger, tracker.run_id, tracker.tracking_uri)
+
+    trainer = build_trainer(
+        config,
+        prepared,
+        run_name=run_name,
+        storage_path=storage,
+        logger_factory=logger_factory,
+        epoch_hooks=epoch_hooks,
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray wraps worker errors; surface the worker's own message
+        if tracker is not None:
+            tracker.finish("FAILED")
+        raise TrainingError(
+            f"training run '{run_name}' failed: {_root_cause(exc)}",
+            hint=f"fix the cause, then continue with `tsdl train --resume {run_name}`",
+        ) from exc
+
+    outcome = _finish_run(config, prepared, result, run_name, storage, tracker)
+    record.status = "FINISHED"
+    record.save()
+    return outcome
+
+
+def _start_tracking(config: TsdlConfig, prepared, run_name: str, record):
+    if not config.tracking.enabled:
+        return None
+    from tsdl.tracking import MlflowRun
+
+    if record is not None and record.mlflow_run_id:
+        return MlflowRun.resume(record.mlflow_run_id, config)
+    return MlflowRun.start(config, data_stats=prepared.stats(), run_name=run_name)
+
+
+def _finish_run(config, prepared, result, run_name: str, storage: str, tracker) -> TrainResult:
+    from tsdl.train import evaluate_windows, load_forecaster
+
+    if result.checkpoint is None:
+        raise TrainingError(f"run '{run_name}' reported no checkpoint", hint="check the worker logs above")
+    local_dir = Path(tempfile.mkdtemp(prefix="tsdl-ckpt-"))
+    result.checkpoint.to_directory(str(local_dir))
+    from tsdl.train.checkpointing import load_last
+
+    history = load_last(local_dir).history
+    model, loss, _, best = load_forecaster(local_dir)
+    evaluation = evaluate_windows(
+        model,
+        loss,
+        prepared.windows("test"),
+        inverse=_inverse(prepared.scalers),
+        season_length=prepared.season_length,
+    )
+    if tracker is not None:
+        _log_outcome(tracker, config, prepared, evaluation, history, local_dir, best)
+        tracker.finish("FINISHED")
+    return TrainResult(
+        run_name=run_name,
+        checkpoint_dir=local_dir,
+        history=history,
+        test=evaluation,
+        mlflow_run_id=tracker.run_id if tracker else None,
+        storage_path=storage,
+    )
+
+
+def _log_outcome(tracker, config, prepared, evaluation, history, checkpoint_dir: Path, best) -> None:
+    from tsdl.evaluation.metrics import metrics_table
+    from tsdl.tracking import build_manifest
+    from tsdl.tracking.plots import forecast_png, learning_curve_png
+
+    tracker.log_test_metrics(evaluation.flat())
+    table = "\n\n".join(
+        metrics_table(model, naive, title=title)
+        for title, model, naive in (
+            ("test (normalized)", evaluation.model, evaluation.baseline),
+            ("test (original scale)", evaluation.model_original, evaluation.baseline_original),
+        )
+    )
+    tracker.log_text(table, "test_metrics.txt")
+    tracker.log_json(prepared.feature_names, "features.json")
+    tracker.log_json(prepared.scalers.state_dict(), "scalers.json")
+    tracker.log_json(
+        build_manifest(
+            config=config,
+            data_hash=prepared.content_hash(),
+            split_boundaries=prepared.split_boundaries,
+            scaler_state=prepared.scalers.state_dict(),
+        ),
+        "manifest.json",
+    )
+    if config.tracking.log_checkpoints:
+        tracker.log_artifact_dir(checkpoint_dir, "checkpoint")
+    if config.tracking.plots:
+        with tempfile.TemporaryDirectory() as tmp:
+            marks = {"best_epoch": best.epoch}
+            tracker.log_figure(learning_curve_png(history, Path(tmp) / "learning_curve.png", marks=marks))
+            if evaluation.examples:
+                tracker.log_figure(forecast_png(evaluation.examples, Path(tmp) / "forecast_vs_actual.png"))
+
+
+def evaluate(config: TsdlConfig | None = None, *, checkpoint: str | Path | None = None, run_id: str | None = None):
+    """Test metrics of a trained model (from a checkpoint directory or an MLflow run) on `config`'s data."""
+    from tsdl.data import prepare_data
+    from tsdl.train import evaluate_windows, load_forecaster
+
+    checkpoint_dir = _checkpoint_from(checkpoint, run_id)
+    model, loss, trained_config, best = load_forecaster(checkpoint_dir)
+    data_config = config or trained_config
+    prepared = prepare_data(data_config, fit_scalers=False, scaler_state=best.scaler_state)
+    return evaluate_windows(
+        model,
+        loss,
+        prepared.windows("test"),
+        inverse=_inverse(prepared.scalers),
+        season_length=prepared.season_length,
+    )
+
+
+def predict(*, run_id: str | None = None, checkpoint: str | Path | None = None, input_path: str | Path,
+            output_path: str | Path) -> Path:
+    """Forecast the next horizon of every series in `input_path`; write long-format Parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tsdl.data import SeriesScalers, prepare_inference
+    from tsdl.train import forecast, load_forecaster
+
+    model, loss, config, best = load_forecaster(_checkpoint_from(checkpoint, run_id))
+    windows = prepare_inference(config, Path(input_path), best.scaler_state)
+    inverse = _inverse(SeriesScalers.from_state(best.scaler_state))
+    fc = forecast(model, loss, windows)
+    ids = np.asarray(windows.series_ids)
+    point = inverse(fc.point, ids)
+    horizon = windows.horizon_times(np.arange(len(windows)))  # [N, H] timestamps
+    columns: dict[str, Any] = {
+        "unique_id": np.repeat(ids, point.shape[1]),
+        "ds": np.asarray(horizon).reshape(-1),
+        "y_hat": point.reshape(-1),
+    }
+    if fc.quantiles is not None:
+        q = inverse(fc.quantiles, ids)
+        for j, level in enumerate(fc.levels):
+            columns[f"y_hat_q{int(round(level * 100)):02d}"] = q[:, :, j].reshape(-1)
+    output = Path(output_path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), output)
+    return output
+
+
+def _inverse(scalers):
+    """``(values [N, ...], series_ids [N]) -> values`` in the data's units (target column)."""
+    return lambda values, ids: scalers.inverse_transform(ids, values)
+
+
+def _checkpoint_from(checkpoint: str | Path | None, run_id: str | None) -> Path:
+    if (checkpoint is None) == (run_id is None):
+        raise TrainingError("give exactly one of --checkpoint and --run-id", hint="e.g. --run-id <MLflow run id>")
+    if checkpoint is not None:
+        return Path(checkpoint)
+    from tsdl.tracking import download_checkpoint
+
+    return download_checkpoint(run_id)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost exception message (Ray nests the worker's error several levels deep)."""
+    seen = exc
+    while True:
+        nxt = getattr(seen, "cause", None) or seen.__cause__
+        if nxt is None or nxt is seen:
+            break
+        seen = nxt
+    text = str(seen).strip().splitlines()
+    return text[-1] if text else type(seen).__name__

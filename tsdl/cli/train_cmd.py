@@ -1,0 +1,120 @@
+"""`tsdl train | evaluate | predict`."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+from tsdl.cli._common import add_config_args, config_from_args
+
+__all__ = ["register"]
+
+_TRAIN_EPILOG = textwrap.dedent(
+    """\
+    examples:
+      tsdl train -c examples/etth1.yaml                       in-process Ray, local MLflow store
+      tsdl train -c cfg.yaml --num-workers 2                  2 DDP workers on this machine
+      tsdl train -c cfg.yaml --address auto --gpus            a `ray start --head` cluster with GPUs
+      tsdl train --resume tsdl-20261125-101500                continue an interrupted run
+      tsdl train -c cfg.yaml --set training.max_epochs=5      override any config value
+
+    The data checklist runs first; the run's name (printed at the start) is its directory under
+    resources.storage_path and the handle for --resume. Metrics, checkpoints and plots go to MLflow
+    (`mlflow ui` in this directory to browse them).
+    """
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train a model with Ray Train (DDP) and track it in MLflow",
+        epilog=_TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_args(train)
+    train.add_argument("--num-workers", type=int, metavar="N", help="Ray Train workers (DDP ranks)")
+    train.add_argument("--gpus", action="store_true", help="one GPU per worker (AMP per training.precision)")
+    train.add_argument("--address", metavar="ADDR", help="Ray address: auto | ray://host:10001 (default: in-process)")
+    train.add_argument("--resume", metavar="RUN", help="continue the named run from its last checkpoint")
+    train.add_argument("--run-name", metavar="NAME", help="name of a new run (default: <experiment>-<time>)")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    train.set_defaults(handler=_train)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="test metrics of a trained model next to the seasonal-naive baseline"
+    )
+    add_config_args(evaluate)
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="DIR", help="a checkpoint directory (holds best.pt)")
+    source.add_argument("--run-id", metavar="ID", help="an MLflow run id of `tsdl train`")
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = subparsers.add_parser(
+        "predict", help="forecast the next horizon of every series in a file (long-format Parquet out)"
+    )
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="DIR", help="a checkpoint directory (holds best.pt)")
+    source.add_argument("--run-id", metavar="ID", help="an MLflow run id of `tsdl train`")
+    predict.add_argument("--input", required=True, metavar="FILE", help="history to forecast from (CSV/Parquet)")
+    predict.add_argument("--output", default="forecasts.parquet", metavar="FILE", help="where to write")
+    predict.set_defaults(handler=_predict)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tsdl import api
+
+    overrides = list(args.overrides)
+    if args.num_workers is not None:
+        overrides.append(f"resources.num_workers={args.num_workers}")
+    if args.gpus:
+        overrides.append("resources.use_gpu=true")
+    args.overrides = overrides
+    config = config_from_args(args)
+    result = api.train(
+        config,
+        address=args.address,
+        resume=args.resume,
+        run_name=args.run_name,
+        progress=not args.quiet,
+    )
+    print(_summary(result))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from tsdl import api
+    from tsdl.evaluation.metrics import metrics_table
+
+    config = config_from_args(args) if args.config else None
+    evaluation = api.evaluate(config, checkpoint=args.checkpoint, run_id=args.run_id)
+    print(metrics_table(evaluation.model, evaluation.baseline, title="test (normalized)"))
+    print()
+    print(metrics_table(evaluation.model_original, evaluation.baseline_original, title="test (original scale)"))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tsdl import api
+
+    path = api.predict(run_id=args.run_id, checkpoint=args.checkpoint, input_path=args.input, output_path=args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def _summary(result) -> str:
+    from tsdl.evaluation.metrics import metrics_table
+
+    ev = result.test
+    lines = [
+        "",
+        metrics_table(ev.model, ev.baseline, title=f"test (normalized), {ev.n_windows} windows"),
+        "",
+        metrics_table(ev.model_original, ev.baseline_original, title="test (original scale)"),
+        "",
+        f"run:        {result.run_name}  (resume with `tsdl train --resume {result.run_name}`)",
+        f"checkpoint: {result.checkpoint_dir}",
+    ]
+    if result.mlflow_run_id:
+        lines.append(f"mlflow run: {result.mlflow_run_id}  (browse with `mlflow ui`)")
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""Connecting to Ray: in-process for laptops and CI, `auto` for `ray start --head`, ray:// for clusters."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from tsdl.errors import TrainingError
+
+__all__ = ["ensure_ray"]
+
+_log = logging.getLogger(__name__)
+
+
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Start or join Ray once per process.
+
+    Args:
+        address: None starts an in-process Ray; "auto" joins a local `ray start --head` cluster;
+            "ray://host:10001" connects a Ray client. Inside a RayJob, RAY_ADDRESS is set.
+        num_cpus: CPUs of an in-process Ray (default: all cores).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    # Ray's per-process log prefixes are noise for a CLI user; keep warnings and errors.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    try:
+        if address is None and not os.environ.get("RAY_ADDRESS"):
+            ray.init(
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=True,
+            )
+        else:
+            ray.init(address=address, logging_level=logging.WARNING)
+    except ConnectionError as exc:
+        raise TrainingError(
+            f"cannot connect to Ray at {address or os.environ.get('RAY_ADDRESS')}: {exc}",
+            hint="start a cluster with `ray start --head`, or drop --address to run in-process",
+        ) from None
+    _log.debug("ray resources: %s", ray.cluster_resources())

@@ -1,0 +1,164 @@
+"""Forecasting with a trained checkpoint: point and quantile forecasts, test metrics, baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tsdl.config import TsdlConfig
+from tsdl.data import WindowSet
+from tsdl.evaluation.metrics import (
+    point_metrics,
+    quantile_metrics,
+    seasonal_naive,
+)
+from tsdl.losses import BaseLoss, build_loss
+from tsdl.models import BaseForecaster, build_model
+from tsdl.train.checkpointing import BestWeights, load_best
+
+__all__ = ["Evaluation", "Forecast", "evaluate_windows", "forecast", "load_forecaster"]
+
+EVAL_QUANTILES = (0.1, 0.5, 0.9)
+
+
+@dataclass
+class Forecast:
+    """Forecasts for N windows on the model (scaled) axis.
+
+    Attributes:
+        point: ``[N, H]`` mean/median forecast.
+        quantiles: ``[N, H, Q]`` at `levels`, or None for point losses.
+        levels: the quantile levels of `quantiles`.
+    """
+
+    point: np.ndarray
+    quantiles: np.ndarray | None
+    levels: tuple[float, ...]
+
+
+@dataclass
+class Evaluation:
+    """Metrics of the model and the seasonal-naive baseline on both scales."""
+
+    model: dict[str, float]
+    baseline: dict[str, float]
+    model_original: dict[str, float]
+    baseline_original: dict[str, float]
+    n_windows: int
+    season_length: int
+    examples: list[dict] = field(default_factory=list)
+
+    def flat(self) -> dict[str, float]:
+        """Metric name -> value for tracking, e.g. ``mse``, ``mse_original``, ``naive_mse``."""
+        out: dict[str, float] = {}
+        for prefix, suffix, metrics in (
+            ("", "", self.model),
+            ("", "_original", self.model_original),
+            ("naive_", "", self.baseline),
+            ("naive_", "_original", self.baseline_original),
+        ):
+            out |= {f"{prefix}{k}{suffix}": v for k, v in metrics.items()}
+        return out
+
+
+def load_forecaster(checkpoint_dir: str | Path) -> tuple[BaseForecaster, BaseLoss, TsdlConfig, BestWeights]:
+    """Rebuild the best model of a run from its checkpoint directory (holding ``best.pt``)."""
+    best = load_best(Path(checkpoint_dir))
+    config = TsdlConfig.model_validate(best.config)
+    loss = build_loss(config.loss)
+    model = build_model(config.model, **best.dims, n_outputs=loss.n_outputs)
+    model.load_state_dict(best.model)
+    model.eval()
+    return model, loss, config, best
+
+
+@torch.no_grad()
+def forecast(
+    model: BaseForecaster,
+    loss: BaseLoss,
+    windows: WindowSet,
+    *,
+    batch_size: int = 1024,
+    levels: tuple[float, ...] = EVAL_QUANTILES,
+) -> Forecast:
+    """Run the model over every window, in order."""
+    model.eval()
+    points, quantiles = [], []
+    for batch in windows.batches(batch_size, shuffle=False, seed=0):
+        pred = model(batch.past, batch.future, batch.static).float()
+        points.append(loss.point(pred).numpy())
+        q = loss.quantiles(pred, levels)
+        if q is not None:
+            quantiles.append(q.numpy())
+    point = np.concatenate(points) if points else np.zeros((0, 0), dtype=np.float32)
+    return Forecast(point=point, quantiles=np.concatenate(quantiles) if quantiles else None, levels=levels)
+
+
+def evaluate_windows(
+    model: BaseForecaster,
+    loss: BaseLoss,
+    windows: WindowSet,
+    *,
+    inverse: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    season_length: int,
+    n_examples: int = 4,
+) -> Evaluation:
+    """Test metrics for the model and the seasonal-naive baseline, scaled and original.
+
+    Args:
+        inverse: ``inverse(values [N, H, ...], series_ids [N]) -> values`` undoing the scaler.
+        season_length: season of the naive baseline and of the MASE scale.
+    """
+    fc = forecast(model, loss, windows)
+    everything = windows.batch_at(np.arange(len(windows)))
+    y_true = everything.target.numpy()
+    past = everything.past[:, :, 0].numpy()
+    season = min(season_length, past.shape[1])
+    naive = seasonal_naive(past, y_true.shape[1], season)
+    ids = np.asarray(windows.series_ids)
+
+    def score(truth: np.ndarray, pred: np.ndarray, q: np.ndarray | None, lookback: np.ndarray) -> dict:
+        scale = np.mean(np.abs(lookback[:, season:] - lookback[:, :-season]), axis=1)
+        metrics = point_metrics(truth, pred, insample_scale=scale)
+        if q is not None:
+            metrics |= quantile_metrics(truth, q, list(fc.levels))
+        return metrics
+
+    q_orig = None if fc.quantiles is None else inverse(fc.quantiles, ids)
+    past_orig = inverse(past, ids)
+    y_orig, point_orig, naive_orig = inverse(y_true, ids), inverse(fc.point, ids), inverse(naive, ids)
+    return Evaluation(
+        model=score(y_true, fc.point, fc.quantiles, past),
+        baseline=score(y_true, naive, None, past),
+        model_original=score(y_orig, point_orig, q_orig, past_orig),
+        baseline_original=score(y_orig, naive_orig, None, past_orig),
+        n_windows=len(windows),
+        season_length=season,
+        examples=_examples(windows, past_orig, y_orig, point_orig, q_orig, n_examples),
+    )
+
+
+def _examples(windows, past, y_true, point, quantiles, n: int) -> list[dict]:
+    """A few windows spread over the test set, for the forecast-vs-actual plot."""
+    if len(windows) == 0:
+        return []
+    picks = np.unique(np.linspace(0, len(windows) - 1, num=min(n, len(windows))).astype(int))
+    out = []
+    for i in picks:
+        example = {
+            "uid": str(windows.series_ids[i]),
+            "past_t": np.arange(-past.shape[1], 0),
+            "past_y": past[i],
+            "fut_t": np.arange(y_true.shape[1]),
+            "y_true": y_true[i],
+            "y_pred": point[i],
+        }
+        if quantiles is not None:
+            example["lo"], example["hi"] = quantiles[i, :, 0], quantiles[i, :, -1]
+        out.append(example)
+    return out
+

@@ -1,0 +1,52 @@
+"""A small record per training run, next to Ray's own files, so `--resume RUN` needs nothing else."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tsdl.errors import TrainingError
+
+__all__ = ["RunRecord"]
+
+_RECORD_FILE = "tsdl_run.json"
+
+
+@dataclass
+class RunRecord:
+    """Where a run lives and what it was: Ray run name + storage, MLflow run id, resolved config."""
+
+    run_name: str
+    storage_path: str
+    config: dict[str, Any]
+    mlflow_run_id: str | None = None
+    status: str = "RUNNING"
+
+    def save(self) -> None:
+        fs, base = _filesystem(self.storage_path)
+        fs.create_dir(f"{base}/{self.run_name}", recursive=True)
+        with fs.open_output_stream(f"{base}/{self.run_name}/{_RECORD_FILE}") as f:
+            f.write(json.dumps(asdict(self), indent=2).encode())
+
+    @classmethod
+    def load(cls, storage_path: str, run_name: str) -> RunRecord:
+        import pyarrow.fs
+
+        fs, base = _filesystem(storage_path)
+        path = f"{base}/{run_name}/{_RECORD_FILE}"
+        if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+            raise TrainingError(
+                f"no tsdl run named '{run_name}' under {storage_path}",
+                hint="pass the run name printed by `tsdl train` (a directory under "
+                "resources.storage_path), and the same --set resources.storage_path if you changed it",
+            )
+        with fs.open_input_stream(path) as f:
+            return cls(**json.loads(f.read()))
+
+
+def _filesystem(storage_path: str):
+    import pyarrow.fs
+
+    fs, base = pyarrow.fs.FileSystem.from_uri(storage_path)
+    return fs, base.rstrip("/")
