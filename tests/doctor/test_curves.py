@@ -139,3 +139,11 @@ def test_underfitting_puts_train_longer_first_when_still_improving() -> None:
     config = parse_config({"model": {"name": "rnn"}})
     assert remedies_for("underfitting", config, plateaued=False)[0].key == "training.max_epochs"
     assert remedies_for("underfitting", config, plateaued=True)[0].key == "model.hidden_size"
+
+
+def test_loss_far_above_the_reference_is_divergence() -> None:
+    rng = np.random.default_rng(1)
+    train = 300 * (1 + 0.1 * rng.standard_normal(len(EPOCHS))) * np.linspace(1.5, 1.0, len(EPOCHS))
+    d = classify_curves(_history(train, train * 0.9), reference_loss=0.3)
+    assert d.kind == "divergence"
+    assert "seasonal-naive" in d.summary

@@ -8,6 +8,8 @@ Google's deep-learning tuning playbook) and are checked in this order, the first
 2. oscillating: the training or validation loss keeps reversing direction by large steps;
 3. not decreasing: the training loss fell by less than ``min_decrease`` of its first value and
    the model does not beat the reference forecast (if one is given);
+   divergence again when even the best training loss is ``divergence_reference`` times the
+   reference loss (the weights blew up in the first epoch and never recovered);
 4. overfitting: validation loss rose by ``overfit_rise`` above its best epoch ``k`` for at least
    ``overfit_patience`` epochs while the training loss kept falling;
 5. underfitting: the best validation loss does not beat the reference forecast (a seasonal-naive
@@ -50,6 +52,8 @@ class CurveThresholds:
     """not decreasing: the training loss fell by less than this share of its first value."""
     divergence_factor: float = 1.5
     """divergence: the last training loss is above this multiple of its minimum (and its start)."""
+    divergence_reference: float = 10.0
+    """divergence: even the best training loss is this multiple of the reference loss."""
     oscillation_step: float = 0.05
     """oscillating: a move counts when it is at least this share of the curve's median level ..."""
     oscillation_reversals: float = 0.4
@@ -161,6 +165,14 @@ def classify_curves(
             f"train_loss fell only {decrease:.1%} over {len(train)} epochs "
             f"({_f(first)} -> best {_f(low)}; needs {t.min_decrease:.0%})",
             ref_line,
+        )
+
+    if reference_loss is not None and reference_loss > 0 and low > t.divergence_reference * reference_loss:
+        return CurveDiagnosis(
+            "divergence",
+            f"train_loss never got below {_f(low)}, {low / reference_loss:.0f}x the loss of a "
+            f"seasonal-naive forecast ({_f(reference_loss)}): the weights blew up early",
+            (_curve_line("train_loss", train, epochs), _curve_line("val_loss", val, epochs)),
         )
 
     plateaued = _plateaued(train, t.plateau_share)
