@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "tsdl.cli.data_cmd",
     "tsdl.cli.train_cmd",
     "tsdl.cli.deploy_cmd",
+    "tsdl.cli.doctor_cmd",
 )
 
 _DESCRIPTION = """\
