@@ -7,7 +7,8 @@ it exceeds ``diverge_factor`` times its best value.
 
 Suggested lr (the *valley* rule of fastai's ``lr_find``): take the longest stretch over which the
 smoothed loss keeps decreasing and pick the point about two thirds of the way down it. It is more
-stable than the *steepest descent* point (minimum of d loss / d log10 lr), which is reported too.
+stable than the *steepest descent* point (minimum of d loss / d log10 lr inside the valley, over a
+stencil of 5% of the sweep), which is reported too.
 The *good range* runs from the lr at which the smoothed loss has fallen by a tenth of its total
 drop from its early (median) level (below it, steps barely move the loss) to the lr of its
 minimum (beyond it, the loss blows up).
@@ -88,8 +89,7 @@ def suggest_lr(lrs: Sequence[float], smoothed: Sequence[float]) -> tuple[float, 
     start, end = start + skip, end + skip
     third = (end - start) / 3
     valley = lr[min(start + int(third) + int(third / 2), len(lr) - 1)]
-    slopes = np.gradient(loss[skip:], np.log10(lr[skip:]))
-    steepest = lr[skip + int(np.argmin(slopes))]
+    steepest = lr[_steepest(loss, lr, start, max(end, start + 1))]
     i_min = int(np.argmin(loss))
     # The starting level is the median of the early sweep, robust to batch-to-batch noise.
     start_level = float(np.median(loss[skip : max(skip + 1, i_min // 4 + 1)]))
@@ -304,6 +304,20 @@ def _longest_valley(loss: np.ndarray) -> tuple[int, int]:
             best_end = i
             best_start = best_end - lds[best_end]
     return max(best_start, 0), best_end
+
+
+def _steepest(loss: np.ndarray, lr: np.ndarray, start: int, end: int) -> int:
+    """Index of the most negative slope per decade inside the valley, over a 5%-wide stencil."""
+    width = max(1, len(loss) // 20)
+    x = np.log10(lr)
+    best, best_slope = start, math.inf
+    for i in range(start, end + 1):
+        lo, hi = max(i - width, 0), min(i + width, len(loss) - 1)
+        if hi > lo:
+            slope = (loss[hi] - loss[lo]) / (x[hi] - x[lo])
+            if slope < best_slope:
+                best, best_slope = i, slope
+    return best
 
 
 def _blew_up(smooth: float, best: float, factor: float) -> bool:
