@@ -2,6 +2,7 @@
 
 from tsdl.config.data import CovariatesConfig, DataConfig, SplitConfig, SyntheticDataConfig
 from tsdl.config.deploy import DeployConfig
+from tsdl.config.finetune import FinetuneConfig
 from tsdl.config.loader import (
     apply_overrides,
     config_hash,
@@ -24,6 +25,7 @@ __all__ = [
     "DataConfig",
     "DeployConfig",
     "ExperimentConfig",
+    "FinetuneConfig",
     "LossConfig",
     "ModelConfig",
     "NHiTSConfig",

@@ -7,6 +7,7 @@ from pydantic import Field
 from tsdl.config.base import StrictModel
 from tsdl.config.data import DataConfig
 from tsdl.config.deploy import DeployConfig
+from tsdl.config.finetune import FinetuneConfig
 from tsdl.config.loss import LossConfig
 from tsdl.config.model import DLinearConfig, ModelConfig
 from tsdl.config.tracking import TrackingConfig
@@ -36,4 +37,5 @@ class TsdlConfig(StrictModel):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
