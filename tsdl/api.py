@@ -5,6 +5,7 @@ Tracking is wired in here (not in `tsdl.train`), so the training layer stays ind
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import tempfile
 import time
@@ -17,7 +18,7 @@ import numpy as np
 from tsdl.config import TsdlConfig
 from tsdl.errors import TrainingError
 
-__all__ = ["TrainResult", "check_data", "evaluate", "predict", "train"]
+__all__ = ["Reproduction", "TrainResult", "check_data", "evaluate", "predict", "reproduce", "train"]
 
 
 @dataclass
@@ -52,6 +53,7 @@ def train(
     run_name: str | None = None,
     epoch_hooks: tuple = (),
     progress: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> TrainResult:
     """Check and prepare the data, train with Ray Train, evaluate on test, track in MLflow.
 
@@ -62,10 +64,12 @@ def train(
         run_name: name for a new run (default: ``<experiment>-<timestamp>``).
         epoch_hooks: ``hook(epoch, rank)`` callables run on the workers (fault injection, probes).
         progress: print one line per epoch.
+        tags: extra MLflow tags of the run.
     """
     from tsdl.data import prepare_data
     from tsdl.runtime import ensure_ray
     from tsdl.train import RunRecord, build_trainer, resolve_storage_path
+    from tsdl.train.progress import ProgressPrinter
 
     storage = resolve_storage_path(config.resources.storage_path)
     record = None
@@ -78,9 +82,9 @@ def train(
     prepared = prepare_data(config)
     if progress:
         print(prepared.report.render())
-    ensure_ray(address)
+    ensure_ray(address, log_to_driver=not progress)
 
-    tracker = _start_tracking(config, prepared, run_name, record)
+    tracker = _start_tracking(config, prepared, run_name, record, tags)
     record = record or RunRecord(
         run_name=run_name,
         storage_path=storage,
@@ -94,16 +98,21 @@ def train(
 
         logger_factory = functools.partial(worker_logger, tracker.run_id, tracker.tracking_uri)
 
-    trainer = build_trainer(
-        config,
-        prepared,
-        run_name=run_name,
-        storage_path=storage,
-        logger_factory=logger_factory,
-        epoch_hooks=epoch_hooks,
-    )
+    if progress:
+        print(f"run {run_name}: {config.resources.num_workers} worker(s), storage {storage}")
+    printer = ProgressPrinter() if progress else contextlib.nullcontext()
     try:
-        result = trainer.fit()
+        with printer:
+            trainer = build_trainer(
+                config,
+                prepared,
+                run_name=run_name,
+                storage_path=storage,
+                logger_factory=logger_factory,
+                epoch_hooks=epoch_hooks,
+                progress_queue=printer.queue if progress else None,
+            )
+            result = trainer.fit()
     except Exception as exc:  # Ray wraps worker errors; surface the worker's own message
         if tracker is not None:
             tracker.finish("FAILED")
@@ -118,14 +127,14 @@ def train(
     return outcome
 
 
-def _start_tracking(config: TsdlConfig, prepared, run_name: str, record):
+def _start_tracking(config: TsdlConfig, prepared, run_name: str, record, tags):
     if not config.tracking.enabled:
         return None
     from tsdl.tracking import MlflowRun
 
     if record is not None and record.mlflow_run_id:
         return MlflowRun.resume(record.mlflow_run_id, config)
-    return MlflowRun.start(config, data_stats=prepared.stats(), run_name=run_name)
+    return MlflowRun.start(config, data_stats=prepared.stats(), run_name=run_name, extra_tags=tags)
 
 
 def _finish_run(config, prepared, result, run_name: str, storage: str, tracker) -> TrainResult:
@@ -194,12 +203,57 @@ def _log_outcome(tracker, config, prepared, evaluation, history, checkpoint_dir:
                 tracker.log_figure(forecast_png(evaluation.examples, Path(tmp) / "forecast_vs_actual.png"))
 
 
-def evaluate(config: TsdlConfig | None = None, *, checkpoint: str | Path | None = None, run_id: str | None = None):
-    """Test metrics of a trained model (from a checkpoint directory or an MLflow run) on `config`'s data."""
+@dataclass
+class Reproduction:
+    """The verdict of `reproduce`: do the rerun's test metrics equal the original's?"""
+
+    original_run_id: str
+    result: TrainResult
+    match: bool
+    table: str
+    data_matches: bool
+
+
+def reproduce(
+    run_id: str, *, tracking_uri: str | None = None, address: str | None = None, rtol: float = 1e-5
+) -> Reproduction:
+    """Rerun a run from its logged config and manifest and compare the test metrics.
+
+    The data is re-read from the same path; a changed content hash is reported (the metrics then
+    cannot be expected to match).
+    """
+    from tsdl.data import prepare_data
+    from tsdl.tracking import compare_metrics, load_run, resolve_tracking_uri
+
+    uri = tracking_uri or resolve_tracking_uri(TsdlConfig().tracking)
+    config, manifest, metrics = load_run(run_id, uri)
+    config = config.model_copy(
+        update={"tracking": config.tracking.model_copy(update={"tracking_uri": uri})}
+    )
+    data_matches = prepare_data(config).content_hash() == manifest.get("data_hash")
+    result = train(config, address=address, progress=False, tags={"tsdl.reproduces": run_id})
+    original = {k: v for k, v in metrics.items() if k.startswith("test_")}
+    rerun = {f"test_{k}": v for k, v in result.test.flat().items()}
+    match, table = compare_metrics(original, {k: rerun[k] for k in original if k in rerun}, rtol=rtol)
+    return Reproduction(run_id, result, match, table, data_matches)
+
+
+def evaluate(
+    config: TsdlConfig | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    run_id: str | None = None,
+    tracking_uri: str | None = None,
+):
+    """Test metrics of a trained model (checkpoint directory or MLflow run) on `config`'s data.
+
+    Without `config` the model is scored on the data it was trained on; with one (e.g. new series)
+    the trained scalers are reused, so this is a zero-shot evaluation.
+    """
     from tsdl.data import prepare_data
     from tsdl.train import evaluate_windows, load_forecaster
 
-    checkpoint_dir = _checkpoint_from(checkpoint, run_id)
+    checkpoint_dir = _checkpoint_from(checkpoint, run_id, tracking_uri)
     model, loss, trained_config, best = load_forecaster(checkpoint_dir)
     data_config = config or trained_config
     prepared = prepare_data(data_config, fit_scalers=False, scaler_state=best.scaler_state)
@@ -212,8 +266,14 @@ def evaluate(config: TsdlConfig | None = None, *, checkpoint: str | Path | None 
     )
 
 
-def predict(*, run_id: str | None = None, checkpoint: str | Path | None = None, input_path: str | Path,
-            output_path: str | Path) -> Path:
+def predict(
+    *,
+    run_id: str | None = None,
+    checkpoint: str | Path | None = None,
+    input_path: str | Path,
+    output_path: str | Path,
+    tracking_uri: str | None = None,
+) -> Path:
     """Forecast the next horizon of every series in `input_path`; write long-format Parquet."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -221,7 +281,7 @@ def predict(*, run_id: str | None = None, checkpoint: str | Path | None = None, 
     from tsdl.data import SeriesScalers, prepare_inference
     from tsdl.train import forecast, load_forecaster
 
-    model, loss, config, best = load_forecaster(_checkpoint_from(checkpoint, run_id))
+    model, loss, config, best = load_forecaster(_checkpoint_from(checkpoint, run_id, tracking_uri))
     windows = prepare_inference(config, Path(input_path), best.scaler_state)
     inverse = _inverse(SeriesScalers.from_state(best.scaler_state))
     fc = forecast(model, loss, windows)
@@ -248,14 +308,14 @@ def _inverse(scalers):
     return lambda values, ids: scalers.inverse_transform(ids, values)
 
 
-def _checkpoint_from(checkpoint: str | Path | None, run_id: str | None) -> Path:
+def _checkpoint_from(checkpoint: str | Path | None, run_id: str | None, tracking_uri: str | None) -> Path:
     if (checkpoint is None) == (run_id is None):
         raise TrainingError("give exactly one of --checkpoint and --run-id", hint="e.g. --run-id <MLflow run id>")
     if checkpoint is not None:
         return Path(checkpoint)
     from tsdl.tracking import download_checkpoint
 
-    return download_checkpoint(run_id)
+    return download_checkpoint(run_id, tracking_uri)
 
 
 def _root_cause(exc: BaseException) -> str:

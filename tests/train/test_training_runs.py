@@ -32,6 +32,50 @@ def test_train_end_to_end(ray_local, make_config) -> None:
     assert {"MAE", "MSE"} <= set(ev.model_original) and {"MAE"} <= set(ev.baseline)
     # Original-scale errors differ from the normalized ones (the synthetic series have levels != 0).
     assert ev.model_original["MAE"] != pytest.approx(ev.model["MAE"])
+    _assert_mlflow_run_is_complete(config, result)
+
+
+def _assert_mlflow_run_is_complete(config, result) -> None:
+    """Everything issue #3 lists, read back through MlflowClient."""
+    import json
+
+    import yaml
+    from mlflow import MlflowClient
+
+    client = MlflowClient(config.tracking.tracking_uri)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    assert tags["architecture"] == "dlinear" and tags["dataset_name"] == "synthetic"
+    assert params["training.optimizer.lr"] == "0.001" and params["model.name"] == "dlinear"
+    assert {"system.hostname", "system.torch", "system.ray"} <= set(params)
+    assert params["data_stats.n_series"] == "4"
+    for name in ("train_loss", "val_loss", "grad_norm", "lr", "epoch_time_s", "windows_per_s"):
+        history = client.get_metric_history(run.info.run_id, name)
+        assert [m.step for m in history] == [1, 2, 3], name
+    for name in ("MAE", "MSE", "RMSE", "sMAPE", "MASE"):
+        assert f"test_{name}" in metrics and f"test_{name}_original" in metrics
+        assert f"test_naive_{name}" in metrics
+    files = _artifact_paths(client, run.info.run_id)
+    expected = {
+        "config.yaml", "system_info.json", "data_stats.json", "manifest.json", "features.json",
+        "scalers.json", "test_metrics.txt", "checkpoint/best.pt", "checkpoint/last.pt",
+        "plots/learning_curve.png", "plots/forecast_vs_actual.png",
+    }
+    assert expected <= files, expected - files
+    local = Path(client.download_artifacts(run.info.run_id, "config.yaml"))
+    assert yaml.safe_load(local.read_text())["training"]["max_epochs"] == 3
+    manifest = json.loads(Path(client.download_artifacts(run.info.run_id, "manifest.json")).read_text())
+    assert manifest["seed"] == 7 and len(manifest["data_hash"]) == 64
+    assert set(manifest["split_boundaries"]) == {"train", "val", "test"}
+    assert "skill" in Path(client.download_artifacts(run.info.run_id, "test_metrics.txt")).read_text()
+
+
+def _artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
+    found: set[str] = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= _artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
 
 
 def test_same_seed_gives_identical_epoch_losses(ray_local, make_config) -> None:

@@ -38,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--address", metavar="ADDR", help="Ray address: auto | ray://host:10001 (default: in-process)")
     train.add_argument("--resume", metavar="RUN", help="continue the named run from its last checkpoint")
     train.add_argument("--run-name", metavar="NAME", help="name of a new run (default: <experiment>-<time>)")
+    train.add_argument(
+        "--reproduce",
+        metavar="RUN_ID",
+        help="rerun an MLflow run from its logged config and manifest; exit 1 if metrics differ",
+    )
+    _add_tracking_uri(train)
     train.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     train.set_defaults(handler=_train)
 
@@ -48,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", metavar="DIR", help="a checkpoint directory (holds best.pt)")
     source.add_argument("--run-id", metavar="ID", help="an MLflow run id of `tsdl train`")
+    _add_tracking_uri(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     predict = subparsers.add_parser(
@@ -58,11 +65,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--run-id", metavar="ID", help="an MLflow run id of `tsdl train`")
     predict.add_argument("--input", required=True, metavar="FILE", help="history to forecast from (CSV/Parquet)")
     predict.add_argument("--output", default="forecasts.parquet", metavar="FILE", help="where to write")
+    _add_tracking_uri(predict)
     predict.set_defaults(handler=_predict)
+
+
+def _add_tracking_uri(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow store of --run-id / --reproduce (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)",
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
     from tsdl import api
+
+    if args.reproduce:
+        outcome = api.reproduce(args.reproduce, tracking_uri=args.tracking_uri, address=args.address)
+        print(outcome.table)
+        if not outcome.data_matches:
+            print("note: the input data changed since the original run (content hash differs)")
+        verdict = "reproduced" if outcome.match else "NOT reproduced"
+        print(f"{verdict}: run {outcome.original_run_id} -> {outcome.result.mlflow_run_id}")
+        return 0 if outcome.match else 1
 
     overrides = list(args.overrides)
     if args.num_workers is not None:
@@ -87,7 +112,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from tsdl.evaluation.metrics import metrics_table
 
     config = config_from_args(args) if args.config else None
-    evaluation = api.evaluate(config, checkpoint=args.checkpoint, run_id=args.run_id)
+    evaluation = api.evaluate(
+        config, checkpoint=args.checkpoint, run_id=args.run_id, tracking_uri=args.tracking_uri
+    )
     print(metrics_table(evaluation.model, evaluation.baseline, title="test (normalized)"))
     print()
     print(metrics_table(evaluation.model_original, evaluation.baseline_original, title="test (original scale)"))
@@ -97,7 +124,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from tsdl import api
 
-    path = api.predict(run_id=args.run_id, checkpoint=args.checkpoint, input_path=args.input, output_path=args.output)
+    path = api.predict(
+        run_id=args.run_id,
+        checkpoint=args.checkpoint,
+        input_path=args.input,
+        output_path=args.output,
+        tracking_uri=args.tracking_uri,
+    )
     print(f"wrote {path}")
     return 0
 

@@ -62,6 +62,8 @@ def connect(tracking_uri: str) -> MlflowClient:
     """
     from mlflow import MlflowClient
 
+    # Artifact download bars would interleave with tsdl's own output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         with _quick_http():
             client = MlflowClient(tracking_uri=tracking_uri)

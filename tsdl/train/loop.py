@@ -27,6 +27,7 @@ from tsdl.losses import BaseLoss, build_loss
 from tsdl.models import BaseForecaster, build_model
 from tsdl.train.checkpointing import BestWeights, TrainState, load_best, load_last, save_checkpoint
 from tsdl.train.early_stopping import EarlyStopping
+from tsdl.train.finetune import FinetunePlan, apply_finetune
 from tsdl.train.precision import MixedPrecision
 from tsdl.train.seeding import epoch_seed, rng_state, seed_everything, set_rng_state
 
@@ -51,6 +52,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     seed_everything(tcfg.seed, deterministic=tcfg.deterministic, use_cuda=device.type == "cuda")
     loss_fn = build_loss(config.loss)
     model = build_model(config.model, **dims, n_outputs=loss_fn.n_outputs)
+    # Parent weights load before DDP wraps the model (which broadcasts rank 0's weights).
+    finetune = apply_finetune(model, config, loop_config.get("init_state"))
     model = ray.train.torch.prepare_model(model)
     loss_fn = loss_fn.to(device)
 
@@ -67,7 +70,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     steps_per_epoch = _common_steps(len(train_set), per_worker_batch, tcfg.limit_train_batches, device)
 
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=tcfg.optimizer.lr, weight_decay=tcfg.optimizer.weight_decay
+        finetune.param_groups(model), lr=tcfg.optimizer.lr, weight_decay=tcfg.optimizer.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
@@ -86,10 +89,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     state.restore(ray.train.get_checkpoint())
 
     logger = _worker_logger(loop_config, rank)
+    if loop_config.get("init_state") is not None and state.epoch == 0:
+        # The parent's weights on this run's validation data, before any update: the zero-shot score.
+        init_val = _validate(model, loss_fn, amp, val_set, per_worker_batch, device)
+        logger.log_epoch(0, {"init_val_loss": init_val})
     val_every = max(1, math.ceil(steps_per_epoch * tcfg.val_check_interval))
     for epoch in range(state.epoch + 1, tcfg.max_epochs + 1):
         for hook in hooks:
             hook(epoch, rank)
+        finetune.start_epoch(epoch, steps_per_epoch)
         torch.manual_seed(epoch_seed(tcfg.seed, epoch, rank))
         started = time.perf_counter()
         model.train()
@@ -102,7 +110,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         )
         for step, batch in enumerate(_take(batches, steps_per_epoch), start=1):
             batch = batch.to(device, non_blocking=tcfg.pin_memory and device.type == "cuda")
-            loss, grad_norm = _train_step(model, loss_fn, optimizer, amp, batch, tcfg.gradient_clip_val)
+            loss, grad_norm = _train_step(
+                model, loss_fn, optimizer, amp, batch, tcfg.gradient_clip_val, finetune
+            )
             loss_sum += loss * len(batch)
             n_windows += len(batch)
             state.global_step += 1
@@ -134,8 +144,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         }
         state.history.append({k: float(v) for k, v in metrics.items()})
         logger.log_epoch(epoch, metrics)
-        if rank == 0 and loop_config.get("progress", True):
-            _print_progress(metrics, tcfg.max_epochs, state.history)
+        if rank == 0 and loop_config.get("progress_queue") is not None:
+            loop_config["progress_queue"].put_nowait(dict(metrics, max_epochs=tcfg.max_epochs))
         _report(metrics, state, epoch, improved, config, dims, loop_config["scaler_state"], rank)
         if stopper.should_stop:
             break
@@ -188,6 +198,7 @@ def _train_step(
     amp: MixedPrecision,
     batch: Batch,
     clip: float | None,
+    finetune: FinetunePlan,
 ) -> tuple[float, float]:
     optimizer.zero_grad(set_to_none=True)
     with amp.autocast():
@@ -199,6 +210,7 @@ def _train_step(
             hint="lower training.optimizer.lr, keep gradient_clip_val set, or run `tsdl doctor`",
         )
     amp.scaler.scale(loss).backward()
+    finetune.before_step(model, optimizer)  # frozen parameters lose their gradient; lr warm-up
     amp.scaler.unscale_(optimizer)
     params = [p for p in model.parameters() if p.grad is not None]
     if clip is not None:
@@ -258,19 +270,6 @@ def _report(
     with tempfile.TemporaryDirectory() as tmp:
         save_checkpoint(Path(tmp), last=state.snapshot(epoch), best=state.best)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-
-
-def _print_progress(metrics: dict[str, Any], max_epochs: int, history: list[dict[str, float]]) -> None:
-    mean_epoch_s = sum(h["epoch_time_s"] for h in history) / len(history)
-    eta_s = mean_epoch_s * (max_epochs - metrics["epoch"])
-    marker = " *" if metrics["best_epoch"] == metrics["epoch"] else ""
-    print(
-        f"epoch {metrics['epoch']:>3}/{max_epochs}  train_loss {metrics['train_loss']:.4f}  "
-        f"val_loss {metrics['val_loss']:.4f}{marker}  lr {metrics['lr']:.2e}  "
-        f"{metrics['windows_per_s']:,.0f} win/s  {metrics['epoch_time_s']:.1f}s  "
-        f"ETA {eta_s / 60:.1f} min (at most; early stopping may end sooner)",
-        flush=True,
-    )
 
 
 def _common_steps(n_windows: int, batch_size: int, limit: int | None, device: torch.device) -> int:

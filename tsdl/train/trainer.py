@@ -27,6 +27,8 @@ def build_trainer(
     callbacks: Sequence[UserCallback] = (),
     logger_factory: Callable[..., MetricsLogger] | None = None,
     epoch_hooks: Sequence[EpochHook] = (),
+    init_state: dict[str, Any] | None = None,
+    progress_queue: Any | None = None,
 ) -> TorchTrainer:
     """A TorchTrainer for one training run.
 
@@ -41,6 +43,9 @@ def build_trainer(
         callbacks: Ray Train `UserCallback`s (e.g. Tune's `TuneReportCallback`).
         logger_factory: picklable ``factory(rank=...) -> MetricsLogger`` for per-step/epoch metrics.
         epoch_hooks: picklable ``hook(epoch, rank)`` called at the start of every epoch.
+        init_state: a parent run's weights (`tsdl.train.parent.ParentCheckpoint.weights`) to
+            start from, per `config.finetune`; pickled to every worker with the loop config.
+        progress_queue: a ``ray.util.queue.Queue``; rank 0 puts each epoch's metrics into it.
     """
     import ray.data
     import ray.train
@@ -61,6 +66,8 @@ def build_trainer(
         "scaler_state": prepared.scalers.state_dict(),
         "logger_factory": logger_factory,
         "epoch_hooks": list(epoch_hooks),
+        "init_state": init_state,
+        "progress_queue": progress_queue,
     }
     return TorchTrainer(
         train_loop_per_worker,
