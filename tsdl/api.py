@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tsdl.config import TsdlConfig
-from tsdl.errors import TrainingError
+from tsdl.errors import ConfigError, TrainingError
 
 __all__ = ["Reproduction", "TrainResult", "check_data", "evaluate", "predict", "reproduce", "train"]
 
@@ -54,6 +54,7 @@ def train(
     epoch_hooks: tuple = (),
     progress: bool = True,
     tags: dict[str, str] | None = None,
+    init_from: str | None = None,
 ) -> TrainResult:
     """Check and prepare the data, train with Ray Train, evaluate on test, track in MLflow.
 
@@ -65,25 +66,37 @@ def train(
         epoch_hooks: ``hook(epoch, rank)`` callables run on the workers (fault injection, probes).
         progress: print one line per epoch.
         tags: extra MLflow tags of the run.
+        init_from: start from this MLflow run id or checkpoint directory (`finetune.init_from`).
     """
-    from tsdl.data import prepare_data
     from tsdl.runtime import ensure_ray
-    from tsdl.train import RunRecord, build_trainer, resolve_storage_path
+    from tsdl.train import RunRecord, build_trainer, model_dims, resolve_storage_path
+    from tsdl.train.finetune import check_finetune, lineage, lineage_tags
+    from tsdl.train.parent import prepare_finetune_data, resolve_init_from
     from tsdl.train.progress import ProgressPrinter
 
     storage = resolve_storage_path(config.resources.storage_path)
     record = None
+    if resume is not None and init_from is not None:
+        raise ConfigError(
+            "give either --resume or --init-from, not both",
+            hint="--resume continues a run (it keeps its own parent); --init-from starts a new one",
+        )
     if resume is not None:
         record = RunRecord.load(storage, resume)
         config = TsdlConfig.model_validate(record.config)
         run_name = resume
     run_name = run_name or f"{config.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
-    prepared = prepare_data(config)
+    download = functools.partial(_download_parent, config)
+    config, parent = resolve_init_from(config, init_from, download=download)
+    prepared = prepare_finetune_data(config, parent)
+    plan = check_finetune(config, model_dims(prepared), parent)  # bad patterns/shapes fail here
+    lineage_record = lineage(parent, plan) if parent is not None else None
     if progress:
         print(prepared.report.render())
     ensure_ray(address, log_to_driver=not progress)
 
+    tags = {**(tags or {}), **lineage_tags(lineage_record)}
     tracker = _start_tracking(config, prepared, run_name, record, tags)
     record = record or RunRecord(
         run_name=run_name,
@@ -111,6 +124,7 @@ def train(
                 logger_factory=logger_factory,
                 epoch_hooks=epoch_hooks,
                 progress_queue=printer.queue if progress else None,
+                init_state=parent.weights if parent is not None else None,
             )
             result = trainer.fit()
     except Exception as exc:  # Ray wraps worker errors; surface the worker's own message
@@ -121,7 +135,7 @@ def train(
             hint=f"fix the cause, then continue with `tsdl train --resume {run_name}`",
         ) from exc
 
-    outcome = _finish_run(config, prepared, result, run_name, storage, tracker)
+    outcome = _finish_run(config, prepared, result, run_name, storage, tracker, lineage_record)
     record.status = "FINISHED"
     record.save()
     return outcome
@@ -137,7 +151,9 @@ def _start_tracking(config: TsdlConfig, prepared, run_name: str, record, tags):
     return MlflowRun.start(config, data_stats=prepared.stats(), run_name=run_name, extra_tags=tags)
 
 
-def _finish_run(config, prepared, result, run_name: str, storage: str, tracker) -> TrainResult:
+def _finish_run(
+    config, prepared, result, run_name: str, storage: str, tracker, lineage=None
+) -> TrainResult:
     from tsdl.train import evaluate_windows, load_forecaster
 
     if result.checkpoint is None:
@@ -156,7 +172,7 @@ def _finish_run(config, prepared, result, run_name: str, storage: str, tracker) 
         season_length=prepared.season_length,
     )
     if tracker is not None:
-        _log_outcome(tracker, config, prepared, evaluation, history, local_dir, best)
+        _log_outcome(tracker, config, prepared, evaluation, history, local_dir, best, lineage)
         tracker.finish("FINISHED")
     return TrainResult(
         run_name=run_name,
@@ -165,10 +181,21 @@ def _finish_run(config, prepared, result, run_name: str, storage: str, tracker) 
         test=evaluation,
         mlflow_run_id=tracker.run_id if tracker else None,
         storage_path=storage,
+        extras={"lineage": lineage} if lineage else {},
     )
 
 
-def _log_outcome(tracker, config, prepared, evaluation, history, checkpoint_dir: Path, best) -> None:
+def _download_parent(config: TsdlConfig, run_id: str) -> tuple[Path, str]:
+    """A parent run's checkpoint from the config's MLflow store: (local dir, ``runs:/`` URI)."""
+    from tsdl.tracking import download_checkpoint, resolve_tracking_uri
+
+    local = download_checkpoint(run_id, resolve_tracking_uri(config.tracking))
+    return local, f"runs:/{run_id}/checkpoint"
+
+
+def _log_outcome(
+    tracker, config, prepared, evaluation, history, checkpoint_dir: Path, best, lineage=None
+) -> None:
     from tsdl.evaluation.metrics import metrics_table
     from tsdl.tracking import build_manifest
     from tsdl.tracking.plots import forecast_png, learning_curve_png
@@ -190,7 +217,8 @@ def _log_outcome(tracker, config, prepared, evaluation, history, checkpoint_dir:
             data_hash=prepared.content_hash(),
             split_boundaries=prepared.split_boundaries,
             scaler_state=prepared.scalers.state_dict(),
-        ),
+        )
+        | ({"lineage": lineage} if lineage else {}),
         "manifest.json",
     )
     if config.tracking.log_checkpoints:
@@ -248,7 +276,8 @@ def evaluate(
     """Test metrics of a trained model (checkpoint directory or MLflow run) on `config`'s data.
 
     Without `config` the model is scored on the data it was trained on; with one (e.g. new series)
-    the trained scalers are reused, so this is a zero-shot evaluation.
+    this is the zero-shot score before fine-tuning: scalers follow its `finetune.scalers`, refit on
+    its own train split by default (as a fine-tuning run would), or the trained ones with ``parent``.
     """
     from tsdl.data import prepare_data
     from tsdl.train import evaluate_windows, load_forecaster
@@ -256,7 +285,10 @@ def evaluate(
     checkpoint_dir = _checkpoint_from(checkpoint, run_id, tracking_uri)
     model, loss, trained_config, best = load_forecaster(checkpoint_dir)
     data_config = config or trained_config
-    prepared = prepare_data(data_config, fit_scalers=False, scaler_state=best.scaler_state)
+    if config is not None and config.finetune.scalers == "refit":
+        prepared = prepare_data(config)  # new series: scalers fitted on their own train split
+    else:
+        prepared = prepare_data(data_config, fit_scalers=False, scaler_state=best.scaler_state)
     return evaluate_windows(
         model,
         loss,

@@ -17,6 +17,7 @@ _TRAIN_EPILOG = textwrap.dedent(
       tsdl train -c cfg.yaml --address auto --gpus            a `ray start --head` cluster with GPUs
       tsdl train --resume tsdl-20261125-101500                continue an interrupted run
       tsdl train -c cfg.yaml --set training.max_epochs=5      override any config value
+      tsdl train -c new.yaml --init-from <MLflow run id>      fine-tune an earlier run (docs/finetuning.md)
 
     The data checklist runs first; the run's name (printed at the start) is its directory under
     resources.storage_path and the handle for --resume. Metrics, checkpoints and plots go to MLflow
@@ -38,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--address", metavar="ADDR", help="Ray address: auto | ray://host:10001 (default: in-process)")
     train.add_argument("--resume", metavar="RUN", help="continue the named run from its last checkpoint")
     train.add_argument("--run-name", metavar="NAME", help="name of a new run (default: <experiment>-<time>)")
+    train.add_argument(
+        "--init-from",
+        metavar="RUN_ID|CHECKPOINT",
+        help="fine-tune: start from an earlier run's best weights (see the config's finetune: section)",
+    )
     train.add_argument(
         "--reproduce",
         metavar="RUN_ID",
@@ -102,6 +108,7 @@ def _train(args: argparse.Namespace) -> int:
         resume=args.resume,
         run_name=args.run_name,
         progress=not args.quiet,
+        init_from=args.init_from,
     )
     print(_summary(result))
     return 0

@@ -30,6 +30,7 @@ __all__ = [
     "check_finetune",
     "head_patterns",
     "lineage",
+    "lineage_tags",
     "match",
 ]
 
@@ -42,6 +43,7 @@ DEFAULT_HEADS: dict[str, tuple[str, ...]] = {
 """The output layers of each architecture (DLinear is all head: two linear maps over the lookback)."""
 
 _HEAD, _BACKBONE = "head", "backbone"
+_MAX_TAG_CHARS = 5000  # MLflow's tag value limit
 
 
 @dataclass
@@ -261,6 +263,21 @@ def lineage(parent: ParentCheckpoint | None, plan: FinetunePlan) -> dict[str, An
             "parent_best_val_loss": parent.best_val_loss,
         }
     return record | plan.summary()
+
+
+def lineage_tags(record: dict[str, Any] | None) -> dict[str, str]:
+    """MLflow tags of a lineage record: parent run id, checkpoint URI, frozen modules."""
+    if record is None:
+        return {}
+    frozen = ",".join(record["frozen_modules"]) or "none"
+    if len(frozen) > _MAX_TAG_CHARS:  # the full list is in manifest.json
+        frozen = frozen[: _MAX_TAG_CHARS - 40] + f"... ({len(record['frozen_modules'])} modules)"
+    tags = {
+        "tsdl.parent_run_id": record["parent_run_id"] or "none",
+        "tsdl.parent_checkpoint_uri": record["parent_checkpoint_uri"],
+        "tsdl.frozen_modules": frozen,
+    }
+    return {k: str(v) for k, v in tags.items()}
 
 
 def modules_of(names: list[str]) -> list[str]:

@@ -26,6 +26,7 @@ __all__ = [
     "load_parent",
     "load_weights",
     "prepare_finetune_data",
+    "resolve_init_from",
     "resolve_parent",
 ]
 
@@ -134,6 +135,40 @@ def resolve_parent(
     return load_parent(local, source=init_from, run_id=init_from, uri=uri)
 
 
+def resolve_init_from(
+    config: TsdlConfig,
+    init_from: str | None = None,
+    *,
+    download: Callable[[str], tuple[Path, str]] | None = None,
+) -> tuple[TsdlConfig, ParentCheckpoint | None]:
+    """Put ``--init-from`` into the config (tracked, resumable, reproducible) and resolve the parent.
+
+    Args:
+        config: the run's config; `finetune.init_from` is used when `init_from` is None.
+        init_from: a run id or checkpoint directory given on the command line.
+        download: see `resolve_parent`.
+
+    Returns:
+        ``(config, parent)``; parent is None when the run trains from scratch.
+
+    Raises:
+        ConfigError: ``scalers: parent`` without a parent, or an unresolvable `init_from`.
+    """
+    if init_from is not None:
+        raw = config.model_dump(mode="json")
+        raw["finetune"]["init_from"] = init_from
+        config = TsdlConfig.model_validate(raw)
+    source = config.finetune.init_from
+    if source is None:
+        if config.finetune.scalers == "parent":
+            raise ConfigError(
+                "finetune.scalers is 'parent' but there is no parent run",
+                hint="pass --init-from RUN_ID|CHECKPOINT (or set finetune.init_from), or use scalers: refit",
+            )
+        return config, None
+    return config, resolve_parent(source, download=download)
+
+
 def load_weights(
     model: torch.nn.Module,
     weights: dict[str, torch.Tensor],
@@ -178,13 +213,15 @@ def load_weights(
     return WeightLoad(loaded=loaded, reset=[n for n in own if n in reset_set], skipped=skipped)
 
 
-def prepare_finetune_data(config: TsdlConfig, parent: ParentCheckpoint) -> PreparedData:
-    """The child's data, scaled per `finetune.scalers` (refit: on its own train split only).
+def prepare_finetune_data(config: TsdlConfig, parent: ParentCheckpoint | None) -> PreparedData:
+    """The run's data, scaled per `finetune.scalers` (refit: on its own train split only).
+
+    Without a parent this is `prepare_data(config)`.
 
     Raises:
         DataError: ``scalers: parent`` but the data has series or columns the parent never saw.
     """
-    if config.finetune.scalers == "refit":
+    if parent is None or config.finetune.scalers == "refit":
         return prepare_data(config)
     try:
         return prepare_data(config, fit_scalers=False, scaler_state=parent.scaler_state)

@@ -45,6 +45,8 @@ def build_trainer(
         epoch_hooks: picklable ``hook(epoch, rank)`` called at the start of every epoch.
         init_state: a parent run's weights (`tsdl.train.parent.ParentCheckpoint.weights`) to
             start from, per `config.finetune`; pickled to every worker with the loop config.
+            None with `finetune.init_from` set to a checkpoint directory loads it here (how Tune
+            trials built from one config all start from the same pretrained run).
         progress_queue: a ``ray.util.queue.Queue``; rank 0 puts each epoch's metrics into it.
     """
     import ray.data
@@ -60,6 +62,10 @@ def build_trainer(
     resources: dict[str, float] = {"CPU": res.cpus_per_worker}
     if res.use_gpu:
         resources["GPU"] = res.gpus_per_worker
+    if init_state is None and config.finetune.init_from is not None:
+        from tsdl.train.parent import resolve_parent
+
+        init_state = resolve_parent(config.finetune.init_from).weights
     loop_config: dict[str, Any] = {
         "config": config.model_dump(mode="json"),
         "dims": model_dims(prepared),
