@@ -1,0 +1,169 @@
+"""What every benchmark shares: CLI flags, configs, machine facts, tables and JSON results.
+
+Benchmarks run as scripts (``python bench/<name>.py``), so this module is imported as
+``_common`` from the script's own directory. Every result file records the machine, the date and
+the exact command next to the numbers, because ratios on a shared 2-core box are only
+meaningful together with where and when they were measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ETTH1",
+    "EXAMPLES",
+    "REPO_ROOT",
+    "RESULTS",
+    "base_parser",
+    "etth1_config",
+    "machine_info",
+    "peak_rss_mb",
+    "print_table",
+    "synthetic_config",
+    "write_results",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ETTH1 = REPO_ROOT / ".." / "shared" / "data" / "ETTh1.csv"
+EXAMPLES = REPO_ROOT / "examples"
+RESULTS = REPO_ROOT / "bench" / "results"
+
+# Ray Train V2 is what tsdl targets; set it before any Ray import in a benchmark process.
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
+def base_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A parser with the flags every benchmark has: ``--smoke`` and ``--out``."""
+    text = (doc or "").strip()
+    parser = argparse.ArgumentParser(
+        description=text.splitlines()[0] if text else None,
+        epilog="\n".join(text.splitlines()[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny synthetic run (seconds) that checks the script still works"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON (and PNG) results")
+    return parser
+
+
+def etth1_config(example: str = "etth1.yaml", overrides: Iterable[str] = ()):
+    """An ``examples/`` config with the shared ETTh1 path made absolute and tracking off.
+
+    Returns None when ``../shared`` is absent (a user's clone), so callers can fall back to
+    synthetic data and say so.
+    """
+    from tsdl.config import load_config
+
+    if not ETTH1.exists():
+        return None
+    base = [f"data.path={ETTH1.resolve()}", "tracking.enabled=false"]
+    return load_config(EXAMPLES / example, overrides=[*base, *overrides])
+
+
+def synthetic_config(
+    *,
+    n_series: int = 4,
+    n_timesteps: int = 400,
+    input_chunk_length: int = 48,
+    output_chunk_length: int = 12,
+    overrides: Iterable[str] = (),
+):
+    """A generated dataset config (no file) with tracking off: smoke runs and scaling studies."""
+    from tsdl.config import parse_config
+
+    raw = {
+        "experiment": {"name": "bench"},
+        "data": {
+            "synthetic": {"n_series": n_series, "n_timesteps": n_timesteps, "seed": 0},
+            "input_chunk_length": input_chunk_length,
+            "output_chunk_length": output_chunk_length,
+        },
+        "tracking": {"enabled": False},
+    }
+    return parse_config(raw, overrides=list(overrides))
+
+
+def machine_info() -> dict[str, Any]:
+    """Where and when: CPU, cores, load, library versions, UTC date and the exact command."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "command": "python " + shlex.join(sys.argv),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        import ray
+
+        info["ray"] = ray.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str = "") -> str:
+    """Render ``rows`` as a fixed-width text table (floats with 4 significant digits); print it."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+        return "" if value is None else str(value)
+
+    cells = [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    lines = [title] if title else []
+    lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+def write_results(name: str, payload: Mapping[str, Any], out_dir: Path, *, smoke: bool) -> Path:
+    """Write ``{machine, **payload}`` to ``out_dir/<name>[.smoke].json``; returns the path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}{'.smoke' if smoke else ''}.json"
+    document = {"benchmark": name, "smoke": smoke, "machine": machine_info(), **payload}
+    path.write_text(json.dumps(document, indent=2, default=_jsonable) + "\n")
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
