@@ -4,25 +4,48 @@ Index-based windows keep only per-segment offsets, so the peak stays a small con
 the raw array (the gather of one batch included) however many windows there are.
 
     python bench/bench_window_memory.py [--timesteps 1000000] [--batch-size 256]
+
+``--scaling`` runs the end-to-end study instead: peak RSS of data preparation, the Ray row
+encoding a worker decodes, and one DLinear training epoch, for 1x/10x/100x the timesteps and for
+10 vs 1,000 series (each case in a fresh process), with a JSON file and a log-log plot.
+
+    python bench/bench_window_memory.py --scaling [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
 from tsdl.data.windows import WindowSet
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timesteps", type=int, default=1_000_000)
     parser.add_argument("--input-chunk-length", type=int, default=336)
     parser.add_argument("--output-chunk-length", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=256)
-    args = parser.parse_args()
+    parser.add_argument("--scaling", action="store_true", help="run the RSS scaling study (see above)")
+    parser.add_argument("--smoke", action="store_true", help="with --scaling: tiny cases (seconds)")
+    parser.add_argument("--out", type=Path, default=None, help="with --scaling: results directory")
+    parser.add_argument("--case", nargs=2, type=int, metavar=("N_SERIES", "TIMESTEPS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.case is not None:
+        from _memory_scaling import measure_case
+
+        measure_case(*args.case, input_chunk_length=args.input_chunk_length,
+                     output_chunk_length=args.output_chunk_length, batch_size=args.batch_size)
+        return
+    if args.scaling:
+        from _memory_scaling import run_study
+
+        run_study(Path(__file__), smoke=args.smoke, out=args.out, batch_size=args.batch_size)
+        return
     L, H, T = args.input_chunk_length, args.output_chunk_length, args.timesteps
     raw = np.random.default_rng(0).normal(size=(T, 1)).astype(np.float32)
     times = np.arange(T, dtype=np.int64)
@@ -49,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -23,6 +23,7 @@ _HERE = Path(__file__).resolve().parent
 # name -> script arguments (the script's own --smoke/--out are appended).
 BENCHMARKS: dict[str, list[str]] = {
     "throughput": ["bench_throughput.py"],
+    "memory": ["bench_window_memory.py", "--scaling"],
 }
 
 
