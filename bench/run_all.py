@@ -24,6 +24,7 @@ _HERE = Path(__file__).resolve().parent
 BENCHMARKS: dict[str, list[str]] = {
     "throughput": ["bench_throughput.py"],
     "memory": ["bench_window_memory.py", "--scaling"],
+    "startup": ["bench_startup.py"],
 }
 
 

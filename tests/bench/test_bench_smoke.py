@@ -69,3 +69,13 @@ def test_memory_scaling_smoke(tmp_path: Path) -> None:
     # materializing every window would take.
     assert large["epoch_peak_mb"] < large["materialized_mb"] + large["raw_mb"] * 20 + 64
     assert (tmp_path / "memory_scaling.smoke.png").stat().st_size > 0
+
+
+@pytest.mark.ray
+def test_startup_smoke(tmp_path: Path) -> None:
+    result = _run("startup", tmp_path)
+    (row,) = result["summary"]
+    phases = ["interpreter", "imports", "prepare_data", "ray_init", "build", "worker_up", "worker_setup", "first_step"]
+    assert all(row[p] >= 0 for p in phases)
+    assert row["total"] == pytest.approx(sum(row[p] for p in phases))
+    assert row["dominant"] in phases
