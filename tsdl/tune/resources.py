@@ -1,0 +1,70 @@
+"""What one trial reserves, and how many trials fit on the cluster at once.
+
+A trial is two things: the Tune trial actor, which only waits in ``TorchTrainer.fit()``, and the
+Train run it launches, whose controller (0 CPU) places ``num_workers`` workers in a placement
+group of its own. Only the workers compute, so only they should hold CPUs/GPUs. If the trial
+actor also held a CPU (Tune's default) or even 0.1 CPU, then on 2 CPUs two trial actors leave
+1.8 CPUs, one 1-CPU worker group fits and the other waits forever. The trial actor therefore
+reserves a little memory and no CPU (a Tune placement group needs one non-empty bundle), and
+Tune's concurrency is capped by how many worker groups the cluster can hold at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from tsdl.config import TsdlConfig
+from tsdl.errors import TuneError
+
+if TYPE_CHECKING:
+    from ray.tune import PlacementGroupFactory
+
+__all__ = ["TRIAL_ACTOR_MEMORY", "max_concurrent_trials", "trial_resources", "worker_group_demand"]
+
+TRIAL_ACTOR_MEMORY = 64 * 1024**2
+"""Bytes of Ray `memory` the trial actor reserves (it must reserve something)."""
+
+
+def trial_resources() -> PlacementGroupFactory:
+    """The Tune trial actor's reservation: no CPU, no GPU, 64 MiB of memory."""
+    from ray.tune import PlacementGroupFactory
+
+    return PlacementGroupFactory([{"CPU": 0, "memory": TRIAL_ACTOR_MEMORY}])
+
+
+def worker_group_demand(config: TsdlConfig) -> dict[str, float]:
+    """CPUs/GPUs one trial's Train worker group reserves: ``{"CPU": n * c, "GPU": n * g}``."""
+    res = config.resources
+    demand = {"CPU": res.num_workers * res.cpus_per_worker}
+    if res.use_gpu:
+        demand["GPU"] = res.num_workers * res.gpus_per_worker
+    return demand
+
+
+def max_concurrent_trials(config: TsdlConfig, cluster: Mapping[str, float]) -> int:
+    """Trials whose worker groups fit at once, capped by ``tune.max_concurrent_trials``.
+
+    Args:
+        config: resources per trial and the optional cap.
+        cluster: ``ray.cluster_resources()``.
+
+    Raises:
+        TuneError: not even one trial's worker group fits (it would wait forever).
+    """
+    demand = worker_group_demand(config)
+    fits = min(
+        math.floor(cluster.get(name, 0.0) / amount + 1e-9) for name, amount in demand.items() if amount > 0
+    )
+    if fits < 1:
+        have = ", ".join(f"{k}={cluster.get(k, 0.0):g}" for k in demand)
+        need = ", ".join(f"{k}={v:g}" for k, v in demand.items())
+        raise TuneError(
+            f"one trial needs {need} (resources.num_workers x cpus/gpus_per_worker) but the Ray "
+            f"cluster has {have}",
+            hint="lower resources.num_workers or resources.cpus_per_worker, or join a bigger "
+            "cluster with --address",
+        )
+    cap = config.tune.max_concurrent_trials
+    return min(fits, cap) if cap is not None else fits

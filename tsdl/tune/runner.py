@@ -1,0 +1,142 @@
+"""One stage of a study as a Ray Tune experiment: OptunaSearch (TPE) + ASHA over TorchTrainer trials."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tsdl.config import TsdlConfig
+from tsdl.config.tune import ParamSpec
+from tsdl.tune.budget import StudyPlan
+from tsdl.tune.resources import max_concurrent_trials, trial_resources
+from tsdl.tune.space import to_tune_space
+
+if TYPE_CHECKING:
+    from ray.tune import ResultGrid
+
+    from tsdl.data import PreparedData
+
+__all__ = ["StageRunner", "build_scheduler", "build_searcher"]
+
+
+def build_scheduler(plan: StudyPlan, *, metric: str = "val_loss", mode: str = "min"):
+    """ASHA (Li et al., 2020) on ``metric`` with epochs as the time attribute."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="epoch",
+        metric=metric,
+        mode=mode,
+        max_t=plan.max_epochs,
+        grace_period=plan.grace_period,
+        reduction_factor=plan.reduction_factor,
+    )
+
+
+def build_searcher(
+    space: Mapping[str, ParamSpec],
+    *,
+    points: Sequence[Mapping[str, Any]],
+    startup: int,
+    seed: int,
+    metric: str = "val_loss",
+    mode: str = "min",
+):
+    """OptunaSearch with a seeded TPE sampler; ``points`` run first (the reference trial)."""
+    from optuna.samplers import TPESampler
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(
+        space=to_tune_space(space),
+        metric=metric,
+        mode=mode,
+        points_to_evaluate=[dict(p) for p in points] or None,
+        sampler=TPESampler(seed=seed, n_startup_trials=max(startup, 1)),
+    )
+
+
+class StageRunner:
+    """Runs or restores the stages of one study under ``root`` with shared data and a registry.
+
+    Args:
+        config: the study's base config.
+        plan: the resolved budget.
+        prepared: scaled data per input_chunk_length (shared with trials through the object store).
+        root: ``<storage>/<study>``; stage experiments and trial Train runs live under it.
+        progress: show Tune's progress table.
+    """
+
+    def __init__(
+        self,
+        config: TsdlConfig,
+        plan: StudyPlan,
+        prepared: Mapping[int, PreparedData],
+        *,
+        root: str,
+        progress: bool,
+    ) -> None:
+        import ray
+
+        from tsdl.tune.teardown import start_registry
+
+        self._config = config
+        self._plan = plan
+        self._root = root
+        self._progress = progress
+        self._registry = f"tsdl-trials-{root.rstrip('/').rsplit('/', 1)[-1]}"
+        self._registry_actor = start_registry(self._registry)  # keep the handle: owned by us
+        self._prepared = dict(prepared)
+        self._concurrency = max_concurrent_trials(config, ray.cluster_resources())
+
+    def run(
+        self,
+        stage: str,
+        space: Mapping[str, ParamSpec],
+        *,
+        points: Sequence[Mapping[str, Any]],
+        trials: int,
+        startup: int,
+    ) -> ResultGrid:
+        """Fit one stage (or restore it: finished trials are kept, unfinished ones resume)."""
+        from ray import tune
+
+        path = f"{self._root}/{stage}"
+        trainable = self._trainable()
+        if tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        else:
+            from tsdl.tune.teardown import TrainerTeardown
+
+            seed = self._config.tune.seed + (0 if stage == "stage1" else 1)
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=build_searcher(space, points=points, startup=startup, seed=seed),
+                    scheduler=build_scheduler(self._plan),
+                    num_samples=trials,
+                    max_concurrent_trials=self._concurrency,
+                ),
+                run_config=tune.RunConfig(
+                    name=stage,
+                    storage_path=self._root,
+                    callbacks=[TrainerTeardown(self._registry)],
+                    verbose=1 if self._progress else 0,
+                ),
+            )
+        return tuner.fit()
+
+    def _trainable(self):
+        from ray import tune
+
+        from tsdl.tune.trial import run_trial
+
+        # with_parameters puts the data in the object store once; every trial reads that copy.
+        fn = tune.with_parameters(
+            run_trial,
+            base=self._config.model_dump(mode="json"),
+            plan=self._plan,
+            prepared=self._prepared,
+            registry=self._registry,
+            storage_path=f"{self._root}/trials",
+        )
+        return tune.with_resources(fn, trial_resources())

@@ -1,0 +1,216 @@
+"""A staged study: reference trial + broad TPE search (stage 1), then TPE refinement (stage 2).
+
+Both stages are Tune experiments under ``<storage>/<study>/``, ASHA-scheduled on ``val_loss``
+with epochs as the time attribute. ``study.json`` keeps the config and budget, so
+``run_study(resume=NAME)`` restores each unfinished stage with ``Tuner.restore`` (finished
+trials are kept, the OptunaSearch state continues from Tune's experiment checkpoint, and a trial
+that was running resumes its Train run from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from tsdl.config import TsdlConfig, dump_config
+from tsdl.errors import TuneError
+from tsdl.tune.budget import BudgetName, StudyPlan, plan_study
+from tsdl.tune.results import AshaStats, StudyResult, TrialRecord, leaderboard, trial_records
+from tsdl.tune.space import apply_params, narrow_space, reference_point, resolve_value, select_space
+
+__all__ = ["run_study"]
+
+_log = logging.getLogger(__name__)
+_STATE = "study.json"
+
+
+def run_study(
+    config: TsdlConfig,
+    *,
+    budget: BudgetName | None = None,
+    address: str | None = None,
+    resume: str | None = None,
+    final_fit: bool = False,
+    progress: bool = True,
+) -> StudyResult:
+    """Run (or resume) a two-stage ASHA + Optuna TPE study of ``config``.
+
+    Args:
+        config: base config; ``tune`` holds the space and counts, ``resources`` the per-trial
+            workers and the storage path.
+        budget: ``smoke``, ``small`` or ``full`` (overrides ``tune.budget``).
+        address: Ray address (None: in-process; "auto": a ``ray start --head`` cluster).
+        resume: name of an interrupted study under ``resources.storage_path`` to continue; its
+            stored config and budget are used.
+        final_fit: retrain the best config with ``tsdl.api.train`` and evaluate it on test.
+        progress: print Tune's progress table and the study's summary lines.
+
+    Returns:
+        The leaderboard, best config, reference val_loss and ASHA savings.
+    """
+    from tsdl.runtime import ensure_ray
+    from tsdl.train import resolve_storage_path
+
+    storage = resolve_storage_path(config.resources.storage_path)
+    if resume is not None:
+        config, budget = _load_state(storage, resume)
+    plan = plan_study(config, budget)
+    name = resume or f"{config.experiment.name}-study-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = f"{storage.rstrip('/')}/{name}"
+    active = select_space(config, max_params=plan.max_params)
+    point, space1 = reference_point(config, active.params)
+    _say(progress, _plan_line(name, plan, list(space1), active.frozen))
+    prepared = _prepare(config, space1)
+    ensure_ray(address, log_to_driver=False)
+    if resume is None:
+        _save_state(root, config, plan.budget)
+
+    from tsdl.tune.runner import StageRunner
+
+    runner = StageRunner(config, plan, prepared, root=root, progress=progress)
+    grid1 = runner.run("stage1", space1, points=[point], trials=plan.stage1_trials, startup=plan.startup_trials)
+    records = trial_records(grid1, stage="stage1", max_epochs=plan.max_epochs, reference_first=True)
+    ranked = sorted((r for r in records if math.isfinite(r.val_loss)), key=lambda r: r.val_loss)
+    if not ranked:
+        raise TuneError(
+            f"study {name}: every stage-1 trial failed",
+            hint=f"see the trial errors under {root}/stage1, or run `tsdl train` with the same config",
+        )
+    space2 = narrow_space(space1, [r.params for r in ranked[: plan.top_k]])
+    if plan.stage2_trials:
+        grid2 = runner.run("stage2", space2, points=[], trials=plan.stage2_trials, startup=0)
+        records += trial_records(grid2, stage="stage2", max_epochs=plan.max_epochs, reference_first=False)
+    result = _summarize(config, plan, records, name=name, root=root, frozen=active.frozen)
+    _write_outputs(root, result, {"stage1": space1, "stage2": space2}, plan)
+    if config.tracking.enabled:
+        from tsdl.tune.tracking import log_study
+
+        stats = next(iter(prepared.values())).stats()
+        result.mlflow_run_id = log_study(config, result, plan, {"stage1": space1, "stage2": space2}, stats)
+    if final_fit:
+        from tsdl.api import train
+
+        result.final_fit = train(result.best_config, address=address, progress=progress, tags={"tsdl.study": name})
+    return result
+
+
+def _summarize(
+    config: TsdlConfig, plan: StudyPlan, records: list[TrialRecord], *, name: str, root: str, frozen: dict[str, str]
+) -> StudyResult:
+    board = leaderboard(records)
+    ok = [r for r in records if math.isfinite(r.val_loss)]
+    best = min(ok, key=lambda r: r.val_loss)
+    reference = next((r for r in records if r.reference), None)
+    return StudyResult(
+        name=name,
+        path=root,
+        leaderboard=board,
+        best_config=apply_params(config, best.params),
+        best_val_loss=best.val_loss,
+        reference_val_loss=reference.val_loss if reference else math.nan,
+        asha=AshaStats(
+            epochs_run=sum(r.epochs for r in records),
+            full_budget_epochs=len(records) * plan.max_epochs,
+            stopped_trials=sum(r.status == "asha-stopped" for r in records),
+        ),
+        frozen=frozen,
+        records=records,
+    )
+
+
+def _prepare(config: TsdlConfig, space: dict[str, Any]) -> dict[int, Any]:
+    """Scaled data for every input_chunk_length the space can sample (windows differ per length)."""
+    from tsdl.data import prepare_data
+
+    lengths = {config.data.input_chunk_length}
+    spec = space.get("data.input_chunk_length")
+    if spec is not None:
+        values = spec.values if hasattr(spec, "values") else range(spec.low, spec.high + 1)
+        lengths |= {int(resolve_value("data.input_chunk_length", v, config)) for v in values}
+    return {n: prepare_data(apply_params(config, {"data.input_chunk_length": n})) for n in sorted(lengths)}
+
+
+def _write_outputs(root: str, result: StudyResult, spaces: dict[str, Any], plan: StudyPlan) -> None:
+    import pyarrow.fs
+
+    fs, base = pyarrow.fs.FileSystem.from_uri(root)
+    files = {
+        "leaderboard.csv": result.leaderboard.to_csv(index=False),
+        "best_config.yaml": dump_config(result.best_config),
+        "summary.json": json.dumps(_summary(result, spaces, plan), indent=2, default=str),
+    }
+    for filename, text in files.items():
+        with fs.open_output_stream(f"{base}/{filename}") as out:
+            out.write(text.encode())
+
+
+def _summary(result: StudyResult, spaces: dict[str, Any], plan: StudyPlan) -> dict[str, Any]:
+    """best vs reference, ASHA efficiency, the budget and the searched spaces (for humans and MLflow)."""
+    return {
+        "study": result.name,
+        "budget": plan.budget,
+        "best_val_loss": result.best_val_loss,
+        "reference_val_loss": result.reference_val_loss,
+        "improvement_vs_reference": 1.0 - result.best_val_loss / result.reference_val_loss
+        if result.reference_val_loss
+        else None,
+        "asha": {
+            "epochs_run": result.asha.epochs_run,
+            "full_budget_epochs": result.asha.full_budget_epochs,
+            "efficiency": result.asha.efficiency,
+            "stopped_trials": result.asha.stopped_trials,
+        },
+        "frozen": result.frozen,
+        "search_space": {stage: {p: s.model_dump() for p, s in space.items()} for stage, space in spaces.items()},
+    }
+
+
+def _save_state(root: str, config: TsdlConfig, budget: str) -> None:
+    import pyarrow.fs
+
+    fs, base = pyarrow.fs.FileSystem.from_uri(root)
+    fs.create_dir(base, recursive=True)
+    state = {"budget": budget, "config": config.model_dump(mode="json")}
+    with fs.open_output_stream(f"{base}/{_STATE}") as out:
+        out.write(json.dumps(state, indent=2).encode())
+
+
+def _load_state(storage: str, name: str) -> tuple[TsdlConfig, BudgetName]:
+    import pyarrow.fs
+
+    root = f"{storage.rstrip('/')}/{name}"
+    fs, base = pyarrow.fs.FileSystem.from_uri(root)
+    try:
+        with fs.open_input_stream(f"{base}/{_STATE}") as src:
+            state = json.loads(src.read().decode())
+    except (FileNotFoundError, OSError):
+        known = _studies(storage)
+        raise TuneError(
+            f"no study '{name}' under {storage} (missing {_STATE})",
+            hint=f"studies there: {', '.join(known)}" if known else "check resources.storage_path / -c",
+        ) from None
+    return TsdlConfig.model_validate(state["config"]), state["budget"]
+
+
+def _studies(storage: str) -> list[str]:
+    path = Path(storage)
+    return sorted(p.name for p in path.iterdir() if (p / _STATE).exists()) if path.is_dir() else []
+
+
+def _plan_line(name: str, plan: StudyPlan, tuned: list[str], frozen: dict[str, str]) -> str:
+    lines = [
+        f"study {name}: budget {plan.budget}, {plan.stage1_trials} + {plan.stage2_trials} trials, "
+        f"ASHA grace {plan.grace_period} / factor {plan.reduction_factor:g} / max {plan.max_epochs} epochs",
+        f"  tuning: {', '.join(tuned)}",
+    ]
+    lines += [f"  frozen: {path} ({why})" for path, why in frozen.items()]
+    return "\n".join(lines)
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(text, flush=True)
