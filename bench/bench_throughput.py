@@ -4,7 +4,9 @@ tsdl: ``tsdl.api.train`` (Ray Data shard -> WindowSet -> TorchTrainer worker -> 
 as the worker measures it over each epoch's training steps. Plain: the same model, loss, AdamW,
 gradient clipping, batch size and torch thread count over tensors holding every training window,
 indexed by a random permutation per epoch. The two alternate (plain, tsdl, plain, tsdl, ...) in
-one process so that load from other jobs on the machine hits both alike.
+one process so that load from other jobs on the machine hits both alike. The plain loop runs as
+a Ray task with the worker's CPU reservation: Ray starts its workers at nice 15, so a plain loop
+in the (nice 0) driver would win every contended time slice and inflate the gap on a shared box.
 
     python bench/bench_throughput.py [--models dlinear patchtst] [--steps 300] [--repeats 2]
     python bench/bench_throughput.py --smoke
@@ -143,13 +145,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from tsdl.runtime import ensure_ray
 
     ensure_ray(num_cpus=2)
+    import ray
+
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     for model in args.models:
         config, dataset = _config(model, smoke=args.smoke, steps=args.steps, epochs=args.epochs)
         prepared = prepare_data(config)
+        threads = int(config.resources.cpus_per_worker)
+        plain_task = ray.remote(num_cpus=threads)(plain_loop)
         for repeat in range(args.repeats):
-            plain = plain_loop(config, prepared, epochs=args.epochs, threads=int(config.resources.cpus_per_worker))
+            plain = ray.get(plain_task.remote(config, prepared, epochs=args.epochs, threads=threads))
             with tempfile.TemporaryDirectory(prefix="tsdl-bench-") as tmp:
                 run_config = config.model_copy(deep=True)
                 run_config.resources.storage_path = tmp
@@ -159,8 +165,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{model} repeat {repeat}: plain {plain['windows_per_s']:,.0f} win/s, "
                   f"tsdl {ours['windows_per_s']:,.0f} win/s", flush=True)
         mine = [r for r in runs if r["model"] == model]
-        plain_wps = statistics.median(r["windows_per_s"] for r in mine if r["path"] == "plain")
-        tsdl_wps = statistics.median(r["windows_per_s"] for r in mine if r["path"] == "tsdl")
+        # Headline: the least disturbed (fastest) epoch of each path over all repeats; on a shared
+        # machine the minimum time is the best estimate of the undisturbed cost. Medians are kept.
+        plain_wps = max(r["windows_per_s"] for r in mine if r["path"] == "plain")
+        tsdl_wps = max(r["windows_per_s"] for r in mine if r["path"] == "tsdl")
+        medians = {
+            f"{path}_median_win_s": statistics.median(r["windows_per_s"] for r in mine if r["path"] == path)
+            for path in ("plain", "tsdl")
+        }
         rows.append({
             "model": model,
             "dataset": dataset,
@@ -171,10 +183,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "plain_steps_s": plain_wps / config.training.batch_size,
             "tsdl_steps_s": tsdl_wps / config.training.batch_size,
             "ratio": tsdl_wps / plain_wps,
+            **medians,
+            "median_ratio": medians["tsdl_median_win_s"] / medians["plain_median_win_s"],
             "target": ">= 0.9",
         })
-    columns = ["model", "batch", "threads", "plain_win_s", "tsdl_win_s", "plain_steps_s", "tsdl_steps_s", "ratio"]
-    _common.print_table(rows, columns, title="training throughput (median of repeats, fastest epoch each)")
+    columns = ["model", "batch", "threads", "plain_win_s", "tsdl_win_s", "plain_steps_s", "tsdl_steps_s", "ratio",
+               "median_ratio"]
+    _common.print_table(rows, columns, title="training throughput (fastest epoch over all repeats; median ratio)")
     payload = {"settings": vars(args) | {"out": str(args.out)}, "summary": rows, "runs": runs}
     _common.write_results("throughput", payload, args.out, smoke=args.smoke)
     return payload

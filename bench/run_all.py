@@ -25,6 +25,10 @@ BENCHMARKS: dict[str, list[str]] = {
     "throughput": ["bench_throughput.py"],
     "memory": ["bench_window_memory.py", "--scaling"],
     "startup": ["bench_startup.py"],
+    "accuracy": ["bench_accuracy.py"],
+    "peers": ["bench_peers.py"],
+    "hpo": ["bench_hpo.py"],
+    "gpu": ["bench_gpu.py"],
 }
 
 

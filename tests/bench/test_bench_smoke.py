@@ -79,3 +79,64 @@ def test_startup_smoke(tmp_path: Path) -> None:
     assert all(row[p] >= 0 for p in phases)
     assert row["total"] == pytest.approx(sum(row[p] for p in phases))
     assert row["dominant"] in phases
+
+
+@pytest.mark.ray
+def test_accuracy_smoke(tmp_path: Path) -> None:
+    result = _run("accuracy", tmp_path)
+    rows = {row["model"]: row for row in result["results"]}
+    assert set(rows) == {"dlinear", "patchtst"}
+    for row in rows.values():
+        assert _positive(row["test_mse"]) and _positive(row["test_mae"])
+        assert 1 <= row["best_epoch"] <= row["epochs"]
+    # Smoke data has horizon 12, for which no paper reports a number: none may be invented.
+    assert all(row["paper_mse"] is None for row in rows.values())
+
+
+@pytest.mark.ray
+def test_peers_smoke(tmp_path: Path) -> None:
+    pytest.importorskip("neuralforecast", reason="the peers benchmark needs the `bench` extra")
+    result = _run("peers", tmp_path)
+    nf, ours = result["results"]
+    assert (nf["framework"], ours["framework"]) == ("neuralforecast", "tsdl")
+    # Both frameworks score the same test windows (every stride-1 window of the test split).
+    assert nf["test_windows"] == ours["test_windows"]
+    for run in (nf, ours):
+        assert _positive(run["windows_per_s"]) and _positive(run["peak_rss_tree_mb"])
+        assert _positive(run["test_mse"])
+    assert ours["win_s_ratio"] == pytest.approx(ours["windows_per_s"] / nf["windows_per_s"])
+
+
+def test_gpu_smoke_runs_on_cpu_and_cuda_mode_skips_cleanly(tmp_path: Path) -> None:
+    result = _run("gpu", tmp_path)
+    precisions = [row["precision"] for row in result["steps"]]
+    assert precisions == ["32", "bf16-mixed"]
+    assert all(_positive(row["windows_per_s"]) for row in result["steps"])
+    import torch
+
+    if not torch.cuda.is_available():
+        done = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "bench" / "bench_gpu.py"), "--device", "cuda", "--out", str(tmp_path / "c")],
+            capture_output=True, text=True, check=False,
+        )
+        assert done.returncode == 0
+        assert "skipped, no CUDA device" in done.stdout
+        assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_hpo_smoke(tmp_path: Path) -> None:
+    pytest.importorskip("tsdl.tune", reason="tsdl.tune (run_study) is not in this checkout")
+    result = _run("hpo", tmp_path)
+    rows = {row["study"]: row for row in result["summary"]}
+    assert set(rows) == {"asha_tpe", "full_tpe", "random"}
+    trials, max_epochs = result["settings"]["trials"], result["settings"]["max_epochs"]
+    for study in ("full_tpe", "random"):  # no early stopping: every trial runs the full budget
+        assert rows[study]["epochs_run"] == rows[study]["full_budget_epochs"] == trials * max_epochs
+        assert rows[study]["compute_saved"] == 0
+    assert rows["asha_tpe"]["epochs_run"] <= rows["asha_tpe"]["full_budget_epochs"]
+    for curve in result["curves"].values():  # best-so-far never gets worse
+        losses = [best for _spent, best in curve]
+        assert losses == sorted(losses, reverse=True)
+    assert (tmp_path / "hpo.smoke.png").stat().st_size > 0
