@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "tsdl.cli.config_cmd",
     "tsdl.cli.data_cmd",
     "tsdl.cli.train_cmd",
+    "tsdl.cli.tune_cmd",
     "tsdl.cli.deploy_cmd",
     "tsdl.cli.doctor_cmd",
 )

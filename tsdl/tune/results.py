@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -65,15 +66,18 @@ class StudyResult:
     final_fit: Any = None
 
 
-def trial_records(grid: ResultGrid, *, stage: str, max_epochs: int, reference_first: bool) -> list[TrialRecord]:
-    """Read Tune's ``ResultGrid`` of one stage; trial 0 of stage 1 is the reference.
+def trial_records(
+    grid: ResultGrid, *, stage: str, max_epochs: int, reference: Mapping[str, Any] | None = None
+) -> list[TrialRecord]:
+    """Read Tune's ``ResultGrid`` of one stage.
+
+    The trial whose params equal ``reference`` (the point evaluated first) is the reference.
 
     Errored trials without a reported epoch are kept (status ``error``, val_loss NaN) so the
     leaderboard shows them instead of dropping them silently.
     """
-    records = []
-    results = sorted(grid, key=lambda r: _trial_id(r))
-    for index, result in enumerate(results):
+    records: list[TrialRecord] = []
+    for result in grid:
         frame = result.metrics_dataframe
         rows = [] if frame is None or "val_loss" not in frame else frame.to_dict("records")
         history = [
@@ -99,7 +103,9 @@ def trial_records(grid: ResultGrid, *, stage: str, max_epochs: int, reference_fi
                 epochs=epochs,
                 stopped_at=stopped,
                 status=status,
-                reference=reference_first and index == 0,
+                reference=reference is not None
+                and not any(r.reference for r in records)
+                and _same_point(result.config or {}, reference),
                 history=history,
             )
         )
@@ -152,6 +158,19 @@ def _trial_id(result: Any) -> str:
     if metrics.get("trial_id"):
         return str(metrics["trial_id"])
     return str(result.path).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _same_point(params: Mapping[str, Any], point: Mapping[str, Any]) -> bool:
+    if set(params) != set(point):
+        return False
+    for key, value in point.items():
+        other = params[key]
+        if _is_number(value) and _is_number(other):
+            if not math.isclose(float(value), float(other), rel_tol=1e-9):
+                return False
+        elif value != other:
+            return False
+    return True
 
 
 def _is_number(value: Any) -> bool:

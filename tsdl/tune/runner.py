@@ -125,6 +125,12 @@ class StageRunner:
             )
         return tuner.fit()
 
+    def close(self) -> None:
+        """Stop the study's registry actor (the trials of every stage are done)."""
+        import ray
+
+        ray.kill(self._registry_actor, no_restart=True)
+
     def _trainable(self):
         from ray import tune
 

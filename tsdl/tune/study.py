@@ -72,8 +72,30 @@ def run_study(
     from tsdl.tune.runner import StageRunner
 
     runner = StageRunner(config, plan, prepared, root=root, progress=progress)
+    try:
+        records, space2 = _run_stages(runner, plan, point, space1, name=name, root=root)
+    finally:
+        runner.close()
+    result = _summarize(config, plan, records, name=name, root=root, frozen=active.frozen)
+    _write_outputs(root, result, {"stage1": space1, "stage2": space2}, plan)
+    if config.tracking.enabled:
+        from tsdl.tune.tracking import log_study
+
+        stats = prepared[config.data.input_chunk_length].stats()
+        result.mlflow_run_id = log_study(config, result, plan, {"stage1": space1, "stage2": space2}, stats)
+    if final_fit:
+        from tsdl.api import train
+
+        result.final_fit = train(result.best_config, address=address, progress=progress, tags={"tsdl.study": name})
+    return result
+
+
+def _run_stages(
+    runner: Any, plan: StudyPlan, point: dict[str, Any], space1: dict[str, Any], *, name: str, root: str
+) -> tuple[list[TrialRecord], dict[str, Any]]:
+    """Stage 1 from the reference point, then stage 2 on the space narrowed around its top-k."""
     grid1 = runner.run("stage1", space1, points=[point], trials=plan.stage1_trials, startup=plan.startup_trials)
-    records = trial_records(grid1, stage="stage1", max_epochs=plan.max_epochs, reference_first=True)
+    records = trial_records(grid1, stage="stage1", max_epochs=plan.max_epochs, reference=point)
     ranked = sorted((r for r in records if math.isfinite(r.val_loss)), key=lambda r: r.val_loss)
     if not ranked:
         raise TuneError(
@@ -83,19 +105,8 @@ def run_study(
     space2 = narrow_space(space1, [r.params for r in ranked[: plan.top_k]])
     if plan.stage2_trials:
         grid2 = runner.run("stage2", space2, points=[], trials=plan.stage2_trials, startup=0)
-        records += trial_records(grid2, stage="stage2", max_epochs=plan.max_epochs, reference_first=False)
-    result = _summarize(config, plan, records, name=name, root=root, frozen=active.frozen)
-    _write_outputs(root, result, {"stage1": space1, "stage2": space2}, plan)
-    if config.tracking.enabled:
-        from tsdl.tune.tracking import log_study
-
-        stats = next(iter(prepared.values())).stats()
-        result.mlflow_run_id = log_study(config, result, plan, {"stage1": space1, "stage2": space2}, stats)
-    if final_fit:
-        from tsdl.api import train
-
-        result.final_fit = train(result.best_config, address=address, progress=progress, tags={"tsdl.study": name})
-    return result
+        records += trial_records(grid2, stage="stage2", max_epochs=plan.max_epochs)
+    return records, space2
 
 
 def _summarize(
