@@ -101,9 +101,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             })
             print(f"{entry} H={horizon}: test MSE {rows[-1]['test_mse']:.4f} MAE {rows[-1]['test_mae']:.4f} "
                   f"({rows[-1]['epochs']} epochs, {wall:.0f} s)", flush=True)
+            _write(rows, args)  # after every model: a long run that is cut short keeps what it measured
     columns = ["model", "horizon", "epochs", "best_epoch", "test_mse", "test_mae", "paper_mse", "paper_mae",
                "naive_mse", "train_s"]
     _common.print_table(rows, columns, title="ETTh1 normalized test metrics (best validation epoch)")
+    return _write(rows, args)
+
+
+def _write(rows: list[dict[str, Any]], args) -> dict[str, Any]:
     payload = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "results": rows}
     _common.write_results(f"accuracy-{args.tag}" if args.tag else "accuracy", payload, args.out, smoke=args.smoke)
     return payload

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tsdl-hpo-") as tmp:
         for study in _STUDIES:
             result = run_study(_config(study, args, str(Path(tmp) / study)), progress=False)
-            records = sorted((r for r in result.records if r.history), key=lambda r: r.trial_id)
+            # Tune lists trials in creation order; the reference trial is evaluated first.
+            records = sorted((r for r in result.records if r.history), key=lambda r: not r.reference)
             studies[study] = {
                 "best_val_loss": result.best_val_loss,
                 "reference_val_loss": result.reference_val_loss,

@@ -111,7 +111,8 @@ def _child(workers: int, smoke: bool, stamps: str) -> None:
     ensure_ray(num_cpus=2)
     marks["ray_init"] = time.time()
     trainer = build_trainer(
-        config, prepared, run_name="startup", logger_factory=_LoggerStamp(stamps),
+        # A fresh run name per measurement: Train V2 would otherwise resume the previous run.
+        config, prepared, run_name=Path(stamps).stem, logger_factory=_LoggerStamp(stamps),
         epoch_hooks=(_EpochStamp(stamps),),
     )
     trainer.train_loop_per_worker = _timed(trainer.train_loop_per_worker, stamps)
@@ -132,6 +133,9 @@ def _measure(workers: int, smoke: bool, tmp: Path) -> dict[str, float]:
     if done.returncode != 0:
         raise SystemExit(f"startup child ({workers} workers) failed:\n{done.stderr[-3000:]}")
     marks = json.loads(done.stdout.strip().splitlines()[-1])
+    missing = [p for p in _PHASES if p not in marks]
+    if missing:
+        raise SystemExit(f"startup child ({workers} workers) never reached {missing}:\n{done.stderr[-3000:]}")
     row: dict[str, float] = {}
     previous = t0
     for phase in _PHASES:
