@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -40,15 +38,6 @@ def test_rows_roundtrip_to_the_same_windows_without_ray() -> None:
         rebuilt.batch_at(order).target.numpy(), train.batch_at(ref).target.numpy()
     )
     assert decode_rows([])["n_windows"] == 0
-
-
-@pytest.fixture
-def ray_local() -> Iterator[None]:
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.ray
