@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from tsdl.config import TsdlConfig
 from tsdl.config.tune import ChoiceParam, FloatParam, IntParam, ParamSpec
 from tsdl.errors import ConfigError, TuneError
@@ -88,10 +90,11 @@ def apply_params(config: TsdlConfig, params: Mapping[str, Any]) -> TsdlConfig:
         node[leaf] = resolve_value(path, value, config)
     try:
         return TsdlConfig.model_validate(raw)
-    except Exception as exc:
-        first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": str(exc)}
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(
-            f"trial params {dict(params)} give an invalid config: {first['msg']}",
+            f"trial params {dict(params)} give an invalid config: {where}: {first['msg']}",
             hint="narrow tune.search_space to values the field accepts",
         ) from None
 
