@@ -108,3 +108,25 @@ def test_tune_domains_match_the_specs() -> None:
     assert isinstance(domains["a"], Float) and domains["a"].lower == 1e-4
     assert isinstance(domains["b"], Integer) and domains["b"].upper == 4  # inclusive high
     assert isinstance(domains["c"], Categorical) and domains["c"].categories == ["2x"]
+
+
+def test_asha_never_cuts_the_reference_before_max_epochs() -> None:
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from tsdl.tune.budget import plan_study
+    from tsdl.tune.runner import build_scheduler
+
+    plan = plan_study(_config(), "smoke")  # grace 1, factor 2, max 4 epochs
+    scheduler = build_scheduler(plan, reference={"lr": 1e-3})
+    good = [SimpleNamespace(trial_id=f"g{i}", config={"lr": 1e-2}) for i in range(3)]
+    reference = SimpleNamespace(trial_id="ref", config={"lr": 1e-3})
+    other = SimpleNamespace(trial_id="other", config={"lr": 3e-2})
+    for trial in [*good, reference, other]:
+        scheduler.on_trial_add(None, trial)
+    for i, trial in enumerate(good):
+        scheduler.on_trial_result(None, trial, {"epoch": 1, "val_loss": 0.1 + i / 100})
+    assert scheduler.on_trial_result(None, other, {"epoch": 1, "val_loss": 5.0}) == TrialScheduler.STOP
+    assert scheduler.on_trial_result(None, reference, {"epoch": 1, "val_loss": 5.0}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, reference, {"epoch": 4, "val_loss": 5.0}) == TrialScheduler.STOP

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tsdl.config import TsdlConfig
+from tsdl.tune.space import same_point
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,7 +106,7 @@ def trial_records(
                 status=status,
                 reference=reference is not None
                 and not any(r.reference for r in records)
-                and _same_point(result.config or {}, reference),
+                and same_point(result.config or {}, reference),
                 history=history,
             )
         )
@@ -158,19 +159,6 @@ def _trial_id(result: Any) -> str:
     if metrics.get("trial_id"):
         return str(metrics["trial_id"])
     return str(result.path).rstrip("/").rsplit("/", 1)[-1]
-
-
-def _same_point(params: Mapping[str, Any], point: Mapping[str, Any]) -> bool:
-    if set(params) != set(point):
-        return False
-    for key, value in point.items():
-        other = params[key]
-        if _is_number(value) and _is_number(other):
-            if not math.isclose(float(value), float(other), rel_tol=1e-9):
-                return False
-        elif value != other:
-            return False
-    return True
 
 
 def _is_number(value: Any) -> bool:

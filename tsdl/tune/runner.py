@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
 from tsdl.config import TsdlConfig
 from tsdl.config.tune import ParamSpec
 from tsdl.tune.budget import StudyPlan
 from tsdl.tune.resources import max_concurrent_trials, trial_resources
-from tsdl.tune.space import to_tune_space
+from tsdl.tune.space import same_point, to_tune_space
 
 if TYPE_CHECKING:
     from ray.tune import ResultGrid
@@ -19,11 +21,36 @@ if TYPE_CHECKING:
 __all__ = ["StageRunner", "build_scheduler", "build_searcher"]
 
 
-def build_scheduler(plan: StudyPlan, *, metric: str = "val_loss", mode: str = "min"):
-    """ASHA (Li et al., 2020) on ``metric`` with epochs as the time attribute."""
-    from ray.tune.schedulers import ASHAScheduler
+class _ReferenceASHA(ASHAScheduler):
+    """ASHA that lets the reference trial run to ``max_t`` (its results still fill the rungs)."""
 
-    return ASHAScheduler(
+    def __init__(self, *, reference: dict[str, Any] | None, max_t: int, **kwargs: Any) -> None:
+        super().__init__(max_t=max_t, **kwargs)
+        self._reference = reference
+        self._reference_max_t = max_t
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if (
+            decision == TrialScheduler.STOP
+            and self._reference is not None
+            and result.get("epoch", 0) < self._reference_max_t
+            and same_point(trial.config, self._reference)
+        ):
+            return TrialScheduler.CONTINUE
+        return decision
+
+
+def build_scheduler(
+    plan: StudyPlan, *, reference: Mapping[str, Any] | None = None, metric: str = "val_loss", mode: str = "min"
+):
+    """ASHA (Li et al., 2020) on ``metric`` with epochs as the time attribute.
+
+    The ``reference`` trial is never cut before ``max_epochs``: "best vs reference" compares
+    against the config's own values trained on the full per-trial budget.
+    """
+    return _ReferenceASHA(
+        reference=dict(reference) if reference else None,
         time_attr="epoch",
         metric=metric,
         mode=mode,
@@ -112,7 +139,7 @@ class StageRunner:
                 trainable,
                 tune_config=tune.TuneConfig(
                     search_alg=build_searcher(space, points=points, startup=startup, seed=seed),
-                    scheduler=build_scheduler(self._plan),
+                    scheduler=build_scheduler(self._plan, reference=points[0] if points else None),
                     num_samples=trials,
                     max_concurrent_trials=self._concurrency,
                 ),

@@ -32,6 +32,7 @@ __all__ = [
     "narrow_space",
     "reference_point",
     "resolve_value",
+    "same_point",
     "select_space",
     "to_tune_space",
 ]
@@ -139,6 +140,18 @@ def reference_point(config: TsdlConfig, space: Mapping[str, ParamSpec]) -> tuple
             low, high = min(spec.low, current), max(spec.high, current)
             widened[path] = spec.model_copy(update={"low": low, "high": high})
     return point, widened
+
+
+def same_point(params: Mapping[str, Any], point: Mapping[str, Any]) -> bool:
+    """Whether a trial's sampled params are ``point`` (floats compared to 1e-9 relative)."""
+    if set(params) != set(point):
+        return False
+    for key, value in point.items():
+        other = params[key]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, other))
+        if not (math.isclose(float(value), float(other), rel_tol=1e-9) if numbers else value == other):
+            return False
+    return True
 
 
 def to_tune_space(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
