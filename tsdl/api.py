@@ -18,7 +18,16 @@ import numpy as np
 from tsdl.config import TsdlConfig
 from tsdl.errors import ConfigError, TrainingError
 
-__all__ = ["Reproduction", "TrainResult", "check_data", "evaluate", "predict", "reproduce", "train"]
+__all__ = [
+    "Reproduction",
+    "TrainResult",
+    "check_data",
+    "evaluate",
+    "predict",
+    "reproduce",
+    "train",
+    "tune",
+]
 
 
 @dataclass
@@ -139,6 +148,17 @@ def train(
     record.status = "FINISHED"
     record.save()
     return outcome
+
+
+def tune(config: TsdlConfig, **kwargs: Any):
+    """Run (or resume) a tuning study and record it in MLflow (see `tsdl.tune.run_study`).
+
+    Keyword arguments are those of `run_study`: budget, address, resume, final_fit, progress.
+    """
+    from tsdl.tracking.study import log_study
+    from tsdl.tune import run_study
+
+    return run_study(config, study_logger=log_study, **kwargs)
 
 
 def _start_tracking(config: TsdlConfig, prepared, run_name: str, record, tags):

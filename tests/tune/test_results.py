@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
+from tsdl.tracking.study import optuna_study, study_plots
 from tsdl.tune.results import AshaStats, TrialRecord, leaderboard, render_leaderboard
-from tsdl.tune.tracking import optuna_study, study_plots
 
 
 def _record(tid: str, loss: float, epochs: int, *, status: str = "completed", ref: bool = False, **params) -> TrialRecord:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tsdl.api import tune as run_study
 from tsdl.config import parse_config
-from tsdl.tune import run_study
 
 REPO = Path(__file__).resolve().parents[2]
 ETTH1 = REPO / ".." / "shared" / "data" / "ETTh1.csv"

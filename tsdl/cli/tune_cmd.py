@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from tsdl.tune import render_leaderboard, run_study
+    from tsdl.api import tune
+    from tsdl.tune import render_leaderboard
 
     if args.example:
         from tsdl.tune.example import example_config
@@ -51,7 +52,7 @@ def _tune(args: argparse.Namespace) -> int:
         config = example_config(args.overrides)
     else:
         config = config_from_args(args)
-    result = run_study(
+    result = tune(
         config,
         budget=args.budget,
         address=args.address,

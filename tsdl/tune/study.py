@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,11 @@ from tsdl.tune.budget import BudgetName, StudyPlan, plan_study
 from tsdl.tune.results import AshaStats, StudyResult, TrialRecord, leaderboard, trial_records
 from tsdl.tune.space import apply_params, narrow_space, reference_point, resolve_value, select_space
 
-__all__ = ["run_study"]
+__all__ = ["StudyLogger", "run_study"]
+
+StudyLogger = Callable[
+    [TsdlConfig, StudyResult, StudyPlan, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], str | None
+]
 
 _log = logging.getLogger(__name__)
 _STATE = "study.json"
@@ -36,6 +41,7 @@ def run_study(
     resume: str | None = None,
     final_fit: bool = False,
     progress: bool = True,
+    study_logger: StudyLogger | None = None,
 ) -> StudyResult:
     """Run (or resume) a two-stage ASHA + Optuna TPE study of ``config``.
 
@@ -48,6 +54,8 @@ def run_study(
             stored config and budget are used.
         final_fit: retrain the best config with ``tsdl.api.train`` and evaluate it on test.
         progress: print Tune's progress table and the study's summary lines.
+        study_logger: ``(config, result, plan, spaces, data_stats) -> run id`` that records the
+            finished study (``tsdl.api.tune`` passes the MLflow one; tracking is a later stage).
 
     Returns:
         The leaderboard, best config, reference val_loss and ASHA savings.
@@ -78,11 +86,10 @@ def run_study(
         runner.close()
     result = _summarize(config, plan, records, name=name, root=root, frozen=active.frozen)
     _write_outputs(root, result, {"stage1": space1, "stage2": space2}, plan)
-    if config.tracking.enabled:
-        from tsdl.tune.tracking import log_study
-
+    if study_logger is not None and config.tracking.enabled:
         stats = prepared[config.data.input_chunk_length].stats()
-        result.mlflow_run_id = log_study(config, result, plan, {"stage1": space1, "stage2": space2}, stats)
+        spaces = {"stage1": space1, "stage2": space2}
+        result.mlflow_run_id = study_logger(config, result, plan, spaces, stats)
     if final_fit:
         from tsdl.api import train
 
