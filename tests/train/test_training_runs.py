@@ -48,7 +48,7 @@ def _assert_mlflow_run_is_complete(config, result) -> None:
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
     assert tags["architecture"] == "dlinear" and tags["dataset_name"] == "synthetic"
     assert params["training.optimizer.lr"] == "0.001" and params["model.name"] == "dlinear"
-    assert {"system.hostname", "system.torch", "system.ray"} <= set(params)
+    assert {"system.hostname", "system.torch_version", "system.ray_version", "system.cpu_count"} <= set(params)
     assert params["data_stats.n_series"] == "4"
     for name in ("train_loss", "val_loss", "grad_norm", "lr", "epoch_time_s", "windows_per_s"):
         history = client.get_metric_history(run.info.run_id, name)
