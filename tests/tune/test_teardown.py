@@ -50,11 +50,17 @@ def _live_placement_groups() -> list[dict]:
     return [pg for pg in ray.util.placement_group_table().values() if pg["state"] != "REMOVED"]
 
 
-def _live_actors(class_name: str) -> list[dict]:
+def _live_actors(class_name: str, *, ignore: frozenset[str] = frozenset()) -> list[dict]:
+    """Live actors of `class_name`, except those in `ignore` (alive before this test started:
+    the session's Ray is shared with earlier tests, whose runs may still be shutting down)."""
     import ray
 
     actors = ray._private.state.actors().values()
-    return [a for a in actors if a["ActorClassName"] == class_name and a["State"] != "DEAD"]
+    return [
+        a
+        for a in actors
+        if a["ActorClassName"] == class_name and a["State"] != "DEAD" and a["ActorID"] not in ignore
+    ]
 
 
 @pytest.mark.ray
@@ -64,6 +70,7 @@ def test_asha_stopped_trials_release_their_worker_groups(ray_local, tmp_path) ->
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    before = frozenset(a["ActorID"] for c in ("TrainController", "RayTrainWorker") for a in _live_actors(c))
     registry = start_registry("teardown-test")
     teardown = TrainerTeardown("teardown-test")
     concurrency = max_concurrent_trials(TsdlConfig(), ray.cluster_resources())
@@ -95,8 +102,8 @@ def test_asha_stopped_trials_release_their_worker_groups(ray_local, tmp_path) ->
     while _live_placement_groups() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _live_placement_groups() == []
-    assert _live_actors("TrainController") == []
-    assert _live_actors("RayTrainWorker") == []
+    assert _live_actors("TrainController", ignore=before) == []
+    assert _live_actors("RayTrainWorker", ignore=before) == []
     assert ray.get(registry.registered.remote()) == []
 
 
