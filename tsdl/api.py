@@ -40,6 +40,8 @@ class TrainResult:
     test: Any  # tsdl.train.Evaluation
     mlflow_run_id: str | None = None
     storage_path: str = ""
+    data_hash: str = ""
+    """Content hash of the input data the run trained on (as in its manifest)."""
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -201,6 +203,7 @@ def _finish_run(
         test=evaluation,
         mlflow_run_id=tracker.run_id if tracker else None,
         storage_path=storage,
+        data_hash=prepared.content_hash(),
         extras={"lineage": lineage} if lineage else {},
     )
 
@@ -270,7 +273,6 @@ def reproduce(
     The data is re-read from the same path; a changed content hash is reported (the metrics then
     cannot be expected to match).
     """
-    from tsdl.data import prepare_data
     from tsdl.tracking import compare_metrics, load_run, resolve_tracking_uri
 
     uri = tracking_uri or resolve_tracking_uri(TsdlConfig().tracking)
@@ -278,8 +280,8 @@ def reproduce(
     config = config.model_copy(
         update={"tracking": config.tracking.model_copy(update={"tracking_uri": uri})}
     )
-    data_matches = prepare_data(config).content_hash() == manifest.get("data_hash")
     result = train(config, address=address, progress=False, tags={"tsdl.reproduces": run_id})
+    data_matches = result.data_hash == manifest.get("data_hash")
     original = {k: v for k, v in metrics.items() if k.startswith("test_")}
     rerun = {f"test_{k}": v for k, v in result.test.flat().items()}
     match, table = compare_metrics(original, {k: rerun[k] for k in original if k in rerun}, rtol=rtol)
