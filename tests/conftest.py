@@ -32,3 +32,20 @@ def etth1_path() -> Path:
     if not ETTH1.exists():
         pytest.skip(f"ETTh1 benchmark data not found at {ETTH1} (../shared is absent in a user's clone)")
     return ETTH1
+
+
+@pytest.fixture
+def etth1_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A dataset cache ($TSDL_DATA_HOME) holding ETTh1, so `data.dataset: ETTh1` needs no network.
+
+    The copy is verified against the pinned SHA-256 on use, like a fetched one.
+    """
+    import shutil
+
+    if not ETTH1.exists():
+        pytest.skip(f"ETTh1 benchmark data not found at {ETTH1} (../shared is absent in a user's clone)")
+    home = tmp_path / "tsdl-datasets"
+    home.mkdir()
+    shutil.copyfile(ETTH1, home / "ETTh1.csv")
+    monkeypatch.setenv("TSDL_DATA_HOME", str(home))
+    return home

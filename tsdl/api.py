@@ -23,6 +23,7 @@ __all__ = [
     "TrainResult",
     "check_data",
     "evaluate",
+    "fetch_dataset",
     "predict",
     "reproduce",
     "train",
@@ -54,6 +55,13 @@ def check_data(config: TsdlConfig):
     from tsdl.data import run_checklist
 
     return run_checklist(config)
+
+
+def fetch_dataset(name: str, *, force: bool = False) -> Path:
+    """Download benchmark dataset ``name`` into the cache (SHA-256 verified); returns its path."""
+    from tsdl.data.datasets import fetch_dataset as _fetch
+
+    return _fetch(name, force=force)
 
 
 def train(

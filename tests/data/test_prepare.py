@@ -12,7 +12,7 @@ from tsdl.cli.main import main
 from tsdl.config import load_config
 from tsdl.data import SeriesScalers, prepare_data, prepare_inference, run_checklist
 
-from .conftest import ETTH1, REPO_ROOT, long_frame, make_config
+from .conftest import REPO_ROOT, long_frame, make_config
 
 _SMALL = {"input_chunk_length": 12, "output_chunk_length": 6}
 
@@ -120,8 +120,9 @@ def test_synthetic_data_when_no_path() -> None:
     assert prepared.content_hash() == prepare_data(make_config(synthetic={"n_series": 4, "n_timesteps": 300}, **_SMALL)).content_hash()
 
 
-@pytest.mark.skipif(not ETTH1.exists(), reason="../shared/data/ETTh1.csv (shared data) is not available")
-def test_etth1_standard_split_via_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_etth1_standard_split_via_cli(
+    etth1_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(REPO_ROOT)
     assert main(["check-data", "-c", "examples/etth1.yaml"]) == 0
     out = capsys.readouterr().out

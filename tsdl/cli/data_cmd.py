@@ -14,6 +14,7 @@ _EPILOG = """\
 examples:
   tsdl check-data -c examples/etth1.yaml          the checklist for a config's data section
   tsdl check-data data.csv                        a file with default settings
+  tsdl check-data ETTh1                           a benchmark dataset by name (fetched once)
   tsdl check-data data.csv --set data.missing=ffill --set data.input_chunk_length=96
 
 exit codes: 0 all checks pass or warn, 1 a check failed, 2 unreadable input or config
@@ -32,7 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", nargs="?", metavar="FILE", help="CSV/Parquet file (overrides data.path)")
+    parser.add_argument(
+        "file", nargs="?", metavar="FILE",
+        help="CSV/Parquet file (overrides data.path), or a dataset name such as ETTh1",
+    )
     add_config_args(parser)
     parser.set_defaults(handler=_check_data)
 
@@ -43,7 +47,9 @@ def _check_data(args: argparse.Namespace) -> int:
     if args.file is None and args.config is None:
         raise ConfigError("check-data needs -c CONFIG or a FILE", hint="e.g. tsdl check-data data.csv")
     overrides = list(args.overrides)
-    if args.file is not None:
+    if args.file is not None and _is_dataset_name(args.file):
+        overrides = [f"data.dataset={args.file}", *_dataset_defaults(args.file, args), *overrides]
+    elif args.file is not None:
         overrides = [f"data.path={args.file}", *_file_defaults(Path(args.file), args), *overrides]
     args.overrides = overrides
     report = run_checklist(config_from_args(args))
@@ -64,3 +70,19 @@ def _file_defaults(path: Path, args: argparse.Namespace) -> list[str]:
     if "unique_id" not in header and "y" not in header and time_col:
         guessed.append("data.series_cols=all")
     return guessed
+
+
+def _is_dataset_name(name: str) -> bool:
+    """A registered dataset name that is not also a file in the working directory."""
+    from tsdl.data.datasets import DATASETS
+
+    return name in DATASETS and not Path(name).exists()
+
+
+def _dataset_defaults(name: str, args: argparse.Namespace) -> list[str]:
+    """Without a config, read a benchmark the way it is laid out (wide, every channel a series)."""
+    from tsdl.data.datasets import get_dataset
+
+    if args.config is not None:
+        return []
+    return [f"data.time_col={get_dataset(name).time_col}", "data.series_cols=all"]

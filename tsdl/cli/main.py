@@ -18,6 +18,7 @@ __all__ = ["build_parser", "main"]
 _COMMAND_MODULES = (
     "tsdl.cli.config_cmd",
     "tsdl.cli.data_cmd",
+    "tsdl.cli.datasets_cmd",
     "tsdl.cli.train_cmd",
     "tsdl.cli.tune_cmd",
     "tsdl.cli.deploy_cmd",
@@ -28,6 +29,7 @@ _DESCRIPTION = """\
 Train and tune time-series deep-learning models on Ray, from a laptop to KubeRay.
 
 typical flow:
+  tsdl datasets fetch ETTh1               download a benchmark (or set data.dataset)
   tsdl config init -o config.yaml         write a commented default config
   tsdl check-data -c config.yaml          run the pre-training checklist
   tsdl train -c config.yaml               train with Ray Train, track in MLflow

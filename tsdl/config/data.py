@@ -15,9 +15,13 @@ __all__ = [
     "ChecksConfig",
     "CovariatesConfig",
     "DataConfig",
+    "DatasetName",
     "SplitConfig",
     "SyntheticDataConfig",
 ]
+
+DatasetName = Literal["ETTh1", "ETTh2", "ETTm1", "ETTm2"]
+"""Benchmark datasets tsdl can fetch by name (see `tsdl datasets list`, tsdl/data/datasets.py)."""
 
 CalendarFeature = Literal["minute", "hour", "dayofweek", "day", "dayofyear", "weekofyear", "month"]
 
@@ -99,7 +103,11 @@ class DataConfig(StrictModel):
     """Input data: file, layout, columns, checks, split, scaling and windows."""
 
     path: Path | None = None
-    """CSV or Parquet file; unset uses the generated `synthetic` dataset."""
+    """CSV or Parquet file; relative paths in a config file start at that file's directory.
+    Unset (and no `dataset`) uses the generated `synthetic` dataset."""
+    dataset: DatasetName | None = None
+    """A benchmark by name instead of a path (e.g. ETTh1): fetched once into $TSDL_DATA_HOME,
+    SHA-256 verified; see `tsdl datasets list`."""
     name: str | None = None
     """Dataset name for tracking tags; defaults to the file stem."""
     format: Literal["auto", "csv", "parquet"] = "auto"
@@ -136,3 +144,11 @@ class DataConfig(StrictModel):
     covariates: CovariatesConfig = Field(default_factory=CovariatesConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     synthetic: SyntheticDataConfig = Field(default_factory=SyntheticDataConfig)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if self.path is not None and self.dataset is not None:
+            raise ValueError(
+                f"set either data.path ({self.path}) or data.dataset ({self.dataset}), not both"
+            )
+        return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,20 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             f"{path}: top level must be a mapping of sections, got {type(raw).__name__}",
             hint="start from `tsdl config init`",
         )
-    return parse_config(raw, overrides=overrides, source=str(path), node=node)
+    return parse_config(_relative_to(raw, path.parent), overrides=overrides, source=str(path), node=node)
+
+
+def _relative_to(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A relative ``data.path`` in a config file starts at the file's directory, not the cwd.
+
+    So ``tsdl train -c examples/x.yaml`` reads the same file from any working directory. URIs
+    (``s3://...``) and absolute paths are kept; command-line overrides stay cwd-relative.
+    """
+    data = raw.get("data")
+    value = data.get("path") if isinstance(data, dict) else None
+    if isinstance(value, str) and value and "://" not in value and not Path(value).expanduser().is_absolute():
+        data["path"] = os.path.normpath(base.absolute() / value)
+    return raw
 
 
 def parse_config(

@@ -67,21 +67,27 @@ def file_sha256(path: Path) -> str:
 
 
 def read_series_frame(data: DataConfig) -> SeriesFrame:
-    """Read ``data.path`` (or generate ``data.synthetic``) into the long frame.
+    """Read ``data.dataset`` (fetched on first use) or ``data.path``, else generate ``data.synthetic``.
 
     Raises:
         DataError: missing/empty file, unknown format, missing columns, unparseable dates,
             non-numeric values, undetectable layout.
     """
-    if data.path is None:
+    if data.dataset is not None:
+        from tsdl.data.datasets import dataset_path
+
+        path = dataset_path(data.dataset)
+    elif data.path is None:
         from tsdl.data.synthetic import synthetic_frame
 
         return synthetic_frame(data.synthetic)
-    path = Path(data.path)
+    else:
+        path = Path(data.path)
     if not path.exists():
         raise DataError(
             f"data file {path} does not exist",
-            hint="set data.path to an existing CSV/Parquet file (relative paths start at the working directory)",
+            hint="set data.path to an existing CSV/Parquet file (in a config file, relative "
+            "paths start at the config's directory), or name a dataset: data.dataset: ETTh1",
         )
     if path.is_dir():
         raise DataError(f"data path {path} is a directory", hint="point data.path at one CSV or Parquet file")

@@ -207,9 +207,9 @@ def experiment_name(config: TsdlConfig) -> str:
 
 
 def dataset_name(config: TsdlConfig) -> str:
-    """data.name, else the data file's stem, else ``synthetic``."""
-    if config.data.name:
-        return config.data.name
+    """data.name, else data.dataset, else the data file's stem, else ``synthetic``."""
+    if config.data.name or config.data.dataset:
+        return config.data.name or str(config.data.dataset)
     return Path(config.data.path).stem if config.data.path is not None else "synthetic"
 
 
