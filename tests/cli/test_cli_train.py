@@ -6,6 +6,7 @@ import contextlib
 import io
 import re
 
+import mlflow
 import pandas as pd
 import pytest
 import yaml
@@ -30,6 +31,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, ray_local) -> dict:
             "input_chunk_length": 48,
             "output_chunk_length": 12,
         },
+        "loss": {"name": "pinball"},  # a probabilistic head, so calibration is reported too
         "training": {"max_epochs": 2, "batch_size": 32, "limit_train_batches": 5},
         "resources": {"storage_path": str(tmp_path / "results"), "max_failures": 0},
         "tracking": {"tracking_uri": uri},
@@ -56,7 +58,17 @@ def test_train_prints_checklist_progress_and_metrics(trained: dict) -> None:
 def test_evaluate_and_predict_from_the_run(trained: dict, capsys: pytest.CaptureFixture[str]) -> None:
     run = ["--run-id", trained["run_id"], "--tracking-uri", trained["uri"]]
     assert main(["evaluate", *run]) == 0
-    assert "test (original scale)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test (original scale)" in printed
+    # calibration next to the point metrics, and the same numbers in the run's MLflow test metrics
+    rows = {line.split()[0]: line.split()[1:] for line in printed.split("test (original scale)")[0].splitlines()
+            if line.split()}
+    logged = mlflow.MlflowClient(trained["uri"]).get_run(trained["run_id"]).data.metrics
+    for name in ("CRPS", "coverage_80", "width_80", "pinball", "MSE"):
+        assert float(rows[name][0]) == pytest.approx(logged[f"test_{name}"], rel=1e-3)
+    assert 0.0 <= logged["test_coverage_80"] <= 1.0
+    assert logged["test_naive_CRPS"] == pytest.approx(logged["test_naive_MAE"])
+    assert "test_CRPS_original" in logged
 
     frame = synthetic_frame(SyntheticDataConfig(n_series=3, n_timesteps=300, seed=3)).frame
     history = frame.rename(columns={ID_COL: "unique_id", TIME_COL: "ds", TARGET_COL: "y"})

@@ -9,7 +9,10 @@ import pytest
 
 from tsdl.errors import ConfigError, DataError, TrainingError
 from tsdl.evaluation import (
+    CRPS_LEVELS,
+    crps_from_quantiles,
     gaussian_metrics,
+    interval_coverage,
     metrics_table,
     point_metrics,
     quantile_metrics,
@@ -94,6 +97,38 @@ def test_gaussian_metrics_match_scipy() -> None:
     assert out["coverage_80"] == pytest.approx(np.mean((y >= lo) & (y <= hi)))
     with pytest.raises(TrainingError, match="std must be > 0"):
         gaussian_metrics(y, mu, np.zeros_like(sigma))
+
+
+def test_crps_from_quantiles_matches_the_gaussian_closed_form() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(50, 6))
+    mu = rng.normal(size=(50, 6))
+    sigma = rng.uniform(0.3, 3.0, size=(50, 6))
+    grid = stats.norm.ppf(np.asarray(CRPS_LEVELS), mu[..., None], sigma[..., None])
+    got = crps_from_quantiles(y, grid)
+    z = (y - mu) / sigma
+    closed = sigma * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
+    np.testing.assert_allclose(got, closed, rtol=2e-3, atol=1e-4)
+    assert got.mean() == pytest.approx(gaussian_metrics(y, mu, sigma)["CRPS"], rel=5e-4)
+
+
+def test_crps_of_a_point_mass_is_the_absolute_error() -> None:
+    y = np.array([[1.0, -2.0, 0.5]])
+    point = np.array([[0.0, 1.0, 0.5]])
+    grid = np.repeat(point[..., None], len(CRPS_LEVELS), axis=-1)
+    np.testing.assert_allclose(crps_from_quantiles(y, grid), np.abs(y - point), rtol=1e-12)
+    # levels weigh by their midpoint bins: a lone median level covers all of (0, 1)
+    np.testing.assert_allclose(crps_from_quantiles(y, point[..., None], [0.5]), np.abs(y - point))
+    with pytest.raises(ValueError, match="increase strictly"):
+        crps_from_quantiles(y, np.stack([point, point], -1), [0.5, 0.5])
+
+
+def test_interval_coverage_counts_the_ends_inside() -> None:
+    y = np.array([[0.0, 1.0, 2.0, 3.0]])
+    assert interval_coverage(y, np.full_like(y, 1.0), np.full_like(y, 2.0)) == pytest.approx(0.5)
+    with pytest.raises(TrainingError, match="non-finite"):
+        interval_coverage(y, np.full_like(y, np.nan), y)
 
 
 def test_seasonal_naive_is_exact_on_a_periodic_series() -> None:

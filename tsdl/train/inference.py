@@ -11,7 +11,11 @@ import torch
 
 from tsdl.config import TsdlConfig
 from tsdl.data import WindowSet
+from tsdl.errors import TrainingError
 from tsdl.evaluation.metrics import (
+    CRPS_LEVELS,
+    crps_from_quantiles,
+    interval_coverage,
     point_metrics,
     quantile_metrics,
     seasonal_naive,
@@ -23,6 +27,9 @@ from tsdl.train.checkpointing import BestWeights, load_best
 __all__ = ["Evaluation", "Forecast", "evaluate_windows", "forecast", "load_forecaster"]
 
 EVAL_QUANTILES = (0.1, 0.5, 0.9)
+"""Levels of the stored forecast quantiles: the median and the central 80% interval."""
+_CRPS_CHUNK = 64
+"""Windows whose 99-level quantile grid is built at once (bounds memory, e.g. for ZINB's search)."""
 
 
 @dataclass
@@ -33,11 +40,14 @@ class Forecast:
         point: ``[N, H]`` mean/median forecast.
         quantiles: ``[N, H, Q]`` at `levels`, or None for point losses.
         levels: the quantile levels of `quantiles`.
+        crps: ``[N, H]`` CRPS of every forecast point against the window's target (the
+            distribution read on the ``CRPS_LEVELS`` grid), or None for point losses.
     """
 
     point: np.ndarray
     quantiles: np.ndarray | None
     levels: tuple[float, ...]
+    crps: np.ndarray | None = None
 
 
 @dataclass
@@ -85,17 +95,32 @@ def forecast(
     batch_size: int = 1024,
     levels: tuple[float, ...] = EVAL_QUANTILES,
 ) -> Forecast:
-    """Run the model over every window, in order."""
+    """Run the model over every window, in order; probabilistic heads also get their CRPS."""
     model.eval()
-    points, quantiles = [], []
+    points, quantiles, crps = [], [], []
     for batch in windows.batches(batch_size, shuffle=False, seed=0):
         pred = model(batch.past, batch.future, batch.static).float()
         points.append(loss.point(pred).numpy())
         q = loss.quantiles(pred, levels)
         if q is not None:
             quantiles.append(q.numpy())
+            crps.append(_crps(loss, pred, batch.target.numpy()))
     point = np.concatenate(points) if points else np.zeros((0, 0), dtype=np.float32)
-    return Forecast(point=point, quantiles=np.concatenate(quantiles) if quantiles else None, levels=levels)
+    return Forecast(
+        point=point,
+        quantiles=np.concatenate(quantiles) if quantiles else None,
+        levels=levels,
+        crps=np.concatenate(crps) if crps else None,
+    )
+
+
+def _crps(loss: BaseLoss, pred: torch.Tensor, target: np.ndarray) -> np.ndarray:
+    """``[B, H]`` CRPS of the head's distribution, read on the 99-level grid chunk by chunk."""
+    out = []
+    for start in range(0, pred.shape[0], _CRPS_CHUNK):
+        grid = loss.quantiles(pred[start : start + _CRPS_CHUNK], CRPS_LEVELS)
+        out.append(crps_from_quantiles(target[start : start + _CRPS_CHUNK], grid.numpy()))
+    return np.concatenate(out)
 
 
 def evaluate_windows(
@@ -109,8 +134,14 @@ def evaluate_windows(
 ) -> Evaluation:
     """Test metrics for the model and the seasonal-naive baseline, scaled and original.
 
+    Probabilistic heads add ``pinball`` (mean over 0.1/0.5/0.9), ``CRPS`` (99-level grid, see
+    ``crps_from_quantiles``), ``coverage_80`` (share of targets inside ``[q0.1, q0.9]``; 0.8 when
+    calibrated) and ``width_80`` (that interval's mean width); the baseline's ``CRPS`` is its MAE,
+    the CRPS of a point forecast, so the table shows the skill of the distribution too.
+
     Args:
-        inverse: ``inverse(values [N, H, ...], series_ids [N]) -> values`` undoing the scaler.
+        inverse: ``inverse(values [N, H, ...], series_ids [N]) -> values`` undoing the scaler
+            (affine per series, as every ``data.scaler``; CRPS scales with its slope).
         season_length: season of the naive baseline and of the MASE scale.
     """
     fc = forecast(model, loss, windows)
@@ -121,25 +152,60 @@ def evaluate_windows(
     naive = seasonal_naive(past, y_true.shape[1], season)
     ids = np.asarray(windows.series_ids)
 
-    def score(truth: np.ndarray, pred: np.ndarray, q: np.ndarray | None, lookback: np.ndarray) -> dict:
+    def score(truth: np.ndarray, pred: np.ndarray, q: np.ndarray | None, lookback: np.ndarray,
+              crps: np.ndarray | None) -> dict:
         scale = np.mean(np.abs(lookback[:, season:] - lookback[:, :-season]), axis=1)
         metrics = point_metrics(truth, pred, insample_scale=scale)
-        if q is not None:
-            metrics |= quantile_metrics(truth, q, list(fc.levels))
+        if q is not None and crps is not None:
+            metrics |= _distribution_metrics(truth, q, fc.levels, crps)
+        elif fc.crps is not None:
+            metrics["CRPS"] = metrics["MAE"]  # a point forecast's CRPS is its absolute error
         return metrics
 
     q_orig = None if fc.quantiles is None else inverse(fc.quantiles, ids)
+    crps_orig = None if fc.crps is None else fc.crps * _slope(inverse, ids)
     past_orig = inverse(past, ids)
     y_orig, point_orig, naive_orig = inverse(y_true, ids), inverse(fc.point, ids), inverse(naive, ids)
     return Evaluation(
-        model=score(y_true, fc.point, fc.quantiles, past),
-        baseline=score(y_true, naive, None, past),
-        model_original=score(y_orig, point_orig, q_orig, past_orig),
-        baseline_original=score(y_orig, naive_orig, None, past_orig),
+        model=score(y_true, fc.point, fc.quantiles, past, fc.crps),
+        baseline=score(y_true, naive, None, past, None),
+        model_original=score(y_orig, point_orig, q_orig, past_orig, crps_orig),
+        baseline_original=score(y_orig, naive_orig, None, past_orig, None),
         n_windows=len(windows),
         season_length=season,
         examples=_examples(windows, past_orig, y_orig, point_orig, q_orig, n_examples),
     )
+
+
+def _distribution_metrics(
+    truth: np.ndarray, q: np.ndarray, levels: tuple[float, ...], crps: np.ndarray
+) -> dict[str, float]:
+    """Pinball, CRPS and the central 80% interval's coverage and width (``levels`` = 0.1/0.5/0.9)."""
+    lo, hi = q[..., levels.index(0.1)], q[..., levels.index(0.9)]
+    return {
+        "pinball": quantile_metrics(truth, q, list(levels))["pinball"],
+        "CRPS": float(np.mean(crps)),
+        "coverage_80": interval_coverage(truth, lo, hi),
+        "width_80": float(np.mean(hi - lo)),
+    }
+
+
+def _slope(inverse: Callable[[np.ndarray, np.ndarray], np.ndarray], ids: np.ndarray) -> np.ndarray:
+    """``[N, 1]`` slope of each window's (affine) inverse scaler.
+
+    CRPS is positively homogeneous and shift-invariant, ``CRPS(aF + b, ay + b) = a CRPS(F, y)``,
+    so the original-scale CRPS is the model-scale one times the slope; checked, not assumed.
+    """
+    base = np.zeros((len(ids), 1))
+    zero, one, two = (inverse(base + v, ids) for v in (0.0, 1.0, 2.0))
+    slope = one - zero
+    if not np.allclose(two - one, slope, rtol=1e-6, atol=1e-9) or np.any(slope <= 0.0):
+        raise TrainingError(
+            "the inverse scaler is not increasing and affine per series, so the original-scale CRPS "
+            "cannot be derived from the model-scale one",
+            hint="use one of the data.scaler kinds (standard, robust, minmax, none)",
+        )
+    return slope
 
 
 def _examples(windows, past, y_true, point, quantiles, n: int) -> list[dict]:
