@@ -8,7 +8,7 @@
 #        KEEP_CLUSTER=1 scripts/kind-e2e.sh   keep the cluster afterwards for inspection
 set -euo pipefail
 
-KUBERAY_VERSION="${KUBERAY_VERSION:-1.7.1}"          # operator release matching ../shared/crds
+KUBERAY_VERSION="${KUBERAY_VERSION:-1.7.0}"          # v1.7.0: newest 1.7 tag of ray-project/kuberay
 KIND_NODE_IMAGE="${KIND_NODE_IMAGE:-kindest/node:v1.33.1}"
 CLUSTER="${CLUSTER:-tsdl-e2e}"
 NAMESPACE="${NAMESPACE:-tsdl-e2e}"

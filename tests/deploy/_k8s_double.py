@@ -1,8 +1,9 @@
 """A TEST DOUBLE of the Kubernetes API server: not Kubernetes, just enough HTTP for the tsdl client.
 
 It serves, on 127.0.0.1 from a thread, the paths the real `kubernetes` client calls:
-`ray.io/v1` rayjobs (create, get, list with labelSelector, delete), core ConfigMaps (create,
-replace, delete), pods (list with labelSelector) and pods/log. Errors are `Status` objects with
+`ray.io/v1` rayjobs (create, get, list with labelSelector, delete), core ConfigMaps,
+ServiceAccounts and PersistentVolumeClaims and `networking.k8s.io/v1` NetworkPolicies (create,
+get, replace, delete), pods (list with labelSelector) and pods/log. Errors are `Status` objects with
 the codes a real API server uses (404 NotFound, 409 AlreadyExists, 422 Invalid). There is no
 operator: tests script the RayJob's `.status` progression with `script_status`, and each GET of
 that job advances it one step, which is how the client's polling "watch" sees it change.
@@ -26,6 +27,20 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ROUTES = [
     (re.compile(r"^/apis/ray\.io/v1/namespaces/([^/]+)/rayjobs(?:/([^/]+))?$"), "rayjobs"),
     (re.compile(r"^/api/v1/namespaces/([^/]+)/configmaps(?:/([^/]+))?$"), "configmaps"),
+    (
+        re.compile(r"^/api/v1/namespaces/([^/]+)/serviceaccounts(?:/([^/]+))?$"),
+        "serviceaccounts",
+    ),
+    (
+        re.compile(r"^/api/v1/namespaces/([^/]+)/persistentvolumeclaims(?:/([^/]+))?$"),
+        "persistentvolumeclaims",
+    ),
+    (
+        re.compile(
+            r"^/apis/networking\.k8s\.io/v1/namespaces/([^/]+)/networkpolicies(?:/([^/]+))?$"
+        ),
+        "networkpolicies",
+    ),
     (re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?(/log)?$"), "pods"),
 ]
 
@@ -40,6 +55,15 @@ class KubeApiDouble:
         self._scripts: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._uid = 0
+
+    def add(self, resource: str, obj: dict[str, Any], namespace: str) -> None:
+        """Store an object as if created earlier (e.g. by `helm install` or `kubectl apply`)."""
+        self.objects[(resource, namespace, obj["metadata"]["name"])] = obj
+
+    def add_prerequisites(self, namespace: str, release: str = "tsdl") -> None:
+        """What `helm install RELEASE helm/tsdl --set job.enabled=false` leaves in a namespace."""
+        self.add("serviceaccounts", {"metadata": {"name": release}}, namespace)
+        self.add("persistentvolumeclaims", {"metadata": {"name": f"{release}-results"}}, namespace)
 
     def script_status(self, namespace: str, name: str, statuses: list[dict[str, Any]]) -> None:
         """Each GET of the RayJob applies the next status; the last one sticks."""
@@ -108,7 +132,14 @@ class KubeApiDouble:
             and ns == namespace
             and wanted.items() <= obj["metadata"].get("labels", {}).items()
         ]
-        kind = {"rayjobs": "RayJobList", "configmaps": "ConfigMapList", "pods": "PodList"}[resource]
+        kind = {
+            "rayjobs": "RayJobList",
+            "configmaps": "ConfigMapList",
+            "pods": "PodList",
+            "serviceaccounts": "ServiceAccountList",
+            "persistentvolumeclaims": "PersistentVolumeClaimList",
+            "networkpolicies": "NetworkPolicyList",
+        }[resource]
         return {
             "apiVersion": "v1",
             "kind": kind,

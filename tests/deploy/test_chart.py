@@ -90,10 +90,12 @@ def test_the_rendered_rayjob_follows_the_values(validator: ObjectValidator) -> N
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert job["spec"]["activeDeadlineSeconds"] == 86400
     assert job["spec"]["entrypoint"].startswith("tsdl tune -c /etc/tsdl/config.yaml --address auto")
-    assert "PersistentVolumeClaim" in kinds and "Role" not in kinds
+    assert [c["metadata"]["name"] for c in kinds["PersistentVolumeClaim"]] == ["big-results"]
 
 
-def test_autoscaling_grants_the_head_alone_a_token_and_a_narrow_role() -> None:
+def test_autoscaling_grants_the_head_alone_a_token_and_the_chart_no_ray_role() -> None:
+    """KubeRay creates and binds the autoscaler's Role itself; the chart's only Role is the
+    submitter's, bound to nobody unless rbac.submitters names someone."""
     kinds = _by_kind(render_chart(FEATURES["autoscaling"], release="auto"))
     cluster = kinds["RayJob"][0]["spec"]["rayClusterSpec"]
     assert cluster["enableInTreeAutoscaling"] is True
@@ -101,10 +103,22 @@ def test_autoscaling_grants_the_head_alone_a_token_and_a_narrow_role() -> None:
     assert (
         cluster["workerGroupSpecs"][0]["template"]["spec"]["automountServiceAccountToken"] is False
     )
+    assert [r["metadata"]["name"] for r in kinds["Role"]] == ["auto-submitter"]
+    assert "RoleBinding" not in kinds
     rules = kinds["Role"][0]["rules"]
-    verbs = {verb for rule in rules for verb in rule["verbs"]}
-    assert verbs <= {"get", "list", "watch", "patch"}
-    assert {r for rule in rules for r in rule["resources"]} == {"pods", "rayclusters"}
+    assert {r for rule in rules for r in rule["resources"]} == {
+        "rayjobs",
+        "configmaps",
+        "networkpolicies",
+        "serviceaccounts",
+        "persistentvolumeclaims",
+        "pods",
+        "pods/log",
+    }
+    assert not {v for rule in rules for v in rule["verbs"]} & {"patch", "escalate", "bind", "*"}
+    team = [{"kind": "Group", "name": "team-a", "apiGroup": "rbac.authorization.k8s.io"}]
+    bound = _by_kind(render_chart({"rbac": {"submitters": team}}, release="auto"))
+    assert bound["RoleBinding"][0]["subjects"] == team
 
 
 def test_every_container_is_locked_down_and_sized() -> None:
@@ -202,7 +216,7 @@ def test_schema_accepts_what_deploy_config_accepts() -> None:
 def test_chart_versions_follow_the_package() -> None:
     chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
     assert chart["appVersion"] == __version__
-    assert DeployConfig().image.endswith(f":{__version__}")
+    assert DeployConfig().image.endswith(f":{__version__}-gpu")
 
 
 def test_readme_documents_every_value() -> None:

@@ -41,7 +41,10 @@ FAILED = {
 
 @pytest.fixture
 def api() -> Iterator[tuple[KubeApiDouble, k8s.ApiClient]]:
+    """The double, with the prerequisites of namespace `ml` in place (as `helm install tsdl
+    helm/tsdl --set job.enabled=false` leaves them)."""
     with serve() as (double, url):
+        double.add_prerequisites("ml")
         configuration = k8s.Configuration()
         configuration.host = url
         api_client = k8s.ApiClient(configuration)
@@ -60,8 +63,13 @@ def _manifests(name: str = "etth1-tune", namespace: str = "ml") -> list[dict[str
         }
     )
     manifests = build_manifests(config)
-    assert manifests[1]["metadata"]["name"] == name
+    assert [m["kind"] for m in manifests] == ["ConfigMap", "NetworkPolicy", "RayJob"]
+    assert manifests[-1]["metadata"]["name"] == name
     return manifests
+
+
+def _job(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    return manifests[-1]
 
 
 def test_submit_creates_configmap_then_rayjob(api: tuple[KubeApiDouble, k8s.ApiClient]) -> None:
@@ -71,10 +79,12 @@ def test_submit_creates_configmap_then_rayjob(api: tuple[KubeApiDouble, k8s.ApiC
     assert created == RayJobStatus("etth1-tune", "ml", "New", "PENDING")
     assert [r for r in double.requests if r[0] == "POST"] == [
         ("POST", "/api/v1/namespaces/ml/configmaps"),
+        ("POST", "/apis/networking.k8s.io/v1/namespaces/ml/networkpolicies"),
         ("POST", "/apis/ray.io/v1/namespaces/ml/rayjobs"),
     ]
     stored = double.objects[("rayjobs", "ml", "etth1-tune")]
-    assert stored["spec"] == _manifests()[1]["spec"]
+    assert stored["spec"] == _job(_manifests())["spec"]
+    assert ("networkpolicies", "ml", "etth1-tune-ray") in double.objects
     assert [s.name for s in jobs.list()] == ["etth1-tune"]
 
 
@@ -95,10 +105,10 @@ def test_rayjob_conflict_after_configmap_is_http_409(
 ) -> None:
     double, api_client = api
     manifests = _manifests()
-    double.objects[("rayjobs", "ml", "etth1-tune")] = manifests[1]
+    double.objects[("rayjobs", "ml", "etth1-tune")] = _job(manifests)
     jobs = RayJobClient(api_client, namespace="ml")
     with pytest.raises(DeployError) as caught:
-        jobs.submit([manifests[1]])
+        jobs.submit([_job(manifests)])
     assert caught.value.message.startswith("creating RayJob ml/etth1-tune: HTTP 409:")
     assert "already exists" in caught.value.message
 
@@ -118,7 +128,7 @@ def test_invalid_object_surfaces_the_server_message(
     api: tuple[KubeApiDouble, k8s.ApiClient],
 ) -> None:
     _, api_client = api
-    job = _manifests()[1]
+    job = _job(_manifests())
     job["metadata"]["name"] = "Bad_Name"
     with pytest.raises(DeployError) as caught:
         RayJobClient(api_client, namespace="ml").submit([job])
@@ -212,12 +222,83 @@ def test_logs_before_the_submitter_starts_say_why(api: tuple[KubeApiDouble, k8s.
 
 def test_cancel_deletes_job_and_config(api: tuple[KubeApiDouble, k8s.ApiClient]) -> None:
     double, api_client = api
+    before = set(double.objects)
     jobs = RayJobClient(api_client, namespace="ml")
     jobs.submit(_manifests())
     jobs.cancel("etth1-tune")
-    assert not double.objects
+    assert set(double.objects) == before  # the prerequisites stay
     with pytest.raises(DeployError, match="deleting RayJob ml/etth1-tune: HTTP 404"):
         jobs.cancel("etth1-tune")
+
+
+def test_cancel_leaves_objects_helm_owns(api: tuple[KubeApiDouble, k8s.ApiClient]) -> None:
+    """A job `helm install` created: cancel deletes the RayJob, not Helm's ConfigMap/policy."""
+    double, api_client = api
+    helm_owned = []
+    for resource, manifest in zip(
+        ("configmaps", "networkpolicies", "rayjobs"), _manifests(), strict=True
+    ):
+        manifest["metadata"]["labels"]["app.kubernetes.io/managed-by"] = "Helm"
+        double.add(resource, manifest, "ml")
+        helm_owned.append((resource, "ml", manifest["metadata"]["name"]))
+    RayJobClient(api_client, namespace="ml").cancel("etth1-tune")
+    assert [key for key in helm_owned if key in double.objects] == helm_owned[:2]
+    assert not [r for r in double.requests if r[0] == "DELETE" and "rayjobs" not in r[1]]
+
+
+@pytest.mark.parametrize(
+    ("missing", "expected"),
+    [
+        ("serviceaccounts", "ServiceAccount ml/tsdl does not exist"),
+        ("persistentvolumeclaims", "PersistentVolumeClaim ml/tsdl-results does not exist"),
+    ],
+)
+def test_submit_without_prerequisites_names_the_command(
+    api: tuple[KubeApiDouble, k8s.ApiClient], missing: str, expected: str
+) -> None:
+    double, api_client = api
+    del double.objects[(missing, "ml", "tsdl" if missing == "serviceaccounts" else "tsdl-results")]
+    with pytest.raises(DeployError) as caught:
+        RayJobClient(api_client, namespace="ml").submit(_manifests())
+    assert caught.value.message.startswith(expected)
+    assert "helm install tsdl helm/tsdl -n ml --set job.enabled=false" in caught.value.hint
+    assert "k8s/prerequisites.yaml" in caught.value.hint
+    assert not [r for r in double.requests if r[0] == "POST"]  # nothing half-created
+
+
+def test_submit_checks_a_named_claim_and_account(
+    api: tuple[KubeApiDouble, k8s.ApiClient],
+) -> None:
+    double, api_client = api
+    config = parse_config(
+        {
+            "experiment": {"name": "ETTh1"},
+            "resources": {"use_gpu": True},
+            "deploy": {
+                "namespace": "ml",
+                "service_account": "team-a",
+                "storage": {"claim_name": "team-a-results"},
+            },
+        }
+    )
+    jobs = RayJobClient(api_client, namespace="ml")
+    with pytest.raises(DeployError, match="ServiceAccount ml/team-a does not exist") as caught:
+        jobs.submit(build_manifests(config))
+    assert "deploy.service_account" in caught.value.hint
+    double.add_prerequisites("ml", release="team-a")
+    assert jobs.submit(build_manifests(config)).name == "etth1-tune"
+
+
+def test_object_store_jobs_need_no_claim(api: tuple[KubeApiDouble, k8s.ApiClient]) -> None:
+    double, api_client = api
+    del double.objects[("persistentvolumeclaims", "ml", "tsdl-results")]
+    config = parse_config(
+        {
+            "resources": {"use_gpu": True},
+            "deploy": {"namespace": "ml", "storage": {"uri": "s3://bucket/tsdl"}},
+        }
+    )
+    assert RayJobClient(api_client, namespace="ml").submit(build_manifests(config)).name
 
 
 def test_unreachable_api_is_one_line() -> None:

@@ -6,6 +6,7 @@ in agreement, and `tsdl.deploy.chart_values` turns this section into Helm values
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -17,6 +18,7 @@ __all__ = [
     "GangConfig",
     "HeadConfig",
     "MlflowDeployConfig",
+    "NetworkPolicyConfig",
     "StorageConfig",
     "SubmitterConfig",
     "WorkerConfig",
@@ -24,8 +26,18 @@ __all__ = [
 
 # Kubernetes resource quantity, e.g. "500m", "4", "16Gi".
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
-# RFC 1123 label (names of RayJobs, ServiceAccounts, PVCs, Secrets, queues).
+# RFC 1123 label (names of ServiceAccounts, PVCs, Secrets, queues, namespaces).
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# RFC 1035 label: RayJob names must start with a letter, because KubeRay derives Service names
+# from them (`<name>-head-svc`) and Service names are DNS-1035 labels.
+_DNS_1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+# Container image reference: [registry[:port]/]path[:tag][@sha256:digest], lowercase path.
+IMAGE_PATTERN = (
+    r"^([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+DEFAULT_RELEASE = "tsdl"
+"""Release that holds a namespace's shared prerequisites (`helm install tsdl ... job.enabled=false`)."""
 
 
 def _quantity_to_str(value: Any) -> Any:
@@ -40,8 +52,11 @@ class HeadConfig(StrictModel):
     """CPU request and limit of the head container."""
     memory: str = Field("8Gi", pattern=_QUANTITY)
     """Memory request and limit of the head container."""
-    ray_start_params: dict[str, str] = Field(default_factory=lambda: {"num-cpus": "0"})
-    """`ray start` flags; num-cpus=0 keeps trials off the head so it stays responsive."""
+    ray_start_params: dict[str, str] = Field(
+        default_factory=lambda: {"num-cpus": "0", "num-gpus": "0"}
+    )
+    """`ray start` flags, merged over these defaults: num-cpus=0 keeps trials off the head so it
+    stays responsive; num-gpus=0 stops a head on a GPU node advertising GPUs it was not given."""
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     affinity: dict[str, Any] = Field(default_factory=dict)
@@ -90,8 +105,9 @@ class StorageConfig(StrictModel):
 
     uri: str | None = Field(None, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")
     """s3://, gs:// or abfss:// URI; when set, no volume is mounted (credentials via mlflow secret)."""
-    claim_name: str = Field("tsdl-results", pattern=_DNS_LABEL)
-    """PVC (ReadWriteMany across nodes) mounted into every Ray pod when uri is unset."""
+    claim_name: str | None = Field(None, pattern=_DNS_LABEL)
+    """PVC mounted into every Ray pod when uri is unset; unset means `tsdl-results`, the claim of
+    the namespace's prerequisites (the chart names it `<release>-results`)."""
     mount_path: str = Field("/mnt/tsdl-results", pattern=r"^/\S*$")
 
 
@@ -129,26 +145,55 @@ class SubmitterConfig(StrictModel):
     _str_quantities = field_validator("cpu", "memory", mode="before")(_quantity_to_str)
 
 
+class NetworkPolicyConfig(StrictModel):
+    """Who may open connections to the Ray pods (dashboard/job API :8265, client :10001, GCS)."""
+
+    enabled: bool = True
+    """A NetworkPolicy admitting only this job's pods and `allowed_namespaces`."""
+    allowed_namespaces: list[str] = Field(default_factory=lambda: ["kuberay-system"])
+    """Namespaces whose pods may connect; the KubeRay operator's must be here (it polls the
+    dashboard for the job status)."""
+
+    @field_validator("allowed_namespaces")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(_DNS_LABEL, name):
+                raise ValueError(f"{name!r} is not a namespace name (RFC 1123 label)")
+        return value
+
+
 class DeployConfig(StrictModel):
     """A KubeRay RayJob: a CPU head, one worker group, shared storage, MLflow, teardown rules."""
 
-    name: str | None = Field(None, pattern=_DNS_LABEL, max_length=47)
-    """RayJob name; unset derives `<experiment.name>-<mode>`. KubeRay caps it at 47 chars."""
+    name: str | None = Field(None, pattern=_DNS_1035, max_length=47)
+    """RayJob name (starts with a letter); unset derives `<experiment.name>-<mode>`. KubeRay caps
+    it at 47 chars."""
     namespace: str = Field("default", pattern=_DNS_LABEL)
-    image: str = Field("ghcr.io/tsdl/tsdl:0.1.0", min_length=1)
-    """Image built from the repo's Dockerfile (tsdl + CUDA torch on the Ray base image)."""
+    image: str = Field("ghcr.io/tsdl/tsdl:0.1.0-gpu", pattern=IMAGE_PATTERN)
+    """Image for the Ray workers: the `gpu` target of the repo's Dockerfile, published by
+    .github/workflows/image.yml (tsdl + CUDA torch on the Ray GPU image)."""
+    cpu_image: str | None = Field(None, pattern=IMAGE_PATTERN)
+    """Image for the CPU-only head and submitter (the Dockerfile's `cpu` target); unset means
+    `image` with its `-gpu` tag suffix replaced by `-cpu` (or `image` itself without one)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: list[str] = Field(default_factory=list)
     """Secrets (docker-registry type) for pulling `image` from a private registry."""
     mode: Literal["train", "tune"] = "tune"
     """Entrypoint: `tsdl train` or `tsdl tune` against the mounted config."""
     ray_version: str = Field("2.60.0", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
-    service_account: str = Field("tsdl", pattern=_DNS_LABEL)
-    """ServiceAccount the Ray and submitter pods run as (the chart can create it)."""
+    service_account: str | None = Field(None, pattern=_DNS_LABEL)
+    """ServiceAccount the Ray and submitter pods run as; unset means `tsdl`, the one the
+    namespace's prerequisites create (the chart names it after the release)."""
     autoscaling: bool = False
     """KubeRay in-tree autoscaler between worker min_replicas and max_replicas."""
-    shm_size: str = Field("8Gi", pattern=_QUANTITY)
-    """Size of the memory-backed /dev/shm (data loading and the Ray object store)."""
+    shm_size: str | None = Field(None, pattern=_QUANTITY)
+    """Size of the memory-backed /dev/shm in every Ray pod; unset sizes each pod's from its Ray
+    object store (30% of the pod's memory, or `object-store-memory`) plus 10%."""
+    ray_auth: Literal["token", "disabled"] = "token"
+    """KubeRay `authOptions.mode`: token makes the dashboard/job API and Ray client require a
+    token that KubeRay generates and hands to the submitter."""
+    network_policy: NetworkPolicyConfig = Field(default_factory=NetworkPolicyConfig)
     read_only_root_filesystem: bool = True
     """Containers get a read-only root; /tmp, /dev/shm and storage are writable mounts."""
     head: HeadConfig = Field(default_factory=HeadConfig)
@@ -159,10 +204,17 @@ class DeployConfig(StrictModel):
     submitter: SubmitterConfig = Field(default_factory=SubmitterConfig)
     shutdown_after_job_finishes: bool = True
     """Delete the Ray cluster when the job ends (after ttl_seconds_after_finished)."""
-    ttl_seconds_after_finished: int = Field(3600, ge=0, le=2_592_000)
-    """Seconds the finished cluster (and its logs) stay around before teardown."""
-    active_deadline_seconds: int | None = Field(None, ge=1, le=31_536_000)
-    """Fail the RayJob when it runs longer than this; unset means no deadline."""
+    ttl_seconds_after_finished: int = Field(60, ge=0, le=2_592_000)
+    """Seconds the finished cluster stays before teardown. Its GPUs stay allocated meanwhile
+    (and Kueue already counts them free), so keep it short; the driver log survives anyway in
+    the submitter Job."""
+    pre_running_deadline_seconds: int | None = Field(1800, ge=1, le=31_536_000)
+    """Fail the RayJob when its cluster is not running this long after it starts initializing
+    (after Kueue admits it): unschedulable pods, a missing image or claim fail instead of
+    waiting forever. None means no deadline."""
+    active_deadline_seconds: int | None = Field(86_400, ge=1, le=31_536_000)
+    """Fail the RayJob when it runs longer than this (counted from the same start); None means
+    no deadline."""
     backoff_limit: int = Field(0, ge=0, le=100)
     """New Ray clusters KubeRay tries after a failed attempt (tsdl resumes from checkpoints)."""
     _str_quantities = field_validator("shm_size", mode="before")(_quantity_to_str)

@@ -29,14 +29,30 @@ __all__ = [
 _REPO = Path(__file__).resolve().parents[2]
 CHART_DIR = _REPO / "helm" / "tsdl"
 K8S_DIR = _REPO / "k8s"
-# k8s/<file>: (release name, values). Only `mode` differs from the chart's documented defaults.
-K8S_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "rayjob-tune.yaml": ("tsdl-tune", {"mode": "tune"}),
-    "rayjob-train.yaml": ("tsdl-train", {"mode": "train"}),
+# The job files use the prerequisites file's ServiceAccount and claim instead of their own, so
+# `kubectl delete -f k8s/rayjob-train.yaml` never deletes what the tune job still uses.
+_SHARED = {
+    "serviceAccount": "tsdl",
+    "storage": {"claimName": "tsdl-results", "createClaim": False},
+    "rbac": {"create": False},
 }
-_K8S_NAMESPACE = "default"
+# k8s/<file>: (release name, values), from the chart's documented defaults.
+K8S_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "prerequisites.yaml": ("tsdl", {"job": {"enabled": False}}),
+    "rayjob-tune.yaml": ("tsdl-tune", {"mode": "tune", **_SHARED}),
+    "rayjob-train.yaml": ("tsdl-train", {"mode": "train", **_SHARED}),
+}
+# Rendered in this namespace, which is then removed: `kubectl apply -n NS` picks the namespace.
+_RENDER_NAMESPACE = "default"
 # Dependency order for `kubectl apply -f`: what the RayJob references comes first.
-_KIND_ORDER = ("ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim", "ConfigMap")
+_KIND_ORDER = (
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "PersistentVolumeClaim",
+    "ConfigMap",
+    "NetworkPolicy",
+)
 
 
 def render_chart(
@@ -79,16 +95,69 @@ def render_chart(
 
 
 def k8s_manifest_text(filename: str) -> str:
-    """The expected content of `k8s/<filename>`, rendered from the chart's defaults."""
+    """The expected content of `k8s/<filename>`, rendered from the chart's defaults.
+
+    The objects carry no namespace (`kubectl apply -n NS` sets it), are labelled
+    `managed-by: kubectl`, and lose Helm's `resource-policy` annotation, which kubectl ignores.
+    """
     release, values = K8S_VARIANTS[filename]
-    objects = render_chart(values, release=release, namespace=_K8S_NAMESPACE)
-    overrides = " ".join(f"--set {k}={v}" for k, v in values.items())
+    objects = [
+        _for_kubectl(obj)
+        for obj in render_chart(values, release=release, namespace=_RENDER_NAMESPACE)
+    ]
+    overrides = " ".join(_set_flags(values))
+    if filename == "prerequisites.yaml":
+        usage = (
+            "# Once per namespace: kubectl apply -n NS -f k8s/prerequisites.yaml (ServiceAccount,\n"
+            "# submitter Role, results claim). `kubectl delete -f` of this file deletes the claim.\n"
+        )
+    else:
+        usage = (
+            f"# Needs the KubeRay operator and k8s/prerequisites.yaml in the namespace\n"
+            f"# (docs/deploy.md). Apply: kubectl apply -n NS -f k8s/{filename}\n"
+        )
     header = (
         f"# Generated from helm/tsdl by `python -m tsdl.deploy.chart`; do not edit by hand.\n"
-        f"# Equivalent: helm template {release} helm/tsdl -n {_K8S_NAMESPACE} {overrides}\n"
-        f"# Needs the KubeRay operator (docs/deploy.md). Apply: kubectl apply -f k8s/{filename}\n"
+        f"# Equivalent: helm template {release} helm/tsdl {overrides}\n" + usage
     )
     return header + dump_manifests(objects)
+
+
+def _set_flags(values: dict[str, Any], prefix: str = "") -> list[str]:
+    flags: list[str] = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flags += _set_flags(value, f"{prefix}{key}.")
+        else:
+            flags.append(
+                f"--set {prefix}{key}={str(value).lower() if isinstance(value, bool) else value}"
+            )
+    return flags
+
+
+def _for_kubectl(obj: dict[str, Any]) -> dict[str, Any]:
+    """Drop the namespace and Helm's bookkeeping from one rendered object (recursively for the
+    labels of pod templates)."""
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            labels = node.get("labels")
+            if isinstance(labels, dict) and labels.get("app.kubernetes.io/managed-by") == "Helm":
+                labels["app.kubernetes.io/managed-by"] = "kubectl"
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    metadata = obj.get("metadata", {})
+    metadata.pop("namespace", None)
+    annotations = metadata.get("annotations", {})
+    annotations.pop("helm.sh/resource-policy", None)
+    if "annotations" in metadata and not annotations:
+        del metadata["annotations"]
+    walk(obj)
+    return obj
 
 
 def main(argv: Sequence[str] | None = None) -> int:

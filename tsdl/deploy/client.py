@@ -70,7 +70,7 @@ class RayJobStatus:
 
 
 class RayJobClient:
-    """The `ray.io/v1` rayjobs resource plus the ConfigMap and submitter pods around it."""
+    """The `ray.io/v1` rayjobs resource plus the ConfigMap, NetworkPolicy and pods around it."""
 
     def __init__(self, api_client: Any | None = None, *, namespace: str = "default") -> None:
         """Args:
@@ -83,12 +83,15 @@ class RayJobClient:
         self._api_client = api_client if api_client is not None else _default_api_client()
         self._custom = client.CustomObjectsApi(self._api_client)
         self._core = client.CoreV1Api(self._api_client)
+        self._networking = client.NetworkingV1Api(self._api_client)
 
     def submit(self, manifests: list[dict[str, Any]]) -> RayJobStatus:
-        """Create the ConfigMap (replacing an older one) and then the RayJob.
+        """Check the namespace's prerequisites, create the ConfigMap and NetworkPolicy
+        (replacing leftovers of an earlier run) and then the RayJob.
 
         Raises:
-            DeployError: the RayJob exists already (409), is invalid (422), or the API failed.
+            DeployError: a prerequisite is missing (naming the command that creates it), the
+                RayJob exists already (409), is invalid (422), or the API failed.
         """
         job = next((m for m in manifests if m.get("kind") == "RayJob"), None)
         if job is None:
@@ -96,9 +99,10 @@ class RayJobClient:
                 "nothing to submit: no RayJob among the manifests", hint="use build_manifests"
             )
         name = job["metadata"]["name"]
+        self.check_prerequisites(job)
         for manifest in manifests:
-            if manifest.get("kind") == "ConfigMap":
-                self._apply_configmap(manifest, job_name=name)
+            if manifest.get("kind") in _OWNED:
+                self._apply_owned(manifest, job_name=name)
         created = _call(
             f"creating RayJob {self.namespace}/{name}",
             self._rayjobs("create"),
@@ -183,8 +187,49 @@ class RayJobClient:
             )
         )
 
+    def check_prerequisites(self, job: dict[str, Any]) -> None:
+        """The ServiceAccount and results claim the RayJob's pods use must exist already;
+        without them the pods are rejected or stay Pending and the job never starts.
+
+        A 403 (the user may not read them) skips the check rather than blocking the submit.
+
+        Raises:
+            DeployError: naming the missing object and the command that creates it.
+        """
+        head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+        needed: list[tuple[str, str, Callable[..., Any]]] = []
+        account = head.get("serviceAccountName")
+        if account:
+            needed.append(("ServiceAccount", account, self._core.read_namespaced_service_account))
+        for volume in head.get("volumes", []):
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim:
+                needed.append(
+                    (
+                        "PersistentVolumeClaim",
+                        claim,
+                        self._core.read_namespaced_persistent_volume_claim,
+                    )
+                )
+        for kind, name, read in needed:
+            found = _call(
+                f"reading {kind} {self.namespace}/{name}",
+                read,
+                name,
+                self.namespace,
+                allow=(403, 404),
+            )
+            if isinstance(found, _Allowed) and found.status == 404:
+                raise DeployError(
+                    f"{kind} {self.namespace}/{name} does not exist, so the job's pods could not "
+                    "start",
+                    hint=_prerequisites_hint(self.namespace, kind, name),
+                )
+
     def cancel(self, name: str) -> None:
-        """Delete the RayJob (KubeRay tears its cluster down) and its ConfigMap."""
+        """Delete the RayJob (KubeRay tears its cluster down), and the ConfigMap and
+        NetworkPolicy that `tsdl submit` created for it. Objects another tool created (Helm,
+        kubectl) are left to it: `helm uninstall` removes the chart's."""
         from kubernetes import client
 
         _call(
@@ -193,33 +238,48 @@ class RayJobClient:
             name,
             body=client.V1DeleteOptions(propagation_policy="Background"),
         )
-        # 404: the chart created the job (its ConfigMap goes with `helm uninstall`) or it is gone.
-        _call(
-            f"deleting ConfigMap {self.namespace}/{name}-config",
-            self._core.delete_namespaced_config_map,
-            f"{name}-config",
-            self.namespace,
-            allow=(404,),
-        )
+        for kind, suffix in (("ConfigMap", "-config"), ("NetworkPolicy", "-ray")):
+            read, _, _, delete = self._verbs(kind)
+            obj_name = f"{name}{suffix}"
+            found = _call(
+                f"reading {kind} {self.namespace}/{obj_name}",
+                read,
+                obj_name,
+                self.namespace,
+                allow=(404,),
+            )
+            if isinstance(found, _Allowed) or _creator(found) != "tsdl":
+                continue
+            _call(
+                f"deleting {kind} {self.namespace}/{obj_name}",
+                delete,
+                obj_name,
+                self.namespace,
+                allow=(404,),
+            )
 
     def _rayjobs(self, verb: str) -> Callable[..., Any]:
         """`CustomObjectsApi.<verb>_namespaced_custom_object` bound to ray.io/v1 rayjobs here."""
         method = getattr(self._custom, f"{verb}_namespaced_custom_object")
         return functools.partial(method, _GROUP, _VERSION, self.namespace, _PLURAL)
 
-    def _apply_configmap(self, manifest: dict[str, Any], *, job_name: str) -> None:
+    def _verbs(self, kind: str) -> tuple[Callable[..., Any], ...]:
+        """read, create, replace, delete for a kind `tsdl submit` creates next to the RayJob."""
+        if kind == "ConfigMap":
+            api, suffix = self._core, "config_map"
+        else:
+            api, suffix = self._networking, "network_policy"
+        return tuple(
+            getattr(api, f"{verb}_namespaced_{suffix}")
+            for verb in ("read", "create", "replace", "delete")
+        )
+
+    def _apply_owned(self, manifest: dict[str, Any], *, job_name: str) -> None:
+        kind = manifest["kind"]
         name = manifest["metadata"]["name"]
-        action = f"creating ConfigMap {self.namespace}/{name}"
-        if (
-            _call(
-                action,
-                self._core.create_namespaced_config_map,
-                self.namespace,
-                manifest,
-                allow=(409,),
-            )
-            is not _ALLOWED
-        ):
+        _, create, replace, _ = self._verbs(kind)
+        action = f"creating {kind} {self.namespace}/{name}"
+        if not isinstance(_call(action, create, self.namespace, manifest, allow=(409,)), _Allowed):
             return
         # A leftover of an earlier run of the same job: replace it, unless that job still exists.
         existing = _call(
@@ -228,18 +288,12 @@ class RayJobClient:
             job_name,
             allow=(404,),
         )
-        if existing is not _ALLOWED:
+        if not isinstance(existing, _Allowed):
             raise DeployError(
                 f"RayJob {self.namespace}/{job_name} already exists",
                 hint=f"cancel it with `tsdl cancel {job_name} -n {self.namespace}` or set deploy.name",
             )
-        _call(
-            f"replacing ConfigMap {self.namespace}/{name}",
-            self._core.replace_namespaced_config_map,
-            name,
-            self.namespace,
-            manifest,
-        )
+        _call(f"replacing {kind} {self.namespace}/{name}", replace, name, self.namespace, manifest)
 
     def _submitter_pods(self, name: str) -> list[Any]:
         for selector in (f"batch.kubernetes.io/job-name={name}", f"job-name={name}"):
@@ -270,13 +324,40 @@ def _default_api_client() -> Any:
     return client.ApiClient()
 
 
-_ALLOWED = object()  # what `_call` returns for an allowed HTTP error status
+@dataclass(frozen=True)
+class _Allowed:
+    """What `_call` returns for an HTTP error status the caller allowed."""
+
+    status: int
+
+
+_OWNED = ("ConfigMap", "NetworkPolicy")  # what `tsdl submit` creates next to the RayJob
+
+
+def _creator(obj: Any) -> str:
+    """The `app.kubernetes.io/managed-by` label of an API object (model or dict)."""
+    metadata = obj.get("metadata", {}) if isinstance(obj, dict) else obj.metadata
+    labels = (metadata.get("labels") if isinstance(metadata, dict) else metadata.labels) or {}
+    return str(labels.get("app.kubernetes.io/managed-by", ""))
+
+
+def _prerequisites_hint(namespace: str, kind: str, name: str) -> str:
+    """Which command creates a missing prerequisite (the names of the default release `tsdl`)."""
+    if name in {"tsdl", "tsdl-results"}:
+        return (
+            f"create the namespace's prerequisites once: helm install tsdl helm/tsdl -n {namespace} "
+            f"--set job.enabled=false (or kubectl apply -n {namespace} -f k8s/prerequisites.yaml)"
+        )
+    return (
+        f"create {kind} {name} in {namespace}, or unset deploy.service_account / "
+        "deploy.storage.claim_name to use the namespace's prerequisites (release tsdl)"
+    )
 
 
 def _call(
     action: str, method: Callable[..., Any], *args: Any, allow: tuple[int, ...] = (), **kwargs: Any
 ) -> Any:
-    """Run one API call; statuses in `allow` return `_ALLOWED`, other failures a DeployError."""
+    """Run one API call; statuses in `allow` return `_Allowed`, other failures a DeployError."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
@@ -284,7 +365,7 @@ def _call(
         return method(*args, **kwargs)
     except ApiException as exc:
         if exc.status in allow:
-            return _ALLOWED
+            return _Allowed(exc.status)
         raise _api_error(exc, action) from None
     except HTTPError as exc:
         raise _api_error(exc, action) from None

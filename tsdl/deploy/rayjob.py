@@ -7,6 +7,7 @@ same objects, so the two paths cannot drift apart.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -14,7 +15,8 @@ import yaml
 
 from tsdl import __version__
 from tsdl.config import TsdlConfig, parse_config
-from tsdl.config.deploy import DeployConfig
+from tsdl.config.deploy import DEFAULT_RELEASE, DeployConfig
+from tsdl.deploy.sizing import check_shm, object_store_bytes, parse_quantity, shm_limit
 from tsdl.errors import DeployError
 
 __all__ = [
@@ -22,10 +24,15 @@ __all__ = [
     "CONFIG_PATH",
     "build_configmap",
     "build_manifests",
+    "build_network_policy",
     "build_rayjob",
+    "claim_name",
     "configmap_name",
+    "cpu_image",
     "entrypoint",
     "job_name",
+    "service_account",
+    "train_workers_per_pod",
     "with_overrides",
     "workload_config",
 ]
@@ -34,19 +41,50 @@ CONFIG_MOUNT_DIR = "/etc/tsdl"
 CONFIG_PATH = f"{CONFIG_MOUNT_DIR}/config.yaml"
 _MAX_JOB_NAME = 47  # KubeRay rejects longer RayJob names (it derives cluster/pod names from it)
 _RAY_UID, _RAY_GID = 1000, 100  # the `ray` user and `users` group of the rayproject/ray images
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# Merged under the user's head rayStartParams, as Helm merges values over values.yaml.
+_HEAD_START_DEFAULTS = {"num-cpus": "0", "num-gpus": "0"}
 
 
 def job_name(config: TsdlConfig) -> str:
-    """`deploy.name`, else `<experiment.name>-<mode>` made a valid RFC 1123 label.
+    """`deploy.name`, else `<experiment.name>-<mode>` made a valid RFC 1035 label.
 
     Returns:
-        A lowercase name of at most 47 characters.
+        A lowercase name of at most 47 characters that starts with a letter.
+
+    Raises:
+        DeployError: the derived name starts with a digit (KubeRay rejects it: its Services
+            are named after the job, and Service names must start with a letter).
     """
     if config.deploy.name:
         return config.deploy.name
     base = re.sub(r"[^a-z0-9-]+", "-", config.experiment.name.lower()).strip("-") or "tsdl"
     suffix = f"-{config.deploy.mode}"
-    return base[: _MAX_JOB_NAME - len(suffix)].rstrip("-") + suffix
+    name = base[: _MAX_JOB_NAME - len(suffix)].rstrip("-") + suffix
+    if not _DNS_1035.match(name):
+        raise DeployError(
+            f"job name {name!r} (from experiment.name {config.experiment.name!r}) must start "
+            "with a letter: KubeRay names Services after the job",
+            hint=f"set deploy.name, e.g. deploy.name=job-{name}",
+        )
+    return name
+
+
+def service_account(deploy: DeployConfig) -> str:
+    """The ServiceAccount of every pod: `deploy.service_account`, else the prerequisites' one."""
+    return deploy.service_account or DEFAULT_RELEASE
+
+
+def claim_name(deploy: DeployConfig) -> str:
+    """The results claim: `deploy.storage.claim_name`, else the prerequisites' one."""
+    return deploy.storage.claim_name or f"{DEFAULT_RELEASE}-results"
+
+
+def cpu_image(deploy: DeployConfig) -> str:
+    """Head and submitter image: `cpu_image`, else `image` with a `-gpu` tag suffix made `-cpu`."""
+    if deploy.cpu_image:
+        return deploy.cpu_image
+    return re.sub(r"-gpu$", "-cpu", deploy.image)
 
 
 def with_overrides(
@@ -59,7 +97,10 @@ def with_overrides(
 ) -> TsdlConfig:
     """The config with the `tsdl submit`/`render` flags applied to its `deploy:` section.
 
-    `workers` sets the worker group's replicas; without autoscaling min and max follow it.
+    `workers` sets the worker group's replicas; without autoscaling min and max follow it. In
+    `train` mode it also sets `resources.num_workers` to the Ray Train workers those pods hold
+    (`train_workers_per_pod` each), so added pods do not sit idle; in `tune` mode
+    `resources.num_workers` is per trial and more pods mean more trials at once instead.
     The result is validated like a config file, so a bad flag fails with the field it set.
     """
     deploy = config.deploy
@@ -78,9 +119,28 @@ def with_overrides(
             f"deploy.worker.min_replicas={low}",
             f"deploy.worker.max_replicas={high}",
         ]
+        if deploy.mode == "train":
+            gpus = deploy.worker.gpu if gpus_per_worker is None else gpus_per_worker
+            per_pod = train_workers_per_pod(config, gpus)
+            overrides.append(f"resources.num_workers={workers * per_pod}")
     if not overrides:
         return config
-    return parse_config(config.model_dump(mode="json"), overrides=overrides, source="command line")
+    # exclude_unset: what the config did not set stays unset, so `render --values` omits it.
+    return parse_config(
+        config.model_dump(mode="json", exclude_unset=True),
+        overrides=overrides,
+        source="command line",
+    )
+
+
+def train_workers_per_pod(config: TsdlConfig, gpus: int) -> int:
+    """Ray Train workers one worker pod holds: its GPUs / gpus_per_worker with GPUs, else its
+    CPUs / cpus_per_worker (at least 1)."""
+    res = config.resources
+    if res.use_gpu and gpus > 0 and res.gpus_per_worker > 0:
+        return max(1, math.floor(gpus / res.gpus_per_worker + 1e-9))
+    cpus = parse_quantity(config.deploy.worker.cpu)
+    return max(1, math.floor(cpus / res.cpus_per_worker + 1e-9))
 
 
 def configmap_name(name: str) -> str:
@@ -142,20 +202,76 @@ def build_rayjob(config: TsdlConfig) -> dict[str, Any]:
         "submitterPodTemplate": _submitter_template(deploy, name),
         "rayClusterSpec": _cluster_spec(deploy, name),
     }
+    if deploy.pre_running_deadline_seconds is not None:
+        spec["preRunningDeadlineSeconds"] = deploy.pre_running_deadline_seconds
     if deploy.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = deploy.active_deadline_seconds
     return {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": metadata, "spec": spec}
 
 
+def build_network_policy(config: TsdlConfig) -> dict[str, Any]:
+    """Ingress to the job's Ray pods only from its own pods (head, workers, submitter) and from
+    `network_policy.allowed_namespaces` (the KubeRay operator polls the dashboard)."""
+    deploy = config.deploy
+    name = job_name(config)
+    own = {"app.kubernetes.io/name": "tsdl", "app.kubernetes.io/instance": name}
+    peers: list[dict[str, Any]] = [
+        {
+            "podSelector": {
+                "matchLabels": dict(own),
+                "matchExpressions": [_component_in("ray-head", "ray-worker", "submitter")],
+            }
+        }
+    ]
+    if deploy.network_policy.allowed_namespaces:
+        peers.append(
+            {
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "In",
+                            "values": list(deploy.network_policy.allowed_namespaces),
+                        }
+                    ]
+                }
+            }
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": f"{name}-ray",
+            "namespace": deploy.namespace,
+            "labels": _labels(name, "network-policy"),
+        },
+        "spec": {
+            "podSelector": {
+                "matchLabels": dict(own),
+                "matchExpressions": [_component_in("ray-head", "ray-worker")],
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers}],
+        },
+    }
+
+
 def build_manifests(config: TsdlConfig) -> list[dict[str, Any]]:
-    """The objects `tsdl submit` creates, in apply order: ConfigMap, then RayJob."""
+    """The objects `tsdl submit` creates, in apply order: ConfigMap, NetworkPolicy, RayJob."""
     if config.deploy.worker.gpu > 0 and not config.resources.use_gpu:
         raise DeployError(
             f"deploy.worker.gpu is {config.deploy.worker.gpu} but resources.use_gpu is false, "
             "so the GPUs would sit idle",
             hint="set resources.use_gpu=true, or deploy.worker.gpu=0 for CPU workers",
         )
-    return [build_configmap(config), build_rayjob(config)]
+    manifests = [build_configmap(config)]
+    if config.deploy.network_policy.enabled:
+        manifests.append(build_network_policy(config))
+    return [*manifests, build_rayjob(config)]
+
+
+def _component_in(*components: str) -> dict[str, Any]:
+    return {"key": "app.kubernetes.io/component", "operator": "In", "values": list(components)}
 
 
 def _labels(name: str, component: str) -> dict[str, str]:
@@ -184,6 +300,8 @@ def _cluster_spec(deploy: DeployConfig, name: str) -> dict[str, Any]:
         "rayVersion": deploy.ray_version,
         "enableInTreeAutoscaling": deploy.autoscaling,
     }
+    if deploy.ray_auth == "token":
+        spec["authOptions"] = {"mode": "token"}
     if deploy.autoscaling:
         spec["autoscalerOptions"] = {
             "imagePullPolicy": deploy.image_pull_policy,
@@ -191,40 +309,59 @@ def _cluster_spec(deploy: DeployConfig, name: str) -> dict[str, Any]:
             "securityContext": _container_security(deploy),
         }
     head = deploy.head
+    head_params = {**_HEAD_START_DEFAULTS, **head.ray_start_params}
+    head_store = object_store_bytes(head.memory, head_params)
     spec["headGroupSpec"] = {
-        "rayStartParams": dict(head.ray_start_params),
+        "rayStartParams": {**head_params, "object-store-memory": str(head_store)},
         "template": _ray_pod(
-            deploy, name, "ray-head", "ray-head", _resources(head.cpu, head.memory), head
+            deploy,
+            name,
+            "ray-head",
+            _resources(head.cpu, head.memory),
+            head,
+            _shm(deploy, head_store, "head"),
         ),
     }
     worker = deploy.worker
+    worker_store = object_store_bytes(worker.memory, worker.ray_start_params)
     spec["workerGroupSpecs"] = [
         {
             "groupName": worker.group_name,
             "replicas": worker.replicas,
             "minReplicas": worker.min_replicas,
             "maxReplicas": worker.max_replicas,
-            "rayStartParams": dict(worker.ray_start_params),
+            "rayStartParams": {
+                **worker.ray_start_params,
+                "object-store-memory": str(worker_store),
+            },
             "template": _ray_pod(
                 deploy,
                 name,
                 "ray-worker",
-                "ray-worker",
                 _resources(worker.cpu, worker.memory, worker.gpu),
                 worker,
+                _shm(deploy, worker_store, "worker"),
             ),
         }
     ]
     return spec
 
 
+def _shm(deploy: DeployConfig, store_bytes: int, where: str) -> str:
+    """`/dev/shm` of one pod group: `shm_size` if set (and big enough), else from its store."""
+    if deploy.shm_size is None:
+        return shm_limit(store_bytes)
+    check_shm(deploy.shm_size, store_bytes, f"deploy.{where}")
+    return deploy.shm_size
+
+
 def _ray_pod(
     deploy: DeployConfig,
     name: str,
     component: str,
-    container: str,
     resources: dict[str, Any],
     placement: Any,
+    shm: str,
 ) -> dict[str, Any]:
     """A head or worker pod template: mounts, env, security context and placement."""
     mounts = [
@@ -235,16 +372,16 @@ def _ray_pod(
     volumes: list[dict[str, Any]] = [
         {"name": "tsdl-config", "configMap": {"name": configmap_name(name)}},
         {"name": "tmp", "emptyDir": {}},
-        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": deploy.shm_size}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
     ]
     if deploy.storage.uri is None:
         mounts.append({"name": "results", "mountPath": deploy.storage.mount_path})
         volumes.append(
-            {"name": "results", "persistentVolumeClaim": {"claimName": deploy.storage.claim_name}}
+            {"name": "results", "persistentVolumeClaim": {"claimName": claim_name(deploy)}}
         )
     ray_container: dict[str, Any] = {
-        "name": container,
-        "image": deploy.image,
+        "name": component,
+        "image": deploy.image if component == "ray-worker" else cpu_image(deploy),
         "imagePullPolicy": deploy.image_pull_policy,
         "env": _env(deploy),
         "resources": resources,
@@ -270,7 +407,7 @@ def _submitter_template(deploy: DeployConfig, name: str) -> dict[str, Any]:
     """KubeRay fills in the `ray job submit` command because the container has none."""
     container = {
         "name": "ray-job-submitter",
-        "image": deploy.image,
+        "image": cpu_image(deploy),
         "imagePullPolicy": deploy.image_pull_policy,
         "resources": _resources(deploy.submitter.cpu, deploy.submitter.memory),
         "securityContext": _container_security(deploy),
@@ -286,7 +423,7 @@ def _pod_spec(
     deploy: DeployConfig, containers: list[dict[str, Any]], volumes: list[dict[str, Any]]
 ) -> dict[str, Any]:
     pod: dict[str, Any] = {
-        "serviceAccountName": deploy.service_account,
+        "serviceAccountName": service_account(deploy),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": _RAY_UID,

@@ -8,6 +8,57 @@ Helpers are prefixed with the chart name. Object shapes mirror tsdl/deploy/rayjo
 {{- default (.Release.Name | trunc 47 | trimSuffix "-") .Values.name -}}
 {{- end }}
 
+{{/* Objects a release creates for its namespace are named after the release: the ServiceAccount
+`<release>`, the results claim `<release>-results`, the MLflow server `<release>-mlflow`. The default
+release `tsdl` thus creates what `tsdl submit` uses (DeployConfig defaults). */}}
+{{- define "tsdl.serviceAccount" -}}
+{{- .Values.serviceAccount | default .Release.Name -}}
+{{- end }}
+
+{{- define "tsdl.claimName" -}}
+{{- .Values.storage.claimName | default (printf "%s-results" .Release.Name) -}}
+{{- end }}
+
+{{- define "tsdl.mlflowName" -}}
+{{- printf "%s-mlflow" .Release.Name -}}
+{{- end }}
+
+{{/* Head and submitter image: cpuImage, else image with a `-gpu` tag suffix made `-cpu`. */}}
+{{- define "tsdl.cpuImage" -}}
+{{- .Values.cpuImage | default (regexReplaceAll "-gpu$" .Values.image "-cpu") -}}
+{{- end }}
+
+{{/* A Kubernetes quantity ("16Gi", "500m", "4") as a number (tsdl/deploy/sizing.py). */}}
+{{- define "tsdl.bytes" -}}
+{{- $q := toString . -}}
+{{- $suffix := regexFind "[a-zA-Z]+$" $q -}}
+{{- $factors := dict "m" 0.001 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 -}}
+{{- mulf (float64 (trimSuffix $suffix $q)) (get $factors $suffix | default 1.0) -}}
+{{- end }}
+
+{{/* Object store bytes of a pod group: object-store-memory if given, else 30% of its memory. */}}
+{{- define "tsdl.objectStore" -}}
+{{- $given := get (.rayStartParams | default dict) "object-store-memory" -}}
+{{- if $given -}}
+{{- int64 (float64 $given) -}}
+{{- else -}}
+{{- int64 (floor (mulf (include "tsdl.bytes" .memory | float64) 0.3)) -}}
+{{- end -}}
+{{- end }}
+
+{{/* /dev/shm of a pod group; pass dict "root", "store" (bytes) and "where" (head or worker). */}}
+{{- define "tsdl.shm" -}}
+{{- $v := .root.Values -}}
+{{- if $v.shmSize -}}
+{{- if lt (mulf (include "tsdl.bytes" $v.shmSize | float64) 0.95) (float64 .store) -}}
+{{- fail (printf "shmSize: %v is below the %s's Ray object store (%d bytes), so Ray would spill it to disk; unset shmSize, raise it, or set %s.rayStartParams.object-store-memory" $v.shmSize .where (int64 .store) .where) -}}
+{{- end -}}
+{{- $v.shmSize | toString -}}
+{{- else -}}
+{{- printf "%dMi" (int64 (ceil (divf (mulf (float64 .store) 1.1) 1048576.0))) -}}
+{{- end -}}
+{{- end }}
+
 {{/* Kubernetes recommended labels; pass a dict with "root" and "component". */}}
 {{- define "tsdl.labels" -}}
 app.kubernetes.io/name: tsdl
@@ -28,7 +79,7 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- if .Values.mlflow.trackingUri -}}
 {{ .Values.mlflow.trackingUri }}
 {{- else if .Values.mlflow.server.enabled -}}
-http://{{ include "tsdl.jobName" . }}-mlflow.{{ .Release.Namespace }}.svc:5000
+http://{{ include "tsdl.mlflowName" . }}.{{ .Release.Namespace }}.svc:5000
 {{- end -}}
 {{- end }}
 
@@ -62,7 +113,7 @@ limits:
 {{- end }}
 
 
-{{/* A Ray head or worker pod template; pass a dict with root, component, container, resources, placement. */}}
+{{/* A Ray head or worker pod template; pass a dict with root, component, image, resources, placement, shm. */}}
 {{- define "tsdl.rayPod" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
@@ -70,7 +121,7 @@ metadata:
   labels:
     {{- include "tsdl.labels" (dict "root" $root "component" .component) | nindent 4 }}
 spec:
-  serviceAccountName: {{ $v.serviceAccount }}
+  serviceAccountName: {{ include "tsdl.serviceAccount" $root }}
   securityContext:
     {{- include "tsdl.podSecurityContext" $root | nindent 4 }}
   {{- with $v.imagePullSecrets }}
@@ -93,8 +144,8 @@ spec:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   containers:
-    - name: {{ .container }}
-      image: {{ $v.image }}
+    - name: {{ .component }}
+      image: {{ .image }}
       imagePullPolicy: {{ $v.imagePullPolicy }}
       env:
         - name: XDG_CACHE_HOME
@@ -135,10 +186,10 @@ spec:
     - name: dshm
       emptyDir:
         medium: Memory
-        sizeLimit: {{ $v.shmSize | toString }}
+        sizeLimit: {{ .shm }}
     {{- if not $v.storage.uri }}
     - name: results
       persistentVolumeClaim:
-        claimName: {{ $v.storage.claimName }}
+        claimName: {{ include "tsdl.claimName" $root }}
     {{- end }}
 {{- end }}

@@ -1,0 +1,147 @@
+"""`tsdl render --values` layers over a preset: `helm install -f ci/<preset> -f my-values.yaml`.
+
+Helm's CLI merges `-f` files left to right (right-most wins, maps merged key by key) and then
+coalesces them with values.yaml, where a `null` deletes the key. `_helm_cli_merge` is that first
+step (helm.sh/helm/v4 pkg/cli/values: mergeMaps); the coalescing, schema and templates are the
+real Helm engine (helm-python-sdk).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy._schemas import ObjectValidator
+from tsdl.cli.main import main
+from tsdl.config import parse_config
+from tsdl.deploy import chart_values
+from tsdl.deploy.chart import CHART_DIR, render_chart
+
+pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
+
+# A typical user config: what to train, and one deployment choice.
+USER_CONFIG: dict[str, Any] = {
+    "experiment": {"name": "etth1-nightly"},
+    "training": {"max_epochs": 3},
+    "deploy": {"image": "registry.example.com/tsdl:1.2.3-gpu"},
+}
+
+
+def _helm_cli_merge(*documents: dict[str, Any]) -> dict[str, Any]:
+    """`helm install -f a -f b`: Helm's mergeMaps over the files, in order."""
+    out: dict[str, Any] = {}
+    for document in documents:
+        out = _merge_maps(out, document)
+    return out
+
+
+def _merge_maps(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge_maps(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _render_values(tmp_path: Path, capsys: pytest.CaptureFixture[str], config: dict) -> dict:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["render", "-c", str(path), "--values"]) == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def _volumes(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    """All but the config volume, whose ConfigMap is named after the job."""
+    return [v for v in pod["volumes"] if v["name"] != "tsdl-config"]
+
+
+def _by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {obj["kind"]: obj for obj in objects}
+
+
+def test_render_values_holds_only_what_the_config_sets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    values = _render_values(tmp_path, capsys, USER_CONFIG)
+    assert values == {
+        "image": "registry.example.com/tsdl:1.2.3-gpu",
+        "name": "etth1-nightly-tune",
+        "config": {"experiment": {"name": "etth1-nightly"}, "training": {"max_epochs": 3}},
+    }
+
+
+def test_flags_count_as_set_and_defaults_stay_out() -> None:
+    from tsdl.deploy import with_overrides
+
+    config = with_overrides(parse_config(USER_CONFIG), workers=2, namespace="ml")
+    values = chart_values(config)
+    assert values["worker"] == {"replicas": 2, "minReplicas": 2, "maxReplicas": 2}
+    assert "namespace" not in values and "gang" not in values and "storage" not in values
+    assert None not in _leaves(values)
+
+
+def _leaves(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        return [leaf for value in node.values() for leaf in _leaves(value)]
+    return [node]
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (CHART_DIR / "ci").glob("*-values.yaml")))
+def test_every_preset_survives_the_rendered_values(
+    preset: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    validator: ObjectValidator,
+) -> None:
+    preset_values = yaml.safe_load((CHART_DIR / "ci" / preset).read_text())
+    mine = _render_values(tmp_path, capsys, USER_CONFIG)
+    layered = _by_kind(render_chart(_helm_cli_merge(preset_values, mine), release="etth1"))
+    alone = _by_kind(render_chart(preset_values, release="etth1"))
+    assert [e for obj in layered.values() for e in validator.errors(obj)] == []
+    ours, theirs = layered["RayJob"], alone["RayJob"]
+    # The preset's cluster shape, scheduling and deadlines are untouched ...
+    assert ours["metadata"]["labels"] == theirs["metadata"]["labels"]
+    for key in ("activeDeadlineSeconds", "preRunningDeadlineSeconds", "ttlSecondsAfterFinished"):
+        assert ours["spec"].get(key) == theirs["spec"].get(key)
+    ours_group = ours["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    theirs_group = theirs["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    for key in ("replicas", "minReplicas", "maxReplicas", "rayStartParams"):
+        assert ours_group[key] == theirs_group[key]
+    ours_pod, theirs_pod = ours_group["template"]["spec"], theirs_group["template"]["spec"]
+    assert _volumes(ours_pod) == _volumes(theirs_pod)  # shm and the claim
+    assert ours_pod["containers"][0]["resources"] == theirs_pod["containers"][0]["resources"]
+    assert ours_pod.get("nodeSelector") == theirs_pod.get("nodeSelector")
+    assert set(layered) == set(alone)  # the claim and the MLflow server are still created
+    # ... and the user's settings are applied on top.
+    assert ours_pod["containers"][0]["image"] == "registry.example.com/tsdl:1.2.3-gpu"
+    assert ours["metadata"]["name"] == "etth1-nightly-tune"
+    config = yaml.safe_load(layered["ConfigMap"]["data"]["config.yaml"])
+    assert config["training"]["max_epochs"] == 3
+    preset_resources = preset_values["config"]["resources"]
+    assert {k: config["resources"][k] for k in preset_resources} == preset_resources
+
+
+def test_multi_node_preset_keeps_kueue_two_by_four_gpus_shm_and_deadline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The review's example (B4): the multi-node preset used to come out as 1x1 GPU, no Kueue."""
+    preset = yaml.safe_load((CHART_DIR / "ci" / "multi-node-gpu-values.yaml").read_text())
+    mine = _render_values(tmp_path, capsys, USER_CONFIG)
+    kinds = _by_kind(render_chart(_helm_cli_merge(preset, mine), release="etth1"))
+    job = kinds["RayJob"]
+    group = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    container = group["template"]["spec"]["containers"][0]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    assert group["replicas"] == 2 and container["resources"]["limits"]["nvidia.com/gpu"] == 4
+    assert container["resources"]["limits"]["memory"] == "192Gi"
+    shm = next(v for v in group["template"]["spec"]["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"]["sizeLimit"] == "64Gi"
+    assert job["spec"]["activeDeadlineSeconds"] == 86400
+    assert kinds["PersistentVolumeClaim"]["metadata"]["name"] == "etth1-results"
+    config = yaml.safe_load(kinds["ConfigMap"]["data"]["config.yaml"])
+    assert config["resources"]["use_gpu"] is True and config["resources"]["num_workers"] == 8
