@@ -113,7 +113,7 @@ def train(
     lineage_record = lineage(parent, plan) if parent is not None else None
     if progress:
         print(prepared.report.render())
-    ensure_ray(address, log_to_driver=not progress)
+    ensure_ray(address)
 
     tags = {**(tags or {}), **lineage_tags(lineage_record)}
     tracker = _start_tracking(config, prepared, run_name, record, tags)

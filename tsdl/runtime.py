@@ -7,13 +7,51 @@ import os
 
 from tsdl.errors import TrainingError
 
-__all__ = ["ensure_ray"]
+__all__ = ["configure_output", "ensure_ray", "is_verbose"]
 
 _log = logging.getLogger(__name__)
 
+_VERBOSE_ENV = "TSDL_VERBOSE"
+# Framework loggers whose INFO/WARNING lines a tsdl user cannot act on (the Ray and Tune ones are
+# set through ray.init(logging_level=...) in ensure_ray, because ray.init resets them).
+_QUIET_LOGGERS = ("mlflow", "alembic", "optuna", "urllib3", "filelock", "torch.distributed")
+
+
+def is_verbose() -> bool:
+    """--verbose was given (inherited by Ray workers through the environment)."""
+    return os.environ.get(_VERBOSE_ENV) == "1"
+
+
+def configure_output(*, verbose: bool) -> None:
+    """Show or hide framework noise, once per process, before Ray starts.
+
+    Without --verbose: Ray/Tune/Ray Train log only errors, MLflow/Optuna/alembic only warnings,
+    and the in-process raylet may start as many workers at once as a study needs without its
+    "N worker processes have been started ... 4x the maximum expected startup concurrency"
+    message (each trial starts a Tune actor, a Train controller and its workers). With
+    --verbose everything is shown as the frameworks print it; Ray's own logs always stay under
+    /tmp/ray/session_latest/logs.
+    """
+    if verbose:
+        os.environ[_VERBOSE_ENV] = "1"
+        return
+    os.environ.pop(_VERBOSE_ENV, None)
+    os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "32")
+    # Tune's new output engine prints an experiment box and paths even at verbose=0; the legacy
+    # engine at verbose=0 prints nothing, and tsdl.tune.progress reports the trials instead.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    except ImportError:  # optuna is a dependency; stay usable without it for non-tune commands
+        pass
+
 
 def ensure_ray(
-    address: str | None = None, *, num_cpus: int | None = None, log_to_driver: bool = True
+    address: str | None = None, *, num_cpus: int | None = None, log_to_driver: bool | None = None
 ) -> None:
     """Start or join Ray once per process.
 
@@ -21,8 +59,8 @@ def ensure_ray(
         address: None starts an in-process Ray; "auto" joins a local `ray start --head` cluster;
             "ray://host:10001" connects a Ray client. Inside a RayJob, RAY_ADDRESS is set.
         num_cpus: CPUs of an in-process Ray (default: all cores).
-        log_to_driver: forward workers' stdout/stderr; the CLI turns it off and prints its own
-            progress (Ray's logs stay under /tmp/ray/session_latest/logs).
+        log_to_driver: forward workers' stdout/stderr (default: only with --verbose; tsdl
+            prints its own progress, Ray's logs stay under /tmp/ray/session_latest/logs).
     """
     import ray
 
@@ -31,16 +69,19 @@ def ensure_ray(
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     # Ray's per-process log prefixes are noise for a CLI user; keep warnings and errors.
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    verbose = is_verbose()
+    log_to_driver = verbose if log_to_driver is None else log_to_driver
+    level = logging.INFO if verbose else logging.ERROR
     try:
         if address is None and not os.environ.get("RAY_ADDRESS"):
             ray.init(
                 num_cpus=num_cpus,
                 include_dashboard=False,
-                logging_level=logging.WARNING,
+                logging_level=level,
                 log_to_driver=log_to_driver,
             )
         else:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=log_to_driver)
+            ray.init(address=address, logging_level=level, log_to_driver=log_to_driver)
     except ConnectionError as exc:
         raise TrainingError(
             f"cannot connect to Ray at {address or os.environ.get('RAY_ADDRESS')}: {exc}",

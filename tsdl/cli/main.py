@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from tsdl import __version__
 from tsdl.errors import TsdlError
+from tsdl.runtime import configure_output
 
 __all__ = ["build_parser", "main"]
 
@@ -38,6 +39,9 @@ typical flow:
 """
 
 
+_VERBOSE_HELP = "also show Ray, Tune, MLflow and Optuna logs (hidden by default)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tsdl",
@@ -46,9 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tsdl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    for sub in subparsers.choices.values():
+        # `tsdl train --verbose` as well as `tsdl --verbose train`; SUPPRESS keeps the top-level value.
+        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
     return parser
 
 
@@ -62,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    configure_output(verbose=args.verbose or args.debug)
     try:
         return int(args.handler(args) or 0)
     except TsdlError as exc:

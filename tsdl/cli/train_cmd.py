@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from pathlib import Path
 
 from tsdl.cli._common import add_config_args, config_from_args
 
@@ -69,7 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", metavar="DIR", help="a checkpoint directory (holds best.pt)")
     source.add_argument("--run-id", metavar="ID", help="an MLflow run id of `tsdl train`")
-    predict.add_argument("--input", required=True, metavar="FILE", help="history to forecast from (CSV/Parquet)")
+    predict.add_argument(
+        "--input", required=True, metavar="FILE",
+        help="history to forecast from (CSV/Parquet), or a dataset name such as ETTh1",
+    )
     predict.add_argument("--output", default="forecasts.parquet", metavar="FILE", help="where to write")
     _add_tracking_uri(predict)
     predict.set_defaults(handler=_predict)
@@ -130,11 +134,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from tsdl import api
+    from tsdl.data.datasets import DATASETS, dataset_path
 
+    # A dataset name reads the cached benchmark file (a file of that name wins).
+    named = args.input in DATASETS and not Path(args.input).exists()
     path = api.predict(
         run_id=args.run_id,
         checkpoint=args.checkpoint,
-        input_path=args.input,
+        input_path=dataset_path(args.input) if named else args.input,
         output_path=args.output,
         tracking_uri=args.tracking_uri,
     )

@@ -239,7 +239,9 @@ def prepare_inference(config: TsdlConfig, path: Path, scaler_state: dict) -> Win
         )
     L, H = data.input_chunk_length, data.output_chunk_length
     # Only the lookback must exist: check as if the horizon were zero steps long.
-    infer_cfg = data.model_copy(update={"path": Path(path), "output_chunk_length": 0, "short_series": "fail"})
+    infer_cfg = data.model_copy(
+        update={"path": Path(path), "dataset": None, "output_chunk_length": 0, "short_series": "fail"}
+    )
     frame = read_series_frame(infer_cfg)
     report = CheckReport(source=frame.source)
     table = check_frame(frame, infer_cfg, report)

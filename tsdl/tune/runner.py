@@ -9,7 +9,9 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from tsdl.config import TsdlConfig
 from tsdl.config.tune import ParamSpec
+from tsdl.runtime import is_verbose
 from tsdl.tune.budget import StudyPlan
+from tsdl.tune.progress import StudyProgress
 from tsdl.tune.resources import max_concurrent_trials, trial_resources
 from tsdl.tune.space import same_point, to_tune_space
 
@@ -90,7 +92,7 @@ class StageRunner:
         plan: the resolved budget.
         prepared: scaled data per input_chunk_length (shared with trials through the object store).
         root: ``<storage>/<study>``; stage experiments and trial Train runs live under it.
-        progress: show Tune's progress table.
+        progress: print a line per finished trial and a status line (tsdl.tune.progress).
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class StageRunner:
         self._registry_actor = start_registry(self._registry)  # keep the handle: owned by us
         self._prepared = dict(prepared)
         self._concurrency = max_concurrent_trials(config, ray.cluster_resources())
+        self._reporter = StudyProgress(plan) if progress else None
 
     def run(
         self,
@@ -128,6 +131,8 @@ class StageRunner:
         from ray import tune
 
         path = f"{self._root}/{stage}"
+        if self._reporter is not None:
+            self._reporter.begin_stage(stage, reference=points[0] if points else None)
         trainable = self._trainable()
         if tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
@@ -146,8 +151,8 @@ class StageRunner:
                 run_config=tune.RunConfig(
                     name=stage,
                     storage_path=self._root,
-                    callbacks=[TrainerTeardown(self._registry)],
-                    verbose=1 if self._progress else 0,
+                    callbacks=[TrainerTeardown(self._registry), *filter(None, [self._reporter])],
+                    verbose=1 if is_verbose() else 0,  # tsdl's StudyProgress replaces Tune's tables
                 ),
             )
         return tuner.fit()

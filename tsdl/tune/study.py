@@ -73,7 +73,7 @@ def run_study(
     point, space1 = reference_point(config, active.params)
     _say(progress, _plan_line(name, plan, list(space1), active.frozen))
     prepared = _prepare(config, space1)
-    ensure_ray(address, log_to_driver=False)
+    ensure_ray(address)
     if resume is None:
         _save_state(root, config, plan.budget)
 
