@@ -12,8 +12,9 @@ __all__ = ["configure_output", "ensure_ray", "is_verbose"]
 _log = logging.getLogger(__name__)
 
 _VERBOSE_ENV = "TSDL_VERBOSE"
-# Framework loggers whose INFO/WARNING lines a tsdl user cannot act on (the Ray and Tune ones are
-# set through ray.init(logging_level=...) in ensure_ray, because ray.init resets them).
+# Framework loggers whose INFO lines a tsdl user cannot act on (Ray and Tune are set through
+# ray.init(logging_level=...) in ensure_ray, because ray.init resets them; Optuna, which resets
+# its level on import, in tsdl.tune.runner.build_searcher).
 _QUIET_LOGGERS = ("mlflow", "alembic", "optuna", "urllib3", "filelock", "torch.distributed")
 
 
@@ -42,12 +43,6 @@ def configure_output(*, verbose: bool) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    except ImportError:  # optuna is a dependency; stay usable without it for non-tune commands
-        pass
 
 
 def ensure_ray(

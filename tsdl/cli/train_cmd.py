@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="rerun an MLflow run from its logged config and manifest; exit 1 if metrics differ",
     )
     _add_tracking_uri(train)
-    train.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    train.add_argument("--quiet", action="store_true", help="only errors and the final summary")
     train.set_defaults(handler=_train)
 
     evaluate = subparsers.add_parser(

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--final-fit", action="store_true", help="retrain the best config and evaluate on test")
     parser.add_argument("--example", action="store_true", help="run the demo study on generated data")
     parser.add_argument("--top", type=int, default=10, metavar="N", help="leaderboard rows to print (default 10)")
-    parser.add_argument("--quiet", action="store_true", help="no Tune progress table")
+    parser.add_argument("--quiet", action="store_true", help="only errors and the final summary")
     parser.set_defaults(handler=_tune)
 
 

@@ -72,8 +72,12 @@ def build_searcher(
     mode: str = "min",
 ):
     """OptunaSearch with a seeded TPE sampler; ``points`` run first (the reference trial)."""
+    import optuna
     from optuna.samplers import TPESampler
     from ray.tune.search.optuna import OptunaSearch
+
+    if not is_verbose():  # "A new study created in memory" per stage: nothing to act on
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     return OptunaSearch(
         space=to_tune_space(space),

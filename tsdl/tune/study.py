@@ -53,7 +53,7 @@ def run_study(
         resume: name of an interrupted study under ``resources.storage_path`` to continue; its
             stored config and budget are used.
         final_fit: retrain the best config with ``tsdl.api.train`` and evaluate it on test.
-        progress: print Tune's progress table and the study's summary lines.
+        progress: print a line per finished trial, status lines and the study's plan (tsdl.tune.progress).
         study_logger: ``(config, result, plan, spaces, data_stats) -> run id`` that records the
             finished study (``tsdl.api.tune`` passes the MLflow one; tracking is a later stage).
 
