@@ -78,7 +78,7 @@ def fill(command: str, transcript: str) -> str:
 def test_tour_is_extracted_in_order() -> None:
     commands = tour_commands(README.read_text())
     assert commands[0] == "tsdl datasets fetch ETTh1"
-    assert "tsdl logs <job>" in commands and not any("../shared" in c for c in commands)
+    assert "tsdl logs <job> -n ml" in commands and not any("../shared" in c for c in commands)
     assert with_smoke(["tsdl", "tune", "-c", "x.yaml", "--budget", "small"])[-1] == "smoke"
 
 
