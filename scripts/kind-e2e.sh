@@ -4,6 +4,10 @@
 #   generated dataset) -> helm install helm/tsdl with the CPU smoke preset -> wait for the RayJob
 #   to succeed -> check the MLflow run and its metrics -> tear down.
 # Idempotent: reuses an existing cluster/operator/image and replaces an earlier smoke RayJob.
+# A cluster that existed before the script ran is never deleted; one it created is, unless
+# KEEP_CLUSTER=1. Each run logs to its own MLflow experiment, so runs left by an earlier use of
+# the cluster cannot make the check pass.
+# Fits a default Docker Desktop VM (4 CPUs, 8 GB): the smoke pods request 1.85 CPU and 4.75Gi.
 # Usage: scripts/kind-e2e.sh            (make e2e)
 #        KEEP_CLUSTER=1 scripts/kind-e2e.sh   keep the cluster afterwards for inspection
 set -euo pipefail
@@ -17,7 +21,9 @@ IMAGE="${IMAGE:-tsdl:dev}"
 E2E_IMAGE="${E2E_IMAGE:-tsdl:e2e}"
 TIMEOUT_S="${TIMEOUT_S:-1800}"                        # whole run, after the image build
 KEEP_CLUSTER="${KEEP_CLUSTER:-0}"
-EXPERIMENT="kind-smoke"
+RUN_ID="${RUN_ID:-$(date -u +%Y%m%d%H%M%S)-$$}"
+EXPERIMENT="kind-smoke-${RUN_ID}"                      # unique per run: no stale-run passes
+CREATED_CLUSTER=0
 DATA_PATH="/home/ray/data/smoke.csv"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -74,9 +80,10 @@ EOF
 
 create_cluster() {
   if kind get clusters 2>/dev/null | grep -qx "${CLUSTER}"; then
-    log "kind cluster ${CLUSTER} exists; reusing it"
+    log "kind cluster ${CLUSTER} exists; reusing it (it will not be deleted)"
   else
     log "creating kind cluster ${CLUSTER} (${KIND_NODE_IMAGE})"
+    CREATED_CLUSTER=1
     kind create cluster --name "${CLUSTER}" --image "${KIND_NODE_IMAGE}" --wait 300s
   fi
   kubectl config use-context "kind-${CLUSTER}" >/dev/null
@@ -91,9 +98,19 @@ install_operator() {
   kubectl wait --for=condition=Established crd/rayjobs.ray.io --timeout=60s
 }
 
+# The Dockerfile's CPU target on the Ray image of this machine's architecture (no CUDA stack:
+# a fraction of the GPU image's size, and it runs natively on Apple Silicon).
+cpu_build_args() {
+  case "$(uname -m)" in
+    arm64 | aarch64) echo "--build-arg RAY_CPU_IMAGE=rayproject/ray:2.60.0-py311-aarch64" ;;
+    *) echo "" ;;
+  esac
+}
+
 build_images() {
-  log "building ${IMAGE} from the repository Dockerfile"
-  docker build -t "${IMAGE}" "${REPO}"
+  log "building ${IMAGE} (Dockerfile target cpu)"
+  # shellcheck disable=SC2046  # the build args are meant to split
+  docker build --target cpu $(cpu_build_args) -t "${IMAGE}" "${REPO}"
   log "generating the smoke dataset and baking it into ${E2E_IMAGE}"
   mkdir -p "${WORK}/image"
   generate_dataset "${WORK}/image/smoke.csv"
@@ -130,13 +147,24 @@ wait_for_job() {
       Failed/* | ValidationFailed/* | Complete/*)
         kubectl describe rayjob "${RELEASE}" -n "${NAMESPACE}" | tail -n 30 >&2 || true
         kubectl logs -n "${NAMESPACE}" "job/${RELEASE}" --tail=100 >&2 || true
+        describe_pending_pods
         die "RayJob ${RELEASE} ended as ${state}"
         ;;
     esac
     sleep 10
   done
   kubectl logs -n "${NAMESPACE}" "job/${RELEASE}" --tail=50 >&2 || true
+  describe_pending_pods
   die "RayJob ${RELEASE} did not finish within ${TIMEOUT_S}s (last state: ${state:-none})"
+}
+
+# Why a pod does not run (Insufficient cpu/memory, an unbound claim, an image pull error).
+describe_pending_pods() {
+  local pod
+  for pod in $(kubectl get pods -n "${NAMESPACE}" --field-selector=status.phase=Pending \
+    -o name 2>/dev/null); do
+    kubectl describe -n "${NAMESPACE}" "${pod}" | tail -n 15 >&2 || true
+  done
 }
 
 check_mlflow() {
@@ -150,6 +178,7 @@ if experiment is None:
     sys.exit('no MLflow experiment ${EXPERIMENT}')
 runs = client.search_runs([experiment.experiment_id])
 finished = [r for r in runs if r.info.status == 'FINISHED' and 'val_loss' in r.data.metrics]
+# The experiment is this run's own (its name holds RUN_ID), so nothing here is left from before.
 if not finished:
     sys.exit(f'{len(runs)} runs in ${EXPERIMENT}, none FINISHED with a val_loss metric')
 print(f'{len(finished)} finished runs; best val_loss', min(r.data.metrics['val_loss'] for r in finished))
@@ -159,7 +188,9 @@ print(f'{len(finished)} finished runs; best val_loss', min(r.data.metrics['val_l
 cleanup() {
   local rc=$?
   rm -rf "${WORK}"
-  if [[ "${KEEP_CLUSTER}" == "1" ]]; then
+  if [[ "${CREATED_CLUSTER}" != "1" ]]; then
+    log "leaving kind cluster ${CLUSTER} alone (it existed before this run)"
+  elif [[ "${KEEP_CLUSTER}" == "1" ]]; then
     log "keeping kind cluster ${CLUSTER} (kind delete cluster --name ${CLUSTER} removes it)"
   elif command -v kind >/dev/null && kind get clusters 2>/dev/null | grep -qx "${CLUSTER}"; then
     log "tearing down kind cluster ${CLUSTER}"

@@ -1,4 +1,5 @@
-"""The image: hadolint-clean, official Ray GPU base at the pinned versions, non-root, lean context."""
+"""The images: hadolint-clean, a `cpu` and a `gpu` target on the official Ray images at the pinned
+versions, non-root, lean context."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def _stages(text: str) -> list[str]:
     return re.split(r"^FROM ", text, flags=re.MULTILINE)[1:]
 
 
+def _target(name: str) -> str:
+    found = [
+        s for s in _stages(DOCKERFILE.read_text()) if s.splitlines()[0].endswith(f" AS {name}")
+    ]
+    assert len(found) == 1, f"no single stage named {name}"
+    return found[0]
+
+
 def test_hadolint_reports_nothing() -> None:
     result = subprocess.run(
         [_hadolint(), "--failure-threshold", "info", str(DOCKERFILE)],
@@ -45,22 +54,35 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
     assert "DL3002" in result.stdout  # last USER is root
 
 
-def test_base_image_matches_the_pinned_ray_and_python() -> None:
+def test_base_images_match_the_pinned_ray_and_python() -> None:
     text = DOCKERFILE.read_text()
-    base = re.search(r"^ARG RAY_IMAGE=(\S+)$", text, flags=re.MULTILINE)
-    assert base is not None
     py = f"py{sys.version_info.major}{sys.version_info.minor}"
-    assert base.group(1) == f"rayproject/ray:{version('ray')}-{py}-gpu"
+    for arg, suffix in (("RAY_CPU_IMAGE", ""), ("RAY_GPU_IMAGE", "-gpu")):
+        base = re.search(rf"^ARG {arg}=(\S+)$", text, flags=re.MULTILINE)
+        assert base is not None, arg
+        assert base.group(1) == f"rayproject/ray:{version('ray')}-{py}{suffix}"
+    assert _target("cpu").startswith("${RAY_CPU_IMAGE} AS cpu")
+    assert _target("gpu").startswith("${RAY_GPU_IMAGE} AS gpu")
+    # `docker build .` without --target builds the last stage: the GPU worker image.
+    assert _stages(text)[-1] == _target("gpu")
 
 
-def test_final_stage_runs_non_root_and_installs_cuda_torch() -> None:
-    final = _stages(DOCKERFILE.read_text())[-1]
-    users = re.findall(r"^USER (\S+)$", final, flags=re.MULTILINE)
+@pytest.mark.parametrize(
+    ("target", "index"),
+    [
+        ("cpu", r"https://download\.pytorch\.org/whl/cpu"),
+        ("gpu", r"https://download\.pytorch\.org/whl/cu\d+"),
+    ],
+)
+def test_each_target_runs_non_root_and_installs_its_torch(target: str, index: str) -> None:
+    stage = _target(target)
+    users = re.findall(r"^USER (\S+)$", stage, flags=re.MULTILINE)
     assert users and users[-1].split(":")[0] not in {"0", "root"}
-    assert re.search(r"TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu\d+", final)
-    # Build tools are purged, never installed, in the final stage.
-    assert "apt-get install" not in final
-    assert "apt-get purge" in final and "g++" in final
+    assert re.search(rf"TORCH_{target.upper()}_INDEX_URL={index}$", stage, flags=re.MULTILINE)
+    assert f'--index-url "${{TORCH_{target.upper()}_INDEX_URL}}"' in stage
+    # Build tools are purged, never installed, in the final stages.
+    assert "apt-get install" not in stage
+    assert "apt-get purge" in stage and "g++" in stage
 
 
 def test_dockerignore_sends_only_the_package() -> None:

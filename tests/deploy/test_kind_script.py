@@ -20,6 +20,7 @@ import yaml
 from tests.deploy._schemas import ObjectValidator
 from tsdl.config import parse_config
 from tsdl.deploy.chart import CHART_DIR, render_chart
+from tsdl.deploy.sizing import parse_quantity
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "kind-e2e.sh"
@@ -57,6 +58,98 @@ def test_generated_dataset_is_a_clean_long_table(tmp_path: Path) -> None:
     assert first == sorted(first) and len(set(first)) == 400
 
 
+def _fake_tools(tmp_path: Path, existing_clusters: str) -> dict[str, str]:
+    """A TEST DOUBLE `kind` and `kubectl` on PATH that record their arguments: enough to run
+    the script's cluster bookkeeping without Docker."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.log"
+    clusters = tmp_path / "clusters"
+    clusters.write_text(existing_clusters)
+    (bin_dir / "kind").write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "kind $*" >> "{calls}"\n'
+        f'if [[ "$1 $2" == "get clusters" ]]; then cat "{clusters}"; fi\n'
+        f'if [[ "$1" == "create" ]]; then echo tsdl-e2e >> "{clusters}"; fi\n'
+    )
+    (bin_dir / "kubectl").write_text(f'#!/usr/bin/env bash\necho "kubectl $*" >> "{calls}"\n')
+    for tool in ("kind", "kubectl"):
+        (bin_dir / tool).chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls)}
+
+
+@pytest.mark.parametrize(
+    ("existing", "keep", "deleted"),
+    [("tsdl-e2e\n", "0", False), ("other\n", "0", True), ("", "1", False)],
+)
+def test_cleanup_deletes_only_a_cluster_it_created(
+    tmp_path: Path, existing: str, keep: str, deleted: bool
+) -> None:
+    env = _fake_tools(tmp_path, existing)
+    command = f'source "{SCRIPT}"; KEEP_CLUSTER={keep}; create_cluster; cleanup'
+    subprocess.run(["bash", "-c", command], env=env, check=True, timeout=60, capture_output=True)
+    calls = Path(env["CALLS"]).read_text()
+    assert ("kind delete cluster --name tsdl-e2e" in calls) is deleted
+    assert ("kind create cluster" in calls) is (existing != "tsdl-e2e\n")
+
+
+def test_each_run_logs_to_its_own_experiment(tmp_path: Path) -> None:
+    """The MLflow check looks only at this run's experiment, so an earlier run's FINISHED runs
+    (kept on the MLflow PVC of a reused cluster) cannot make it pass."""
+    names = []
+    for index in range(2):
+        out = tmp_path / f"values{index}.yaml"
+        _source_and_call("write_e2e_values", str(out))
+        names.append(yaml.safe_load(out.read_text())["config"]["experiment"]["name"])
+    assert names[0] != names[1] and all(n.startswith("kind-smoke-") for n in names)
+    check = SCRIPT.read_text().split("check_mlflow() {", 1)[1].split("\n}\n", 1)[0]
+    assert "get_experiment_by_name('${EXPERIMENT}')" in check
+
+
+def test_the_smoke_pods_fit_a_default_docker_desktop() -> None:
+    """4 CPUs / 8 GB, minus kube-system (~1 CPU, ~1Gi) and the KubeRay operator (100m, 512Mi)."""
+    pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
+    preset = yaml.safe_load((CHART_DIR / "ci" / "kind-cpu-values.yaml").read_text())
+    cpu = memory = 0.0
+    for obj in render_chart(preset, release="tsdl-smoke", namespace="tsdl-e2e"):
+        for pod, count in _pods(obj):
+            for container in pod["containers"]:
+                requests = container["resources"]["requests"]
+                cpu += count * parse_quantity(requests["cpu"])
+                memory += count * parse_quantity(requests["memory"])
+    assert cpu <= 2.5 and memory <= 5.5 * 1024**3, (cpu, memory / 1024**3)
+
+
+def _pods(obj: dict) -> list[tuple[dict, int]]:
+    if obj["kind"] == "Deployment":
+        return [(obj["spec"]["template"]["spec"], obj["spec"].get("replicas", 1))]
+    if obj["kind"] != "RayJob":
+        return []
+    cluster = obj["spec"]["rayClusterSpec"]
+    assert not cluster["enableInTreeAutoscaling"]  # no autoscaler sidecar to count
+    return [
+        (obj["spec"]["submitterPodTemplate"]["spec"], 1),
+        (cluster["headGroupSpec"]["template"]["spec"], 1),
+        *((g["template"]["spec"], g["maxReplicas"]) for g in cluster["workerGroupSpecs"]),
+    ]
+
+
+def test_the_image_is_the_cpu_target_for_this_architecture() -> None:
+    text = SCRIPT.read_text()
+    assert "docker build --target cpu $(cpu_build_args)" in text
+    out = subprocess.run(
+        ["bash", "-c", f'source "{SCRIPT}"; cpu_build_args'],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    import platform
+
+    arm = platform.machine() in {"arm64", "aarch64"}
+    assert out == ("--build-arg RAY_CPU_IMAGE=rayproject/ray:2.60.0-py311-aarch64" if arm else "")
+
+
 def test_installed_values_render_and_validate(tmp_path: Path, validator: ObjectValidator) -> None:
     pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
     out = tmp_path / "e2e-values.yaml"
@@ -81,6 +174,7 @@ def test_installed_values_render_and_validate(tmp_path: Path, validator: ObjectV
     assert env["MLFLOW_TRACKING_URI"] == "http://tsdl-smoke-mlflow.tsdl-e2e.svc:5000"
     config = parse_config(yaml.safe_load(kinds["ConfigMap"]["data"]["config.yaml"]))
     assert str(config.data.path) == "/home/ray/data/smoke.csv" and not config.resources.use_gpu
+    assert config.experiment.name.startswith("kind-smoke-")
 
 
 def test_pinned_operator_version_matches_the_chart() -> None:

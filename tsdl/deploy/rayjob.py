@@ -18,6 +18,7 @@ from tsdl.config import TsdlConfig, parse_config
 from tsdl.config.deploy import DEFAULT_RELEASE, DeployConfig
 from tsdl.deploy.sizing import check_shm, object_store_bytes, parse_quantity, shm_limit
 from tsdl.errors import DeployError
+from tsdl.tune.resources import AUTOSCALER_CAPACITY_ENV
 
 __all__ = [
     "CONFIG_MOUNT_DIR",
@@ -26,6 +27,7 @@ __all__ = [
     "build_manifests",
     "build_network_policy",
     "build_rayjob",
+    "autoscaler_capacity",
     "claim_name",
     "configmap_name",
     "cpu_image",
@@ -141,6 +143,20 @@ def train_workers_per_pod(config: TsdlConfig, gpus: int) -> int:
         return max(1, math.floor(gpus / res.gpus_per_worker + 1e-9))
     cpus = parse_quantity(config.deploy.worker.cpu)
     return max(1, math.floor(cpus / res.cpus_per_worker + 1e-9))
+
+
+def autoscaler_capacity(deploy: DeployConfig) -> str:
+    """JSON of the CPUs/GPUs the worker group has at `max_replicas` pods, as Ray counts them
+    (KubeRay derives `num-cpus` from the CPU limit rounded up, unless rayStartParams set it)."""
+    worker = deploy.worker
+    params = worker.ray_start_params
+    cpus = (
+        int(float(params["num-cpus"]))
+        if "num-cpus" in params
+        else math.ceil(parse_quantity(worker.cpu))
+    )
+    gpus = int(float(params["num-gpus"])) if "num-gpus" in params else worker.gpu
+    return f'{{"CPU": {worker.max_replicas * cpus}, "GPU": {worker.max_replicas * gpus}}}'
 
 
 def configmap_name(name: str) -> str:
@@ -388,6 +404,11 @@ def _ray_pod(
         "securityContext": _container_security(deploy),
         "volumeMounts": mounts,
     }
+    if deploy.autoscaling and component == "ray-head":
+        # The driver runs on the head: tune sizes its concurrency from what the autoscaler may add.
+        ray_container["env"].append(
+            {"name": AUTOSCALER_CAPACITY_ENV, "value": autoscaler_capacity(deploy)}
+        )
     if deploy.mlflow.credentials_secret:
         ray_container["envFrom"] = [{"secretRef": {"name": deploy.mlflow.credentials_secret}}]
     pod = _pod_spec(deploy, [ray_container], volumes)

@@ -7,11 +7,20 @@ actor also held a CPU (Tune's default) or even 0.1 CPU, then on 2 CPUs two trial
 1.8 CPUs, one 1-CPU worker group fits and the other waits forever. The trial actor therefore
 reserves a little memory and no CPU (a Tune placement group needs one non-empty bundle), and
 Tune's concurrency is capped by how many worker groups the cluster can hold at once.
+
+With an autoscaler (KubeRay's, `deploy.autoscaling`), "the cluster" is what it may grow to, not
+what runs at start: the deploy layer puts that upper bound in `AUTOSCALER_CAPACITY_ENV` on the
+head, concurrency is sized from it, and the trials Tune then starts ask Ray for worker groups
+that do not fit yet: that pending demand is what makes the autoscaler add worker pods. Sizing
+from the start-up resources instead would never ask for more, and with `minReplicas: 0` (no GPU
+at start) would fail at once.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -21,7 +30,17 @@ from tsdl.errors import TuneError
 if TYPE_CHECKING:
     from ray.tune import PlacementGroupFactory
 
-__all__ = ["TRIAL_ACTOR_MEMORY", "max_concurrent_trials", "trial_resources", "worker_group_demand"]
+__all__ = [
+    "AUTOSCALER_CAPACITY_ENV",
+    "TRIAL_ACTOR_MEMORY",
+    "autoscaler_capacity",
+    "max_concurrent_trials",
+    "trial_resources",
+    "worker_group_demand",
+]
+
+AUTOSCALER_CAPACITY_ENV = "TSDL_AUTOSCALER_CAPACITY"
+"""JSON `{"CPU": n, "GPU": m}`: the resources the cluster's autoscaler may grow to."""
 
 TRIAL_ACTOR_MEMORY = 64 * 1024**2
 """Bytes of Ray `memory` the trial actor reserves (it must reserve something)."""
@@ -43,19 +62,52 @@ def worker_group_demand(config: TsdlConfig) -> dict[str, float]:
     return demand
 
 
-def max_concurrent_trials(config: TsdlConfig, cluster: Mapping[str, float]) -> int:
+def autoscaler_capacity(environ: Mapping[str, str] = os.environ) -> dict[str, float] | None:
+    """The autoscaler's upper bound from `AUTOSCALER_CAPACITY_ENV`, or None without one.
+
+    Raises:
+        TuneError: the variable is set but is not a JSON object of numbers.
+    """
+    raw = environ.get(AUTOSCALER_CAPACITY_ENV)
+    if not raw:
+        return None
+    try:
+        parsed = json.loads(raw)
+        return {str(k): float(v) for k, v in parsed.items()}
+    except (ValueError, TypeError, AttributeError):
+        raise TuneError(
+            f"{AUTOSCALER_CAPACITY_ENV}={raw!r} is not a JSON object of resource amounts",
+            hint='set it like {"CPU": 16, "GPU": 4}, or unset it',
+        ) from None
+
+
+def max_concurrent_trials(
+    config: TsdlConfig,
+    cluster: Mapping[str, float],
+    *,
+    capacity: Mapping[str, float] | None = None,
+) -> int:
     """Trials whose worker groups fit at once, capped by ``tune.max_concurrent_trials``.
 
     Args:
         config: resources per trial and the optional cap.
         cluster: ``ray.cluster_resources()``.
+        capacity: what an autoscaler may grow the cluster to (`autoscaler_capacity`); sizes
+            the concurrency when larger than what runs now.
 
     Raises:
         TuneError: not even one trial's worker group fits (it would wait forever).
     """
+    if capacity:
+        cluster = {
+            name: max(cluster.get(name, 0.0), capacity.get(name, 0.0))
+            for name in {*cluster, *capacity}
+        }
     demand = worker_group_demand(config)
     fits = min(
-        math.floor(cluster.get(name, 0.0) / amount + 1e-9) for name, amount in demand.items() if amount > 0
+        math.floor(cluster.get(name, 0.0) / amount + 1e-9)
+        for name, amount in demand.items()
+        if amount > 0
     )
     if fits < 1:
         have = ", ".join(f"{k}={cluster.get(k, 0.0):g}" for k in demand)

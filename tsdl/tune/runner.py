@@ -12,7 +12,7 @@ from tsdl.config.tune import ParamSpec
 from tsdl.runtime import is_verbose
 from tsdl.tune.budget import StudyPlan
 from tsdl.tune.progress import StudyProgress
-from tsdl.tune.resources import max_concurrent_trials, trial_resources
+from tsdl.tune.resources import autoscaler_capacity, max_concurrent_trials, trial_resources
 from tsdl.tune.space import same_point, to_tune_space
 
 if TYPE_CHECKING:
@@ -44,7 +44,11 @@ class _ReferenceASHA(ASHAScheduler):
 
 
 def build_scheduler(
-    plan: StudyPlan, *, reference: Mapping[str, Any] | None = None, metric: str = "val_loss", mode: str = "min"
+    plan: StudyPlan,
+    *,
+    reference: Mapping[str, Any] | None = None,
+    metric: str = "val_loss",
+    mode: str = "min",
 ):
     """ASHA (Li et al., 2020) on ``metric`` with epochs as the time attribute.
 
@@ -119,7 +123,9 @@ class StageRunner:
         self._registry = f"tsdl-trials-{root.rstrip('/').rsplit('/', 1)[-1]}"
         self._registry_actor = start_registry(self._registry)  # keep the handle: owned by us
         self._prepared = dict(prepared)
-        self._concurrency = max_concurrent_trials(config, ray.cluster_resources())
+        self._concurrency = max_concurrent_trials(
+            config, ray.cluster_resources(), capacity=autoscaler_capacity()
+        )
         self._reporter = StudyProgress(plan) if progress else None
 
     def run(

@@ -59,6 +59,18 @@ release `tsdl` thus creates what `tsdl submit` uses (DeployConfig defaults). */}
 {{- end -}}
 {{- end }}
 
+{{/* What the worker group has at maxReplicas, as Ray counts it (tsdl/deploy/rayjob.py
+autoscaler_capacity): num-cpus is the CPU limit rounded up unless rayStartParams set it. */}}
+{{- define "tsdl.autoscalerCapacity" -}}
+{{- $w := .Values.worker -}}
+{{- $params := $w.rayStartParams | default dict -}}
+{{- $cpus := ceil (include "tsdl.bytes" $w.cpu | float64) | int64 -}}
+{{- if hasKey $params "num-cpus" }}{{ $cpus = float64 (get $params "num-cpus") | int64 }}{{ end -}}
+{{- $gpus := int64 $w.gpu -}}
+{{- if hasKey $params "num-gpus" }}{{ $gpus = float64 (get $params "num-gpus") | int64 }}{{ end -}}
+{{- printf "{\"CPU\": %d, \"GPU\": %d}" (mul $w.maxReplicas $cpus) (mul $w.maxReplicas $gpus) -}}
+{{- end }}
+
 {{/* Kubernetes recommended labels; pass a dict with "root" and "component". */}}
 {{- define "tsdl.labels" -}}
 app.kubernetes.io/name: tsdl
@@ -155,6 +167,10 @@ spec:
         {{- with include "tsdl.mlflowUri" $root }}
         - name: MLFLOW_TRACKING_URI
           value: {{ . | quote }}
+        {{- end }}
+        {{- if and $v.autoscaling (eq .component "ray-head") }}
+        - name: TSDL_AUTOSCALER_CAPACITY
+          value: {{ include "tsdl.autoscalerCapacity" $root | quote }}
         {{- end }}
       {{- with $v.mlflow.credentialsSecret }}
       envFrom:
