@@ -240,6 +240,13 @@ def test_notes_tell_how_to_follow_the_job() -> None:
         notes = chart.render(values={}, name="demo", namespace="ml")["tsdl/templates/NOTES.txt"]
     for needle in ("kubectl get rayjob demo -n ml", "tsdl logs demo", "8265:8265", "WARNING"):
         assert needle in notes
+    assert "jsonpath='{.data.auth_token}'" in notes  # the dashboard asks for the Ray token
+    with helm.Chart.load(str(CHART_DIR)) as chart:
+        notes = chart.render(values={"job": {"enabled": False}}, name="tsdl", namespace="ml")[
+            "tsdl/templates/NOTES.txt"
+        ]
+    assert "ServiceAccount tsdl" in notes and "PersistentVolumeClaim tsdl-results" in notes
+    assert "tsdl submit -c config.yaml -n ml" in notes and "RayJob" not in notes
 
 
 def test_chart_dir_is_complete() -> None:

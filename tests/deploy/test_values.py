@@ -1,9 +1,9 @@
 """`tsdl render --values` layers over a preset: `helm install -f ci/<preset> -f my-values.yaml`.
 
 Helm's CLI merges `-f` files left to right (right-most wins, maps merged key by key) and then
-coalesces them with values.yaml, where a `null` deletes the key. `_helm_cli_merge` is that first
-step (helm.sh/helm/v4 pkg/cli/values: mergeMaps); the coalescing, schema and templates are the
-real Helm engine (helm-python-sdk).
+coalesces them with values.yaml, where a `null` deletes the key. `helm_cli_merge` is that first
+step (tests/deploy/_helm_cli.py); the coalescing, schema and templates are the real Helm engine
+(helm-python-sdk).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy._helm_cli import helm_cli_merge as _helm_cli_merge
 from tests.deploy._schemas import ObjectValidator
 from tsdl.cli.main import main
 from tsdl.config import parse_config
@@ -28,24 +29,6 @@ USER_CONFIG: dict[str, Any] = {
     "training": {"max_epochs": 3},
     "deploy": {"image": "registry.example.com/tsdl:1.2.3-gpu"},
 }
-
-
-def _helm_cli_merge(*documents: dict[str, Any]) -> dict[str, Any]:
-    """`helm install -f a -f b`: Helm's mergeMaps over the files, in order."""
-    out: dict[str, Any] = {}
-    for document in documents:
-        out = _merge_maps(out, document)
-    return out
-
-
-def _merge_maps(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for key, value in b.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge_maps(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _render_values(tmp_path: Path, capsys: pytest.CaptureFixture[str], config: dict) -> dict:
