@@ -199,6 +199,7 @@ def _finish_run(
         loss,
         prepared.windows("test"),
         inverse=_inverse(prepared.scalers),
+        history=prepared.history("test"),
         season_length=prepared.season_length,
     )
     if tracker is not None:
@@ -227,19 +228,11 @@ def _download_parent(config: TsdlConfig, run_id: str) -> tuple[Path, str]:
 def _log_outcome(
     tracker, config, prepared, evaluation, history, checkpoint_dir: Path, best, lineage=None
 ) -> None:
-    from tsdl.evaluation.metrics import metrics_table
     from tsdl.tracking import build_manifest
     from tsdl.tracking.plots import forecast_png, learning_curve_png
 
     tracker.log_test_metrics(evaluation.flat())
-    table = "\n\n".join(
-        metrics_table(model, naive, title=title)
-        for title, model, naive in (
-            ("test (normalized)", evaluation.model, evaluation.baseline),
-            ("test (original scale)", evaluation.model_original, evaluation.baseline_original),
-        )
-    )
-    tracker.log_text(table, "test_metrics.txt")
+    tracker.log_text(evaluation.tables(), "test_metrics.txt")
     tracker.log_json(prepared.feature_names, "features.json")
     tracker.log_json(prepared.scalers.state_dict(), "scalers.json")
     tracker.log_json(
@@ -324,6 +317,7 @@ def evaluate(
         loss,
         prepared.windows("test"),
         inverse=_inverse(prepared.scalers),
+        history=prepared.history("test"),
         season_length=prepared.season_length,
     )
 

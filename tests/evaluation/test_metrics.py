@@ -1,4 +1,4 @@
-"""Metrics against hand computations and scipy; seasonal naive; frequency -> season; tables."""
+"""Metrics against hand computations and scipy; seasonal naive; tables."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from tsdl.evaluation import (
     metrics_table,
     point_metrics,
     quantile_metrics,
-    season_length_for,
     seasonal_naive,
 )
 
@@ -147,26 +146,6 @@ def test_seasonal_naive_repeats_the_last_season() -> None:
     np.testing.assert_array_equal(seasonal_naive(past, 2, 1), [[5.0, 5.0]])
     with pytest.raises(ConfigError, match="input_chunk_length"):
         seasonal_naive(past, 3, 6)
-
-
-@pytest.mark.parametrize(
-    ("freq", "season"),
-    [
-        ("h", 24),
-        ("D", 7),
-        ("15min", 96),
-        ("W", 52),
-        ("M", 12),
-        ("MS", 12),
-        ("B", 5),
-        ("QE", 4),
-        ("2h", 12),
-        ("7h", 1),
-        ("not-a-freq", 1),
-    ],
-)
-def test_season_length_for(freq: str, season: int) -> None:
-    assert season_length_for(freq) == season
 
 
 def test_metrics_table_shows_skill_against_the_baseline() -> None:

@@ -120,15 +120,12 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from tsdl import api
-    from tsdl.evaluation.metrics import metrics_table
 
     config = config_from_args(args) if args.config else None
     evaluation = api.evaluate(
         config, checkpoint=args.checkpoint, run_id=args.run_id, tracking_uri=args.tracking_uri
     )
-    print(metrics_table(evaluation.model, evaluation.baseline, title="test (normalized)"))
-    print()
-    print(metrics_table(evaluation.model_original, evaluation.baseline_original, title="test (original scale)"))
+    print(evaluation.tables())
     return 0
 
 
@@ -150,14 +147,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _summary(result) -> str:
-    from tsdl.evaluation.metrics import metrics_table
 
-    ev = result.test
     lines = [
         "",
-        metrics_table(ev.model, ev.baseline, title=f"test (normalized), {ev.n_windows} windows"),
-        "",
-        metrics_table(ev.model_original, ev.baseline_original, title="test (original scale)"),
+        result.test.tables(),
         "",
         f"run:        {result.run_name}  (resume with `tsdl train --resume {result.run_name}`)",
         f"checkpoint: {result.checkpoint_dir}",

@@ -17,23 +17,7 @@ from tsdl.data.io import ID_COL, TARGET_COL, TIME_COL, SeriesFrame
 from tsdl.data.report import CheckReport
 from tsdl.data.table import SeriesTable
 
-__all__ = ["check_frame", "infer_season_length"]
-
-_SEASON_BY_FREQ = {"min": 1440, "h": 24, "D": 7, "B": 5, "W": 52, "MS": 12, "ME": 12, "M": 12, "QS": 4, "QE": 4}
-
-
-def infer_season_length(freq: str) -> int:
-    """Season length for seasonal-naive/MASE: a day of sub-daily steps, a week of days, a year of months."""
-    offset = pd.tseries.frequencies.to_offset(freq)
-    if isinstance(offset, pd.offsets.Tick):
-        step = pd.Timedelta(offset)
-        if step < pd.Timedelta("1D"):
-            return max(int(pd.Timedelta("1D") / step), 1)
-        if step == pd.Timedelta("1D"):
-            return 7
-        return 1
-    base = offset.name.split("-")[0]
-    return _SEASON_BY_FREQ.get(base, 1)
+__all__ = ["check_frame"]
 
 
 def check_frame(sf: SeriesFrame, data: DataConfig, report: CheckReport) -> SeriesTable:

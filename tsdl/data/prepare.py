@@ -12,10 +12,12 @@ import pandas as pd
 from tsdl.config.data import DataConfig
 from tsdl.config.root import TsdlConfig
 from tsdl.data.calendar import calendar_features, calendar_names
-from tsdl.data.checks import check_frame, infer_season_length
+from tsdl.data.checks import check_frame
+from tsdl.data.history import WindowHistory
 from tsdl.data.io import SeriesFrame, read_series_frame
 from tsdl.data.report import CheckReport
 from tsdl.data.scalers import SeriesScalers
+from tsdl.data.seasons import season_length
 from tsdl.data.split import SPLITS, SplitPlan, check_split, plan_split
 from tsdl.data.table import SeriesTable
 from tsdl.data.windows import WindowSet
@@ -106,6 +108,21 @@ class PreparedData:
             self._windows[split] = _split_windows(self, split)
         return self._windows[split]
 
+    def history(self, split: Split) -> WindowHistory:
+        """Per window of ``split`` (same order as :meth:`windows`): its series' observed target
+        before the forecast origin and its train segment, for the baseline and the MASE scale."""
+        windows = self.windows(split)
+        series = windows.segments[np.repeat(np.arange(len(windows.segments)), windows.segments[:, 3]), 4]
+        start = self._table.offsets[:-1][series]
+        return WindowHistory(
+            scaled=self._data[:, 0],
+            original=self._table.target,
+            series_start=start,
+            train_end=start + self._plan.bounds[series, 1],
+            origin=windows.starts(np.arange(len(windows))) + self.input_chunk_length,
+            series_ids=np.asarray(windows.series_ids),
+        )
+
     def to_ray_datasets(
         self, *, num_workers: int, splits: tuple[str, ...] = ("train", "val"), rows_per_worker: int = 4
     ) -> dict[str, ray.data.Dataset]:
@@ -182,7 +199,7 @@ def prepare_data(
         input_chunk_length=data.input_chunk_length,
         output_chunk_length=data.output_chunk_length,
         freq=table.freq,
-        season_length=data.seasonality or infer_season_length(table.freq),
+        season_length=data.seasonality or season_length(table.freq),
         scalers=scalers,
         split_boundaries={s: {"start": i["start"], "end": i["end"]} for s, i in report.splits.items()},
         stride=data.stride,

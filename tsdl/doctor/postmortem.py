@@ -122,7 +122,8 @@ def load_history(client: MlflowClient, run_id: str) -> list[dict[str, float]]:
 def reference_loss(config: TsdlConfig) -> float | None:
     """The run's loss of a seasonal-naive forecast on the validation windows (None if not scorable).
 
-    The season is the data's season length, or the last value when the lookback is shorter.
+    The season is the data's season length (repeated from each series' history before the
+    window, as in test evaluation), or the last value when a series has less than one season.
     Only point losses whose raw output is the forecast (mse, mae) can score it.
     """
     if config.loss.name not in _POINT_LOSSES:
@@ -130,22 +131,25 @@ def reference_loss(config: TsdlConfig) -> float | None:
     import torch
 
     from tsdl.data import prepare_data
-    from tsdl.evaluation.metrics import seasonal_naive
+    from tsdl.evaluation.baseline import MetricUnavailable, history_naive
     from tsdl.losses import build_loss
 
     prepared = prepare_data(config)
     val = prepared.windows("val")
     if len(val) == 0:
         return None
-    loss_fn = build_loss(config.loss)
-    season = prepared.season_length if prepared.season_length <= prepared.input_chunk_length else 1
-    total, count = 0.0, 0
-    for batch in val.batches(1024, shuffle=False, seed=0):
-        naive = seasonal_naive(batch.past[..., 0].numpy(), prepared.output_chunk_length, season)
-        pred = torch.from_numpy(np.ascontiguousarray(naive)).unsqueeze(-1)
-        total += float(loss_fn(pred, batch.target)) * len(batch)
-        count += len(batch)
-    return total / count
+    h = prepared.history("val")
+
+    def naive(season: int) -> np.ndarray:
+        return history_naive(h.scaled, h.series_start, h.origin, prepared.output_chunk_length, season, h.series_ids)
+
+    try:
+        forecast = naive(prepared.season_length)
+    except MetricUnavailable:
+        forecast = naive(1)
+    pred = torch.from_numpy(forecast.astype(np.float32)).unsqueeze(-1)
+    target = val.batch_at(np.arange(len(val))).target
+    return float(build_loss(config.loss)(pred, target))
 
 
 def _diagnose_one(client: MlflowClient, run: Any, role: str, *, with_reference: bool) -> RunDiagnosis:

@@ -1,5 +1,6 @@
 """Evaluation: forecast metrics and the seasonal-naive baseline (numpy only)."""
 
+from tsdl.evaluation.baseline import MetricUnavailable, history_naive, train_scale
 from tsdl.evaluation.metrics import (
     CRPS_LEVELS,
     LOWER_IS_BETTER,
@@ -9,24 +10,20 @@ from tsdl.evaluation.metrics import (
     metrics_table,
     point_metrics,
     quantile_metrics,
-    season_length_for,
     seasonal_naive,
 )
-from tsdl.evaluation.report import EvaluationReport, evaluate_point, insample_scale, resolve_season
 
 __all__ = [
     "CRPS_LEVELS",
-    "EvaluationReport",
     "crps_from_quantiles",
     "interval_coverage",
     "LOWER_IS_BETTER",
-    "evaluate_point",
-    "insample_scale",
-    "resolve_season",
+    "MetricUnavailable",
     "gaussian_metrics",
+    "history_naive",
     "metrics_table",
     "point_metrics",
     "quantile_metrics",
-    "season_length_for",
     "seasonal_naive",
+    "train_scale",
 ]

@@ -23,7 +23,6 @@ __all__ = [
     "metrics_table",
     "point_metrics",
     "quantile_metrics",
-    "season_length_for",
     "seasonal_naive",
 ]
 
@@ -36,23 +35,6 @@ of 99 equal bins of (0, 1). For a Gaussian this is within 1e-4 (relative) of the
 
 _Z_80 = 1.2815515655446004  # standard-normal quantile 0.9: the 80% central interval is +-_Z_80
 _INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
-_LEGACY_ALIASES = {"M": "ME", "Q": "QE", "Y": "YE", "A": "YE", "BM": "BME", "BQ": "BQE"}
-"""Aliases pandas 3 rejects but users (and older data) still write."""
-_SEASON_BY_CODE = {
-    "B": 5,
-    "C": 5,
-    "W": 52,
-    "ME": 12,
-    "MS": 12,
-    "BME": 12,
-    "BMS": 12,
-    "SME": 24,
-    "SMS": 24,
-    "QE": 4,
-    "QS": 4,
-    "BQE": 4,
-    "BQS": 4,
-}
 
 
 def point_metrics(
@@ -64,7 +46,8 @@ def point_metrics(
         y_true: ``[N, H]`` observed values.
         y_pred: ``[N, H]`` point forecasts.
         insample_scale: ``[N]`` mean absolute seasonal difference of each window's series over
-            its train segment (the MASE denominator); None leaves MASE out. Windows whose scale
+            its train segment (the MASE denominator, ``evaluation.baseline.train_scale``); None
+            leaves MASE out. Windows whose scale
             is 0 (a constant train segment) are excluded from MASE with a warning.
 
     Returns:
@@ -232,34 +215,6 @@ def seasonal_naive(past_target: np.ndarray, horizon: int, season: int) -> np.nda
         )
     idx = length - season + np.arange(horizon) % season
     return past[:, idx]
-
-
-def season_length_for(freq: str) -> int:
-    """The dominant season of a pandas frequency: the cycle a seasonal-naive forecast repeats.
-
-    Sub-daily steps repeat daily ('h' -> 24, '15min' -> 96), daily steps weekly ('D' -> 7,
-    'B' -> 5), weekly steps yearly (52), monthly 12, quarterly 4; anything else (yearly,
-    sub-minute, irregular multiples like '7h', unparsable) falls back to 1.
-    """
-    import pandas as pd
-
-    try:
-        offset = pd.tseries.frequencies.to_offset(_LEGACY_ALIASES.get(freq, freq))
-    except (ValueError, TypeError):
-        return 1
-    code = offset.rule_code.split("-")[0].upper()
-    if code in _SEASON_BY_CODE:
-        return _SEASON_BY_CODE[code] if offset.n == 1 else 1
-    try:
-        step = pd.Timedelta(offset)
-    except (ValueError, TypeError):
-        return 1
-    day = pd.Timedelta(days=1)
-    if step == day:
-        return 7
-    if pd.Timedelta(minutes=1) <= step < day and day % step == pd.Timedelta(0):
-        return int(day // step)
-    return 1
 
 
 def metrics_table(model: Mapping[str, float], baseline: Mapping[str, float], *, title: str) -> str:

@@ -11,14 +11,16 @@ import torch
 
 from tsdl.config import TsdlConfig
 from tsdl.data import WindowSet
+from tsdl.data.history import WindowHistory
 from tsdl.errors import TrainingError
+from tsdl.evaluation.baseline import MetricUnavailable, history_naive, train_scale
 from tsdl.evaluation.metrics import (
     CRPS_LEVELS,
     crps_from_quantiles,
     interval_coverage,
+    metrics_table,
     point_metrics,
     quantile_metrics,
-    seasonal_naive,
 )
 from tsdl.losses import BaseLoss, build_loss
 from tsdl.models import BaseForecaster, build_model
@@ -52,7 +54,11 @@ class Forecast:
 
 @dataclass
 class Evaluation:
-    """Metrics of the model and the seasonal-naive baseline on both scales."""
+    """Metrics of the model and the seasonal-naive baseline on both scales.
+
+    ``missing`` names each metric the data could not support (``"MASE"``, ``"seasonal-naive"``)
+    with the reason; such a metric is absent from the dicts, never NaN.
+    """
 
     model: dict[str, float]
     baseline: dict[str, float]
@@ -61,6 +67,18 @@ class Evaluation:
     n_windows: int
     season_length: int
     examples: list[dict] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def tables(self) -> str:
+        """Both metric tables (normalized, original scale) and a line per missing metric."""
+        season = f"seasonal-naive season={self.season_length}"
+        parts = [
+            metrics_table(self.model, self.baseline, title=f"test (normalized), {self.n_windows} windows, {season}"),
+            "",
+            metrics_table(self.model_original, self.baseline_original, title="test (original scale)"),
+        ]
+        parts += [f"{name}: not computed: {reason}" for name, reason in self.missing.items()]
+        return "\n".join(parts)
 
     def flat(self) -> dict[str, float]:
         """Metric name -> value for tracking, e.g. ``mse``, ``mse_original``, ``naive_mse``."""
@@ -129,6 +147,7 @@ def evaluate_windows(
     windows: WindowSet,
     *,
     inverse: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    history: WindowHistory,
     season_length: int,
     n_examples: int = 4,
 ) -> Evaluation:
@@ -139,41 +158,48 @@ def evaluate_windows(
     calibrated) and ``width_80`` (that interval's mean width); the baseline's ``CRPS`` is its MAE,
     the CRPS of a point forecast, so the table shows the skill of the distribution too.
 
+    The baseline and the MASE scale come from each series' history (``history``), not from the
+    window's lookback, so they work for any ``input_chunk_length`` (M4 definitions).
+
     Args:
         inverse: ``inverse(values [N, H, ...], series_ids [N]) -> values`` undoing the scaler
             (affine per series, as every ``data.scaler``; CRPS scales with its slope).
+        history: the windows' series history (``PreparedData.history``), in window order.
         season_length: season of the naive baseline and of the MASE scale.
     """
     fc = forecast(model, loss, windows)
     everything = windows.batch_at(np.arange(len(windows)))
     y_true = everything.target.numpy()
     past = everything.past[:, :, 0].numpy()
-    season = min(season_length, past.shape[1])
-    naive = seasonal_naive(past, y_true.shape[1], season)
     ids = np.asarray(windows.series_ids)
-
-    def score(truth: np.ndarray, pred: np.ndarray, q: np.ndarray | None, lookback: np.ndarray,
-              crps: np.ndarray | None) -> dict:
-        scale = np.mean(np.abs(lookback[:, season:] - lookback[:, :-season]), axis=1)
-        metrics = point_metrics(truth, pred, insample_scale=scale)
-        if q is not None and crps is not None:
-            metrics |= _distribution_metrics(truth, q, fc.levels, crps)
-        elif fc.crps is not None:
-            metrics["CRPS"] = metrics["MAE"]  # a point forecast's CRPS is its absolute error
-        return metrics
-
     q_orig = None if fc.quantiles is None else inverse(fc.quantiles, ids)
     crps_orig = None if fc.crps is None else fc.crps * _slope(inverse, ids)
-    past_orig = inverse(past, ids)
-    y_orig, point_orig, naive_orig = inverse(y_true, ids), inverse(fc.point, ids), inverse(naive, ids)
+    y_orig, point_orig = inverse(y_true, ids), inverse(fc.point, ids)
+    missing: dict[str, str] = {}
+    results: dict[str, tuple[dict, dict]] = {}
+    for unit, truth, point, q, crps in (
+        ("scaled", y_true, fc.point, fc.quantiles, fc.crps),
+        ("original", y_orig, point_orig, q_orig, crps_orig),
+    ):
+        naive, scale = _from_history(history, unit, y_true.shape[1], season_length, missing)
+        model_metrics = point_metrics(truth, point, insample_scale=scale)
+        if q is not None and crps is not None:
+            model_metrics |= _distribution_metrics(truth, q, fc.levels, crps)
+        base = {}
+        if naive is not None:
+            base = point_metrics(truth, naive, insample_scale=scale)
+            if fc.crps is not None:
+                base["CRPS"] = base["MAE"]  # a point forecast's CRPS is its absolute error
+        results[unit] = (model_metrics, base)
     return Evaluation(
-        model=score(y_true, fc.point, fc.quantiles, past, fc.crps),
-        baseline=score(y_true, naive, None, past, None),
-        model_original=score(y_orig, point_orig, q_orig, past_orig, crps_orig),
-        baseline_original=score(y_orig, naive_orig, None, past_orig, None),
+        model=results["scaled"][0],
+        baseline=results["scaled"][1],
+        model_original=results["original"][0],
+        baseline_original=results["original"][1],
         n_windows=len(windows),
-        season_length=season,
-        examples=_examples(windows, past_orig, y_orig, point_orig, q_orig, n_examples),
+        season_length=season_length,
+        examples=_examples(windows, inverse(past, ids), y_orig, point_orig, q_orig, n_examples),
+        missing=missing,
     )
 
 
@@ -206,6 +232,24 @@ def _slope(inverse: Callable[[np.ndarray, np.ndarray], np.ndarray], ids: np.ndar
             hint="use one of the data.scaler kinds (standard, robust, minmax, none)",
         )
     return slope
+
+
+def _from_history(
+    history: WindowHistory, unit: str, horizon: int, season: int, missing: dict[str, str]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Seasonal-naive forecasts and MASE scales on ``unit``; None (reason in ``missing``) where
+    the series are too short to support them."""
+    target, ids = history.target(unit), history.series_ids
+    naive = scale = None
+    try:
+        naive = history_naive(target, history.series_start, history.origin, horizon, season, ids)
+    except MetricUnavailable as exc:
+        missing["seasonal-naive"] = exc.one_line()
+    try:
+        scale = train_scale(target, history.series_start, history.train_end, season, ids)
+    except MetricUnavailable as exc:
+        missing["MASE"] = exc.one_line()
+    return naive, scale
 
 
 def _examples(windows, past, y_true, point, quantiles, n: int) -> list[dict]:
