@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tsdl.data import WindowSet
+from tsdl.data.history import WindowHistory
 from tsdl.errors import TrainingError
 from tsdl.evaluation import CRPS_LEVELS, crps_from_quantiles
 from tsdl.losses import GaussianNLLLoss, MSELoss, PinballLoss
@@ -53,6 +54,25 @@ def _windows(values: np.ndarray) -> WindowSet:
     )
 
 
+def _history(ws: WindowSet, inverse) -> WindowHistory:
+    """Each segment is one series; its first lookback plays the train segment (MASE scale)."""
+    index = np.arange(len(ws))
+    segment = np.repeat(np.arange(len(ws.segments)), ws.segments[:, 3])
+    start = ws.segments[segment, 0]
+    return WindowHistory(
+        scaled=ws.data[:, 0],
+        original=inverse(ws.data[:, 0].astype(np.float64), None),
+        series_start=start,
+        train_end=start + _L,
+        origin=ws.starts(index) + _L,
+        series_ids=np.asarray(ws.series_ids),
+    )
+
+
+def _evaluate(model, loss, ws: WindowSet, inverse):
+    return evaluate_windows(model, loss, ws, inverse=inverse, history=_history(ws, inverse), season_length=2)
+
+
 def _affine(slope: float, shift: float):
     return lambda values, ids: np.asarray(values, np.float64) * slope + shift
 
@@ -75,7 +95,7 @@ def test_gaussian_head_coverage_and_crps(predicted_sigma: float, expected_covera
     ws = _windows(np.random.default_rng(0).normal(size=(20, 14 * 400)))
     y = _targets(ws)  # 8000 windows x 6 steps of N(0, 1)
     model = _Constant([0.0, _softplus_inverse(predicted_sigma - 1e-4)])
-    ev = evaluate_windows(model, GaussianNLLLoss(), ws, inverse=_affine(3.0, 5.0), season_length=2)
+    ev = _evaluate(model, GaussianNLLLoss(), ws, _affine(3.0, 5.0))
 
     assert ev.model["coverage_80"] == pytest.approx(expected_coverage, abs=0.015)
     assert ev.model["coverage_80"] == pytest.approx(np.mean(np.abs(y) <= 1.2815515655 * predicted_sigma), abs=1e-3)
@@ -93,9 +113,8 @@ def test_gaussian_head_coverage_and_crps(predicted_sigma: float, expected_covera
 def test_calibrated_gaussian_beats_overconfident_on_crps() -> None:
     ws = _windows(np.random.default_rng(1).normal(size=(10, 14 * 200)))
     scores = {
-        sigma: evaluate_windows(
-            _Constant([0.0, _softplus_inverse(sigma - 1e-4)]), GaussianNLLLoss(), ws,
-            inverse=_affine(1.0, 0.0), season_length=2,
+        sigma: _evaluate(
+            _Constant([0.0, _softplus_inverse(sigma - 1e-4)]), GaussianNLLLoss(), ws, _affine(1.0, 0.0)
         ).model["CRPS"]
         for sigma in (0.3, 1.0, 3.0)
     }
@@ -108,8 +127,7 @@ def test_quantile_head_coverage_and_crps_of_its_implied_distribution() -> None:
     z90 = stats.norm.ppf(0.9)
     # anchor 0 (the median), softplus gaps of z90 below and above: exactly N(0, 1)'s 0.1/0.5/0.9
     raw = [0.0, _softplus_inverse(z90), _softplus_inverse(z90)]
-    ev = evaluate_windows(_Constant(raw), PinballLoss([0.1, 0.5, 0.9]), ws, inverse=_affine(2.0, -1.0),
-                          season_length=2)
+    ev = _evaluate(_Constant(raw), PinballLoss([0.1, 0.5, 0.9]), ws, _affine(2.0, -1.0))
     assert ev.model["coverage_80"] == pytest.approx(0.8, abs=0.015)
     assert ev.model["width_80"] == pytest.approx(2 * z90, rel=1e-4)
     # brute force: the head's distribution is X = Q(U) with Q linear between the levels and flat
@@ -135,12 +153,11 @@ def test_quantile_head_coverage_and_crps_of_its_implied_distribution() -> None:
 
 def test_point_loss_has_no_distribution_metrics() -> None:
     ws = _windows(np.random.default_rng(3).normal(size=(2, 14 * 10)))
-    ev = evaluate_windows(_Constant([0.0]), MSELoss(), ws, inverse=_affine(1.0, 0.0), season_length=2)
+    ev = _evaluate(_Constant([0.0]), MSELoss(), ws, _affine(1.0, 0.0))
     assert not {"CRPS", "coverage_80", "pinball"} & set(ev.flat())
 
 
 def test_non_affine_inverse_is_refused() -> None:
     ws = _windows(np.random.default_rng(5).normal(size=(2, 14 * 10)))
     with pytest.raises(TrainingError, match="affine"):
-        evaluate_windows(_Constant([0.0, 0.0]), GaussianNLLLoss(), ws,
-                         inverse=lambda v, ids: np.exp(np.asarray(v, np.float64)), season_length=2)
+        _evaluate(_Constant([0.0, 0.0]), GaussianNLLLoss(), ws, lambda v, ids: np.exp(np.asarray(v, np.float64)))
