@@ -33,6 +33,22 @@ def test_rows_split_boundaries_and_lookback_from_previous_segment(write_csv) -> 
     assert train_last == np.datetime64(times[59])
 
 
+def test_skip_rows_is_the_same_as_a_file_without_those_rows(write_csv) -> None:
+    frame = long_frame(2, 130)
+    split = {"method": "rows", "train_rows": 60, "val_rows": 20, "test_rows": 20}
+    skipped = prepare_data(make_config(path=str(write_csv(frame, "all.csv")), split={**split, "skip_rows": 30}, **_SMALL))
+    trimmed = frame[frame.groupby("unique_id").cumcount() >= 30]
+    reference = prepare_data(make_config(path=str(write_csv(trimmed, "cut.csv")), split=split, **_SMALL))
+    assert skipped.split_boundaries == reference.split_boundaries
+    assert skipped.split_boundaries["train"]["start"] == str(pd.Timestamp("2024-01-01") + pd.Timedelta(hours=30))
+    assert skipped.scalers.state_dict() == reference.scalers.state_dict()  # fitted on rows 30:90 only
+    for name in ("train", "val", "test"):
+        a, b = skipped.windows(name), reference.windows(name)
+        np.testing.assert_array_equal(a.batch_at(np.arange(len(a))).target, b.batch_at(np.arange(len(b))).target)
+    too_many = make_config(path=str(write_csv(frame, "all.csv")), split={**split, "skip_rows": 120}, **_SMALL)
+    assert "split_windows" in {r.name for r in run_checklist(too_many).failed}
+
+
 def test_timestamp_and_fraction_splits(write_csv) -> None:
     path = write_csv(long_frame(1, 100))
     by_time = make_config(

@@ -60,6 +60,9 @@ class SplitConfig(StrictModel):
     """Timesteps per series in validation (method=rows; ETTh1 standard: 2880)."""
     test_rows: int | None = Field(None, ge=0)
     """Timesteps per series in test (method=rows; ETTh1 standard: 2880)."""
+    skip_rows: int = Field(0, ge=0)
+    """Timesteps dropped from the start of every series before splitting (any method): train on
+    recent history only, e.g. ETTh1's last 20% of train = skip_rows 6912, train_rows 1728."""
 
     @model_validator(mode="after")
     def _method_fields(self) -> SplitConfig:

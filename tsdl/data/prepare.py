@@ -42,7 +42,7 @@ class _Checked:
 def _check(data: DataConfig) -> _Checked:
     frame = read_series_frame(data)
     report = CheckReport(source=frame.source)
-    table = check_frame(frame, data, report)
+    table = check_frame(frame, data, report).drop_head(data.split.skip_rows)
     plan = None
     if table.n_series and table.freq:
         plan = plan_split(table, data)

@@ -58,3 +58,24 @@ class SeriesTable:
             static_names=list(self.static_names),
             freq=self.freq,
         )
+
+    def drop_head(self, n: int) -> SeriesTable:
+        """A table without the first ``n`` timesteps of every series (shorter series end empty)."""
+        if n <= 0:
+            return self
+        starts, lengths = self.offsets[:-1], self.lengths
+        cut = np.minimum(lengths, n)
+        keep_rows = np.ones(len(self.times), dtype=bool)
+        for start, k in zip(starts, cut, strict=True):
+            keep_rows[start : start + k] = False
+        new_lengths = lengths - cut
+        return SeriesTable(
+            ids=self.ids,
+            offsets=np.concatenate([[0], np.cumsum(new_lengths)]).astype(np.int64),
+            times=self.times[keep_rows],
+            target=self.target[keep_rows],
+            covariates={k: v[keep_rows] for k, v in self.covariates.items()},
+            static=self.static,
+            static_names=list(self.static_names),
+            freq=self.freq,
+        )
