@@ -56,6 +56,33 @@ def tour_commands(text: str) -> list[str]:
     return commands
 
 
+def kubectl_applies(text: str) -> list[tuple[str, str]]:
+    """`kubectl apply -n NS -f FILE` lines of the tour: (namespace, file), in order."""
+    section = text.split("## A 5-minute tour", 1)[1]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    applies = []
+    for raw in block.splitlines():
+        argv = shlex.split(re.sub(r"\s+#.*$", "", raw).strip() or "#")
+        if argv[:2] == ["kubectl", "apply"]:
+            applies.append((argv[argv.index("-n") + 1], argv[argv.index("-f") + 1]))
+    return applies
+
+
+_RESOURCES = {
+    "ServiceAccount": "serviceaccounts",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "ConfigMap": "configmaps",
+    "NetworkPolicy": "networkpolicies",
+}
+
+
+def _apply(double, namespace: str, manifest: Path) -> None:
+    """`kubectl apply` into the API double: the kinds it serves (it has no Roles)."""
+    for obj in yaml.safe_load_all(manifest.read_text()):
+        if obj and obj["kind"] in _RESOURCES:
+            double.add(_RESOURCES[obj["kind"]], obj, namespace)
+
+
 def with_smoke(argv: list[str]) -> list[str]:
     """The documented smoke overrides: one short epoch per training, the smoke study budget."""
     argv = list(argv)
@@ -99,6 +126,10 @@ def test_every_readme_tour_line_runs(tmp_path: Path) -> None:
         }
         env.pop("MLFLOW_TRACKING_URI", None)
         env.pop("RAY_ADDRESS", None)
+        applies = kubectl_applies(README.read_text())
+        assert applies, "the tour installs the namespace's prerequisites before `tsdl submit`"
+        for namespace, manifest in applies:
+            _apply(double, namespace, REPO_ROOT / manifest)
         for command in tour_commands(README.read_text()):
             command = fill(command, transcript)
             argv = shlex.split(command)

@@ -53,6 +53,8 @@ class KubeApiDouble:
         self.logs: dict[tuple[str, str], str] = {}
         self.requests: list[tuple[str, str]] = []
         self._scripts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.forbidden: set[tuple[str, str]] = set()
+        """(HTTP method, resource) pairs answered 403, as RBAC would."""
         self._lock = threading.Lock()
         self._uid = 0
 
@@ -98,6 +100,15 @@ class KubeApiDouble:
             )
         match, resource = routed
         namespace, name = match.group(1), match.group(2)
+        if (method, resource) in self.forbidden:
+            return 403, _status(
+                403,
+                "Forbidden",
+                f'{resource} is forbidden: User "tester" cannot {method.lower()} resource '
+                f'"{resource}" in the namespace "{namespace}"',
+                name or "",
+                resource,
+            )
         query = parse_qs(parsed.query)
         with self._lock:
             if resource == "pods" and match.group(3):

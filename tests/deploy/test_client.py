@@ -289,6 +289,26 @@ def test_submit_checks_a_named_claim_and_account(
     assert jobs.submit(build_manifests(config)).name == "etth1-tune"
 
 
+def test_forbidden_names_the_object_and_the_role_that_grants_it(
+    api: tuple[KubeApiDouble, k8s.ApiClient],
+) -> None:
+    double, api_client = api
+    double.forbidden.add(("POST", "configmaps"))
+    with pytest.raises(DeployError) as caught:
+        RayJobClient(api_client, namespace="ml").submit(_manifests())
+    assert caught.value.message.startswith("creating ConfigMap ml/etth1-tune-config: HTTP 403")
+    assert "-submitter` Role" in caught.value.hint and "rbac.submitters" in caught.value.hint
+
+
+def test_unreadable_prerequisites_do_not_block_a_submit(
+    api: tuple[KubeApiDouble, k8s.ApiClient],
+) -> None:
+    """A user without `get` on ServiceAccounts/claims (no submitter Role) can still submit."""
+    double, api_client = api
+    double.forbidden |= {("GET", "serviceaccounts"), ("GET", "persistentvolumeclaims")}
+    assert RayJobClient(api_client, namespace="ml").submit(_manifests()).name == "etth1-tune"
+
+
 def test_object_store_jobs_need_no_claim(api: tuple[KubeApiDouble, k8s.ApiClient]) -> None:
     double, api_client = api
     del double.objects[("persistentvolumeclaims", "ml", "tsdl-results")]

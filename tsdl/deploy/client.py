@@ -390,7 +390,9 @@ def _api_error(exc: Exception, action: str) -> DeployError:
     message = " ".join((message or getattr(exc, "reason", "") or "").split())
     hints = {
         401: "refresh your cluster credentials",
-        403: "your user lacks RBAC permission on rayjobs.ray.io in this namespace",
+        403: "your user lacks that RBAC permission in this namespace; the platform team grants "
+        "it by binding the `<release>-submitter` Role of the namespace's prerequisites "
+        "(helm value rbac.submitters; docs/deploy.md, For platform teams)",
         404: "check the name and namespace (`tsdl status -n NAMESPACE` lists tsdl jobs); "
         "is the KubeRay operator (its CRDs) installed?",
         409: "cancel the existing one (`tsdl cancel NAME`) or set deploy.name to a new name",
