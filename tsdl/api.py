@@ -88,7 +88,8 @@ def train(
         init_from: start from this MLflow run id or checkpoint directory (`finetune.init_from`).
     """
     from tsdl.runtime import ensure_ray
-    from tsdl.train import RunRecord, build_trainer, model_dims, resolve_storage_path
+    from tsdl.train import RunRecord, model_dims, resolve_storage_path
+    from tsdl.train.direct import trains_in_process
     from tsdl.train.finetune import check_finetune, lineage, lineage_tags
     from tsdl.train.parent import prepare_finetune_data, resolve_init_from
     from tsdl.train.progress import ProgressPrinter
@@ -113,7 +114,9 @@ def train(
     lineage_record = lineage(parent, plan) if parent is not None else None
     if progress:
         print(prepared.report.render())
-    ensure_ray(address)
+    in_process = trains_in_process(config, address)  # one local worker: no Ray Train group
+    if not in_process:
+        ensure_ray(address)
 
     tags = {**(tags or {}), **lineage_tags(lineage_record)}
     tracker = _start_tracking(config, prepared, run_name, record, tags)
@@ -132,12 +135,13 @@ def train(
 
     if progress:
         print(f"run {run_name}: {config.resources.num_workers} worker(s), storage {storage}")
-    printer = ProgressPrinter() if progress else contextlib.nullcontext()
+    printer = ProgressPrinter(local=in_process) if progress else contextlib.nullcontext()
     try:
         with printer:
-            trainer = build_trainer(
+            result = _fit(
                 config,
                 prepared,
+                in_process=in_process,
                 run_name=run_name,
                 storage_path=storage,
                 logger_factory=logger_factory,
@@ -145,7 +149,6 @@ def train(
                 progress_queue=printer.queue if progress else None,
                 init_state=parent.weights if parent is not None else None,
             )
-            result = trainer.fit()
     except Exception as exc:  # Ray wraps worker errors; surface the worker's own message
         if tracker is not None:
             tracker.finish("FAILED")
@@ -169,6 +172,27 @@ def tune(config: TsdlConfig, **kwargs: Any):
     from tsdl.tune import run_study
 
     return run_study(config, study_logger=log_study, **kwargs)
+
+
+def _fit(config: TsdlConfig, prepared, *, in_process: bool, run_name: str, storage_path: str, **loop):
+    """Train: in this process for one local worker (`tsdl.train.direct`), else a TorchTrainer.
+
+    Both keep the latest checkpoint under ``<storage>/<run_name>``, restart from it up to
+    ``resources.max_failures`` times and resume from it when the run name exists.
+    """
+    if in_process:
+        from tsdl.train.direct import fit_in_process
+        from tsdl.train.trainer import make_loop_config
+
+        return fit_in_process(
+            make_loop_config(config, prepared, **loop),
+            prepared,
+            run_dir=Path(storage_path) / run_name,
+            max_failures=config.resources.max_failures,
+        )
+    from tsdl.train import build_trainer
+
+    return build_trainer(config, prepared, run_name=run_name, storage_path=storage_path, **loop).fit()
 
 
 def _start_tracking(config: TsdlConfig, prepared, run_name: str, record, tags):

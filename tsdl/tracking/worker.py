@@ -7,14 +7,18 @@ twice.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 __all__ = ["EpochLogger", "NullLogger", "worker_logger"]
+
+_MAX_PENDING_STEPS = 200
+"""Step rows buffered before a request is sent even mid-epoch."""
 
 
 @runtime_checkable
@@ -46,19 +50,37 @@ class NullLogger:
 
 
 class _ClientLogger:
-    """Logs metrics of an existing run through its own MlflowClient (no global active run)."""
+    """Logs metrics of an existing run through its own MlflowClient (no global active run).
+
+    Step metrics are buffered and sent with the epoch's metrics in one request: an MLflow
+    round-trip every ``log_every_n_steps`` would cost more than the training steps between them.
+    """
 
     enabled = True
 
     def __init__(self, client: MlflowClient, run_id: str) -> None:
         self._client = client
         self._run_id = run_id
+        self._pending: list[tuple[int, Mapping[str, float]]] = []
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        log_metrics(self._client, self._run_id, metrics, step=epoch)
+        pending, self._pending = self._pending, []
+        log_metrics_at(self._client, self._run_id, [*pending, (epoch, metrics)])
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
-        log_metrics(self._client, self._run_id, metrics, step=step)
+        self._pending.append((step, dict(metrics)))
+        if len(self._pending) >= _MAX_PENDING_STEPS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the buffered step metrics now (also when the logger is dropped, e.g. on failure)."""
+        pending, self._pending = self._pending, []
+        if pending:
+            log_metrics_at(self._client, self._run_id, pending)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown: MLflow may be gone already
+            self.flush()
 
 
 def worker_logger(run_id: str | None, tracking_uri: str | None, *, rank: int) -> EpochLogger:
@@ -83,11 +105,19 @@ def log_metrics(
     client: MlflowClient, run_id: str, metrics: Mapping[str, float], *, step: int
 ) -> None:
     """Log scalars at ``step`` in few requests; NaN is logged as NaN so a diverged run shows."""
+    log_metrics_at(client, run_id, [(step, metrics)])
+
+
+def log_metrics_at(
+    client: MlflowClient, run_id: str, rows: Sequence[tuple[int, Mapping[str, float]]]
+) -> None:
+    """Log ``(step, metrics)`` rows in as few requests as MLflow allows (1000 metrics each)."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     batch = [
         Metric(key=key, value=_as_float(key, value), timestamp=now, step=int(step))
+        for step, metrics in rows
         for key, value in metrics.items()
     ]
     for start in range(0, len(batch), 1000):

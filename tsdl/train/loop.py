@@ -1,9 +1,18 @@
-"""The per-worker training loop that Ray Train runs on every DDP rank.
+"""The per-worker training loop, run by a Ray Train DDP rank or directly by a Tune trial.
 
-Each worker builds windows from its own Ray Data shard, trains with AdamW + clipping + AMP,
-validates every epoch (all-reduced over ranks), steps ReduceLROnPlateau and early stopping, and
-reports metrics with a checkpoint holding ``last.pt`` and ``best.pt``. Only rank 0 writes
-checkpoints and logs to MLflow.
+Each worker trains with AdamW + clipping + AMP on its windows, validates every epoch
+(all-reduced over ranks), steps ReduceLROnPlateau and early stopping, and reports metrics with a
+checkpoint holding ``last.pt`` and ``best.pt``. Only rank 0 writes checkpoints and logs to MLflow.
+
+Where the loop runs is a :class:`WorkerRuntime`: :class:`RayTrainRuntime` inside a
+``TorchTrainer`` worker (Ray Data shards, DDP), or a single-process runtime that reads windows
+straight from the prepared data (``tsdl.train.direct``), which saves a trial the worker group and
+the Ray Data pipeline it would otherwise start.
+
+Speed (docs/benchmarks.md): torch gets one intra-op thread per CPU the worker holds (Ray starts
+actors with ``OMP_NUM_THREADS=1``), and the step never waits on the host: loss and gradient norm
+stay on the device and are read back only at logging steps, every ``_CHECK_EVERY`` steps (the
+finite check) and at the end of the epoch.
 """
 
 from __future__ import annotations
@@ -11,12 +20,12 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
-import ray.train
-import ray.train.torch
 import torch
 import torch.distributed as dist
 
@@ -31,123 +40,105 @@ from tsdl.train.finetune import FinetunePlan, apply_finetune
 from tsdl.train.precision import MixedPrecision
 from tsdl.train.seeding import epoch_seed, rng_state, seed_everything, set_rng_state
 
-__all__ = ["EpochHook", "MetricsLogger", "train_loop_per_worker"]
+__all__ = [
+    "EpochHook",
+    "MetricsLogger",
+    "RayTrainRuntime",
+    "WorkerRuntime",
+    "run_worker",
+    "torch_threads",
+    "train_loop_per_worker",
+]
 
 # Called as hook(epoch, rank) at the start of every epoch; lets tests inject faults and tools
 # (e.g. the doctor) observe training without touching the loop.
 EpochHook = Callable[[int, int], None]
 
+_CHECK_EVERY = 32
+"""Steps between finite-loss checks (each one is a host sync; a NaN stops the run soon after)."""
+
+
+class WorkerRuntime(Protocol):
+    """Where the loop runs: rank, device, data, the checkpoint to resume from, and reporting."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module: ...
+
+    def windows(self, split: str, *, stride: int | None) -> WindowSet: ...
+
+    def checkpoint(self) -> Any | None: ...
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None: ...
+
+
+class RayTrainRuntime:
+    """Inside a Ray Train worker: DDP via ``prepare_model``, windows from the Ray Data shards."""
+
+    def __init__(self, loop_config: dict[str, Any]) -> None:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self._config = loop_config
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    def windows(self, split: str, *, stride: int | None) -> WindowSet:
+        import ray.train
+
+        data = self._config["config"]["data"]
+        return WindowSet.from_shard(
+            ray.train.get_dataset_shard(split),
+            input_chunk_length=data["input_chunk_length"],
+            output_chunk_length=data["output_chunk_length"],
+            stride=stride,
+        )
+
+    def checkpoint(self) -> Any | None:
+        import ray.train
+
+        return ray.train.get_checkpoint()
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point; `loop_config` comes from `tsdl.train.trainer.build_trainer`."""
+    run_worker(loop_config, RayTrainRuntime(loop_config))
+
+
+def torch_threads(cpus: float) -> int:
+    """Intra-op threads for a worker holding ``cpus`` CPUs (at least one)."""
+    return max(1, int(cpus))
+
+
+def run_worker(loop_config: dict[str, Any], runtime: WorkerRuntime) -> None:
+    """Set up this worker, then train epoch by epoch until max_epochs or early stopping."""
     config = TsdlConfig.model_validate(loop_config["config"])
-    dims: dict[str, int] = loop_config["dims"]
-    hooks: list[EpochHook] = loop_config.get("epoch_hooks", [])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    tcfg = config.training
-
-    # Identical initial weights on every rank (DDP also broadcasts them), then rank-specific streams.
-    seed_everything(tcfg.seed, deterministic=tcfg.deterministic, use_cuda=device.type == "cuda")
-    loss_fn = build_loss(config.loss)
-    model = build_model(config.model, **dims, n_outputs=loss_fn.n_outputs)
-    # Parent weights load before DDP wraps the model (which broadcasts rank 0's weights).
-    finetune = apply_finetune(model, config, loop_config.get("init_state"))
-    model = ray.train.torch.prepare_model(model)
-    loss_fn = loss_fn.to(device)
-
-    window_args = dict(
-        input_chunk_length=config.data.input_chunk_length,
-        output_chunk_length=config.data.output_chunk_length,
-    )
-    # Training windows use data.stride; validation scores every window (stride 1).
-    train_set = WindowSet.from_shard(
-        ray.train.get_dataset_shard("train"), stride=config.data.stride, **window_args
-    )
-    val_set = WindowSet.from_shard(ray.train.get_dataset_shard("val"), **window_args)
-    per_worker_batch = max(1, tcfg.batch_size // world)
-    steps_per_epoch = _common_steps(len(train_set), per_worker_batch, tcfg.limit_train_batches, device)
-
-    optimizer = torch.optim.AdamW(
-        finetune.param_groups(model), lr=tcfg.optimizer.lr, weight_decay=tcfg.optimizer.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer,
-        mode="min",
-        factor=tcfg.lr_scheduler.factor,
-        patience=tcfg.lr_scheduler.patience,
-        min_lr=tcfg.lr_scheduler.min_lr,
-    )
-    amp = MixedPrecision(tcfg.precision, device)
-    stopper = EarlyStopping(
-        patience=tcfg.early_stopping.patience,
-        min_delta=tcfg.early_stopping.min_delta,
-        enabled=tcfg.early_stopping.enabled,
-    )
-    state = _Resumable(model=model, optimizer=optimizer, scheduler=scheduler, amp=amp, stopper=stopper)
-    state.restore(ray.train.get_checkpoint())
-
-    logger = _worker_logger(loop_config, rank)
-    if loop_config.get("init_state") is not None and state.epoch == 0:
+    threads = loop_config.get("threads") or torch_threads(config.resources.cpus_per_worker)
+    torch.set_num_threads(threads)
+    worker = _Worker.build(config, loop_config, runtime)
+    if loop_config.get("init_state") is not None and worker.state.epoch == 0:
         # The parent's weights on this run's validation data, before any update: the zero-shot score.
-        init_val = _validate(model, loss_fn, amp, val_set, per_worker_batch, device)
-        logger.log_epoch(0, {"init_val_loss": init_val})
-    val_every = max(1, math.ceil(steps_per_epoch * tcfg.val_check_interval))
-    for epoch in range(state.epoch + 1, tcfg.max_epochs + 1):
-        for hook in hooks:
-            hook(epoch, rank)
-        finetune.start_epoch(epoch, steps_per_epoch)
-        torch.manual_seed(epoch_seed(tcfg.seed, epoch, rank))
-        started = time.perf_counter()
-        model.train()
-        loss_sum, n_windows, grad_norm = 0.0, 0, 0.0
-        batches = train_set.batches(
-            per_worker_batch,
-            shuffle=True,
-            seed=epoch_seed(tcfg.seed, epoch, rank),
-            augment=tcfg.augment,
-        )
-        for step, batch in enumerate(_take(batches, steps_per_epoch), start=1):
-            batch = batch.to(device, non_blocking=tcfg.pin_memory and device.type == "cuda")
-            loss, grad_norm = _train_step(
-                model, loss_fn, optimizer, amp, batch, tcfg.gradient_clip_val, finetune
-            )
-            loss_sum += loss * len(batch)
-            n_windows += len(batch)
-            state.global_step += 1
-            if state.global_step % tcfg.log_every_n_steps == 0:
-                step_metrics = {"step_loss": loss, "step_grad_norm": grad_norm}
-                if config.tracking.log_per_layer_grad_norms:
-                    step_metrics |= _per_layer_grad_norms(model)
-                logger.log_step(state.global_step, step_metrics)
-            if step % val_every == 0 and step < steps_per_epoch:
-                intra = _validate(model, loss_fn, amp, val_set, per_worker_batch, device)
-                logger.log_step(state.global_step, {"val_loss_intra_epoch": intra})
-                model.train()
-        elapsed = time.perf_counter() - started
-        train_loss = _all_reduce_mean(loss_sum, n_windows, device)
-        val_loss = _validate(model, loss_fn, amp, val_set, per_worker_batch, device)
-        scheduler.step(val_loss)
-        improved = stopper.update(val_loss, epoch)
-        metrics = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "best_val_loss": stopper.best,
-            "best_epoch": stopper.best_epoch,
-            "lr": optimizer.param_groups[0]["lr"],
-            "grad_norm": grad_norm,
-            "epoch_time_s": elapsed,
-            "windows_per_s": n_windows * world / max(elapsed, 1e-9),
-            "early_stopped": stopper.should_stop,
-        }
-        state.history.append({k: float(v) for k, v in metrics.items()})
-        logger.log_epoch(epoch, metrics)
-        if rank == 0 and loop_config.get("progress_queue") is not None:
-            loop_config["progress_queue"].put_nowait(dict(metrics, max_epochs=tcfg.max_epochs))
-        _report(metrics, state, epoch, improved, config, dims, loop_config["scaler_state"], rank)
-        if stopper.should_stop:
+        worker.logger.log_epoch(0, {"init_val_loss": worker.validate()})
+    for epoch in range(worker.state.epoch + 1, config.training.max_epochs + 1):
+        for hook in loop_config.get("epoch_hooks", []):
+            hook(epoch, runtime.rank)
+        metrics, improved = worker.run_epoch(epoch)
+        worker.publish(epoch, metrics, improved, loop_config)
+        if worker.stopper.should_stop:
             break
 
 
@@ -162,7 +153,7 @@ class _Resumable:
         self.history: list[dict[str, float]] = []
         self.best: BestWeights | None = None
 
-    def restore(self, checkpoint: ray.train.Checkpoint | None) -> None:
+    def restore(self, checkpoint: Any | None) -> None:
         if checkpoint is None:
             return
         with checkpoint.as_directory() as directory:
@@ -191,6 +182,175 @@ class _Resumable:
         )
 
 
+@dataclass
+class _Worker:
+    """One worker's model, optimizer, data and state; built once, then run epoch by epoch."""
+
+    config: TsdlConfig
+    runtime: WorkerRuntime
+    model: torch.nn.Module
+    loss_fn: BaseLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    amp: MixedPrecision
+    stopper: EarlyStopping
+    finetune: FinetunePlan
+    state: _Resumable
+    train_set: WindowSet
+    val_set: WindowSet
+    batch_size: int
+    steps_per_epoch: int
+    logger: MetricsLogger
+    dims: dict[str, int]
+    scaler_state: dict
+
+    @classmethod
+    def build(cls, config: TsdlConfig, loop_config: dict[str, Any], runtime: WorkerRuntime) -> _Worker:
+        tcfg, device = config.training, runtime.device
+        # Identical initial weights on every rank (DDP also broadcasts them), then rank-specific streams.
+        seed_everything(tcfg.seed, deterministic=tcfg.deterministic, use_cuda=device.type == "cuda")
+        dims: dict[str, int] = loop_config["dims"]
+        loss_fn = build_loss(config.loss)
+        model = build_model(config.model, **dims, n_outputs=loss_fn.n_outputs)
+        # Parent weights load before DDP wraps the model (which broadcasts rank 0's weights).
+        finetune = apply_finetune(model, config, loop_config.get("init_state"))
+        model = runtime.prepare_model(model)
+        # Training windows use data.stride; validation scores every window (stride 1).
+        train_set = runtime.windows("train", stride=config.data.stride)
+        val_set = runtime.windows("val", stride=None)
+        batch_size = max(1, tcfg.batch_size // runtime.world)
+        optimizer = torch.optim.AdamW(
+            finetune.param_groups(model), lr=tcfg.optimizer.lr, weight_decay=tcfg.optimizer.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="min",
+            factor=tcfg.lr_scheduler.factor,
+            patience=tcfg.lr_scheduler.patience,
+            min_lr=tcfg.lr_scheduler.min_lr,
+        )
+        amp = MixedPrecision(tcfg.precision, device)
+        stopper = EarlyStopping(
+            patience=tcfg.early_stopping.patience,
+            min_delta=tcfg.early_stopping.min_delta,
+            enabled=tcfg.early_stopping.enabled,
+        )
+        state = _Resumable(model=model, optimizer=optimizer, scheduler=scheduler, amp=amp, stopper=stopper)
+        state.restore(runtime.checkpoint())
+        return cls(
+            config=config,
+            runtime=runtime,
+            model=model,
+            loss_fn=loss_fn.to(device),
+            optimizer=optimizer,
+            scheduler=scheduler,
+            amp=amp,
+            stopper=stopper,
+            finetune=finetune,
+            state=state,
+            train_set=train_set,
+            val_set=val_set,
+            batch_size=batch_size,
+            steps_per_epoch=_steps_per_epoch_on_all_ranks(
+                len(train_set), batch_size, tcfg.limit_train_batches, device
+            ),
+            logger=_worker_logger(loop_config, runtime.rank),
+            dims=dims,
+            scaler_state=loop_config["scaler_state"],
+        )
+
+    def validate(self) -> float:
+        return _validate(self.model, self.loss_fn, self.amp, self.val_set, self.batch_size, self.runtime.device)
+
+    def run_epoch(self, epoch: int) -> tuple[dict[str, Any], bool]:
+        """Train one epoch, validate, step the scheduler and early stopping; the epoch's metrics."""
+        tcfg, rank = self.config.training, self.runtime.rank
+        self.finetune.start_epoch(epoch, self.steps_per_epoch)
+        torch.manual_seed(epoch_seed(tcfg.seed, epoch, rank))
+        started = time.perf_counter()
+        loss_sum, n_windows, grad_norm = self._train_epoch(epoch)
+        elapsed = time.perf_counter() - started
+        train_loss = _all_reduce_mean(loss_sum, n_windows, self.runtime.device)
+        val_started = time.perf_counter()
+        val_loss = self.validate()
+        val_time = time.perf_counter() - val_started
+        self.scheduler.step(val_loss)
+        improved = self.stopper.update(val_loss, epoch)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "best_val_loss": self.stopper.best,
+            "best_epoch": self.stopper.best_epoch,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "grad_norm": grad_norm,
+            "epoch_time_s": elapsed,
+            "val_time_s": val_time,
+            "windows_per_s": n_windows * self.runtime.world / max(elapsed, 1e-9),
+            "early_stopped": self.stopper.should_stop,
+        }
+        return metrics, improved
+
+    def _train_epoch(self, epoch: int) -> tuple[float, int, float]:
+        """The epoch's training steps: (sum of window losses, windows, last step's grad norm)."""
+        tcfg, device = self.config.training, self.runtime.device
+        self.model.train()
+        seed = epoch_seed(tcfg.seed, epoch, self.runtime.rank)
+        batches = self.train_set.batches(self.batch_size, shuffle=True, seed=seed, augment=tcfg.augment)
+        val_every = max(1, math.ceil(self.steps_per_epoch * tcfg.val_check_interval))
+        non_blocking = tcfg.pin_memory and device.type == "cuda"
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        n_windows, norm = 0, torch.zeros((), device=device)
+        for step, batch in enumerate(islice(batches, self.steps_per_epoch), start=1):
+            batch = batch.to(device, non_blocking=non_blocking)
+            loss, norm = _train_step(
+                self.model, self.loss_fn, self.optimizer, self.amp, batch, tcfg.gradient_clip_val, self.finetune
+            )
+            loss_sum += loss.detach().double() * len(batch)
+            n_windows += len(batch)
+            self.state.global_step += 1
+            if step % _CHECK_EVERY == 0 or step == self.steps_per_epoch:
+                _check_finite(loss_sum, self.state.global_step)
+            if self.state.global_step % tcfg.log_every_n_steps == 0:
+                self._log_step(loss, norm)
+            if step % val_every == 0 and step < self.steps_per_epoch:
+                intra = self.validate()
+                self.logger.log_step(self.state.global_step, {"val_loss_intra_epoch": intra})
+                self.model.train()
+        return float(loss_sum), n_windows, float(norm)
+
+    def _log_step(self, loss: torch.Tensor, norm: torch.Tensor) -> None:
+        _check_finite(loss, self.state.global_step)
+        metrics = {"step_loss": float(loss), "step_grad_norm": float(norm)}
+        if self.config.tracking.log_per_layer_grad_norms:
+            metrics |= _per_layer_grad_norms(self.model)
+        self.logger.log_step(self.state.global_step, metrics)
+
+    def publish(self, epoch: int, metrics: dict[str, Any], improved: bool, loop_config: dict[str, Any]) -> None:
+        """Record the epoch: history, logger, the driver's progress queue, the runtime's report."""
+        self.state.history.append({k: float(v) for k, v in metrics.items()})
+        self.logger.log_epoch(epoch, metrics)
+        queue = loop_config.get("progress_queue")
+        if self.runtime.rank == 0 and queue is not None:
+            queue.put_nowait(dict(metrics, max_epochs=self.config.training.max_epochs))
+        self.state.epoch = epoch
+        if self.runtime.rank != 0:
+            self.runtime.report(metrics, None)
+            return
+        if improved or self.state.best is None:
+            self.state.best = BestWeights(
+                epoch=epoch,
+                val_loss=float(metrics["val_loss"]),
+                model=_cpu_state(self.model),
+                config=self.config.model_dump(mode="json"),
+                dims=self.dims,
+                scaler_state=self.scaler_state,
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(Path(tmp), last=self.state.snapshot(epoch), best=self.state.best)
+            self.runtime.report(metrics, tmp)
+
+
 def _train_step(
     model: torch.nn.Module,
     loss_fn: BaseLoss,
@@ -199,16 +359,12 @@ def _train_step(
     batch: Batch,
     clip: float | None,
     finetune: FinetunePlan,
-) -> tuple[float, float]:
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step; returns (loss, grad norm) as device tensors (no host sync here)."""
     optimizer.zero_grad(set_to_none=True)
     with amp.autocast():
         pred = model(batch.past, batch.future, batch.static)
     loss = loss_fn(pred.float(), batch.target)
-    if not torch.isfinite(loss):
-        raise TrainingError(
-            f"training loss became {loss.item()} (non-finite)",
-            hint="lower training.optimizer.lr, keep gradient_clip_val set, or run `tsdl doctor`",
-        )
     amp.scaler.scale(loss).backward()
     finetune.before_step(model, optimizer)  # frozen parameters lose their gradient; lr warm-up
     amp.scaler.unscale_(optimizer)
@@ -219,7 +375,16 @@ def _train_step(
         norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
     amp.scaler.step(optimizer)
     amp.scaler.update()
-    return float(loss.detach()), float(norm)
+    return loss.detach(), norm.detach()
+
+
+def _check_finite(value: torch.Tensor, global_step: int) -> None:
+    """Fail the run on a NaN/inf training loss (``value`` is a loss or a running sum of losses)."""
+    if not bool(torch.isfinite(value)):
+        raise TrainingError(
+            f"training loss became non-finite ({float(value)}) by global step {global_step}",
+            hint="lower training.optimizer.lr, keep gradient_clip_val set, or run `tsdl doctor`",
+        )
 
 
 @torch.no_grad()
@@ -233,46 +398,21 @@ def _validate(
 ) -> float:
     """Mean validation loss over all ranks' windows (every window counted exactly once)."""
     model.eval()
-    total, count = 0.0, 0
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
     forward = _unwrap(model)  # no DDP sync needed for evaluation; ranks may have unequal batches
     for batch in val_set.batches(batch_size, shuffle=False, seed=0):
         batch = batch.to(device)
         with amp.autocast():
             pred = forward(batch.past, batch.future, batch.static)
-        total += float(loss_fn(pred.float(), batch.target)) * len(batch)
+        total += loss_fn(pred.float(), batch.target).double() * len(batch)
         count += len(batch)
-    return _all_reduce_mean(total, count, device)
+    return _all_reduce_mean(float(total), count, device)
 
 
-def _report(
-    metrics: dict[str, Any],
-    state: _Resumable,
-    epoch: int,
-    improved: bool,
-    config: TsdlConfig,
-    dims: dict[str, int],
-    scaler_state: dict,
-    rank: int,
-) -> None:
-    state.epoch = epoch
-    if rank != 0:
-        ray.train.report(metrics, checkpoint=None)
-        return
-    if improved or state.best is None:
-        state.best = BestWeights(
-            epoch=epoch,
-            val_loss=float(metrics["val_loss"]),
-            model=_cpu_state(state.model),
-            config=config.model_dump(mode="json"),
-            dims=dims,
-            scaler_state=scaler_state,
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        save_checkpoint(Path(tmp), last=state.snapshot(epoch), best=state.best)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-
-
-def _common_steps(n_windows: int, batch_size: int, limit: int | None, device: torch.device) -> int:
+def _steps_per_epoch_on_all_ranks(
+    n_windows: int, batch_size: int, limit: int | None, device: torch.device
+) -> int:
     """Steps per epoch, equal on every rank (DDP needs the same number of backward passes)."""
     steps = max(1, math.ceil(n_windows / batch_size))
     if limit is not None:
@@ -290,13 +430,6 @@ def _all_reduce_mean(total: float, count: int, device: torch.device) -> float:
         dist.all_reduce(tensor)
         total, count = float(tensor[0]), int(tensor[1])
     return total / max(count, 1)
-
-
-def _take(batches: Iterator[Batch], n: int) -> Iterator[Batch]:
-    for i, batch in enumerate(batches):
-        if i >= n:
-            return
-        yield batch
 
 
 def _unwrap(model: torch.nn.Module) -> BaseForecaster:
@@ -335,4 +468,3 @@ def _worker_logger(loop_config: dict[str, Any], rank: int) -> MetricsLogger:
     """The injected logger factory, called with this worker's rank (it is a no-op off rank 0)."""
     factory: Callable[..., MetricsLogger] | None = loop_config.get("logger_factory")
     return factory(rank=rank) if factory is not None else _NullLogger()
-

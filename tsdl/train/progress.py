@@ -1,4 +1,5 @@
-"""Live per-epoch progress on the driver, fed by rank 0 through a Ray queue.
+"""Live per-epoch progress on the driver, fed by rank 0 through a Ray queue (or a local one
+when the run trains in the driver itself, see ``tsdl.train.direct``).
 
 Workers' stdout is not forwarded to the terminal (Ray's own actor logs are noise for a CLI user),
 so the driver prints the lines itself: epoch, losses, lr, throughput and an ETA.
@@ -6,6 +7,7 @@ so the driver prints the lines itself: epoch, losses, lr, throughput and an ETA.
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 from typing import Any, TextIO
@@ -28,12 +30,20 @@ def format_epoch(metrics: dict[str, Any], mean_epoch_s: float) -> str:
 
 
 class ProgressPrinter:
-    """Drains a ``ray.util.queue.Queue`` in a background thread and prints each epoch."""
+    """Drains a ``ray.util.queue.Queue`` in a background thread and prints each epoch.
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        from ray.util.queue import Queue
+    Args:
+        stream: where lines go (stdout).
+        local: the workers run in this process: use a ``queue.Queue`` (no Ray needed).
+    """
 
-        self.queue = Queue(actor_options={"num_cpus": 0})
+    def __init__(self, stream: TextIO | None = None, *, local: bool = False) -> None:
+        if local:
+            self.queue: Any = queue.Queue()
+        else:
+            from ray.util.queue import Queue
+
+            self.queue = Queue(actor_options={"num_cpus": 0})
         self._stream = stream or sys.stdout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tsdl-progress", daemon=True)
@@ -47,15 +57,19 @@ class ProgressPrinter:
         self._stop.set()
         self._thread.join(timeout=5)
         self._drain()
-        self.queue.shutdown()
+        if hasattr(self.queue, "shutdown") and not isinstance(self.queue, queue.Queue):
+            self.queue.shutdown()
 
     def _run(self) -> None:
-        from ray.util.queue import Empty
+        empty: tuple[type[BaseException], ...] = (queue.Empty,)
+        if not isinstance(self.queue, queue.Queue):
+            from ray.util.queue import Empty
 
+            empty = (Empty, queue.Empty)
         while not self._stop.is_set():
             try:
                 self._print(self.queue.get(timeout=0.5))
-            except Empty:
+            except empty:
                 continue
             except Exception:  # the queue actor went away with Ray; nothing left to print
                 return

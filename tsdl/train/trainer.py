@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from tsdl.data import PreparedData
 
-__all__ = ["build_trainer", "model_dims", "resolve_storage_path"]
+__all__ = ["build_trainer", "make_loop_config", "model_dims", "resolve_storage_path"]
 
 
 def build_trainer(
@@ -62,19 +62,14 @@ def build_trainer(
     resources: dict[str, float] = {"CPU": res.cpus_per_worker}
     if res.use_gpu:
         resources["GPU"] = res.gpus_per_worker
-    if init_state is None and config.finetune.init_from is not None:
-        from tsdl.train.parent import resolve_parent
-
-        init_state = resolve_parent(config.finetune.init_from).weights
-    loop_config: dict[str, Any] = {
-        "config": config.model_dump(mode="json"),
-        "dims": model_dims(prepared),
-        "scaler_state": prepared.scalers.state_dict(),
-        "logger_factory": logger_factory,
-        "epoch_hooks": list(epoch_hooks),
-        "init_state": init_state,
-        "progress_queue": progress_queue,
-    }
+    loop_config = make_loop_config(
+        config,
+        prepared,
+        logger_factory=logger_factory,
+        epoch_hooks=epoch_hooks,
+        init_state=init_state,
+        progress_queue=progress_queue,
+    )
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
@@ -93,6 +88,31 @@ def build_trainer(
         datasets=prepared.to_ray_datasets(num_workers=res.num_workers),
         dataset_config=ray.train.DataConfig(datasets_to_split=["train", "val"]),
     )
+
+
+def make_loop_config(
+    config: TsdlConfig,
+    prepared: PreparedData,
+    *,
+    logger_factory: Callable[..., MetricsLogger] | None = None,
+    epoch_hooks: Sequence[EpochHook] = (),
+    init_state: dict[str, Any] | None = None,
+    progress_queue: Any | None = None,
+) -> dict[str, Any]:
+    """The picklable argument of `tsdl.train.loop.run_worker` (see `build_trainer` for the fields)."""
+    if init_state is None and config.finetune.init_from is not None:
+        from tsdl.train.parent import resolve_parent
+
+        init_state = resolve_parent(config.finetune.init_from).weights
+    return {
+        "config": config.model_dump(mode="json"),
+        "dims": model_dims(prepared),
+        "scaler_state": prepared.scalers.state_dict(),
+        "logger_factory": logger_factory,
+        "epoch_hooks": list(epoch_hooks),
+        "init_state": init_state,
+        "progress_queue": progress_queue,
+    }
 
 
 def model_dims(prepared: PreparedData) -> dict[str, int]:

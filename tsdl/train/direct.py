@@ -1,0 +1,197 @@
+"""Train one worker in the calling process: no Ray Train worker group, no Ray Data pipeline.
+
+Used by single-worker Tune trials (in the trial actor) and by a single-worker ``tsdl train`` on
+this machine (in the driver, :func:`fit_in_process`).
+
+A single-worker Tune trial spends well over 90% of its wall time starting a ``TorchTrainer``
+(controller actor, worker actor, placement group, a Ray Data pipeline per dataset) for a few
+seconds of training (docs/benchmarks.md). With one worker there is no DDP to set up, so the
+trial runs :func:`tsdl.train.loop.run_worker` itself on the windows of the study's prepared
+data, which Tune already shares through the object store. Checkpoints and resumption go through
+the caller's ``report``/``checkpoint`` (Tune's, for a trial), so fault tolerance is unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from tsdl.config import TsdlConfig
+from tsdl.train.checkpointing import META_FILE
+from tsdl.train.loop import run_worker
+
+if TYPE_CHECKING:
+    from tsdl.data import PreparedData, WindowSet
+
+__all__ = [
+    "DirectRuntime",
+    "InProcessResult",
+    "LocalCheckpoint",
+    "fit_in_process",
+    "latest_checkpoint",
+    "run_direct",
+    "trains_in_process",
+]
+
+_log = logging.getLogger(__name__)
+
+Report = Callable[[dict[str, Any], "str | None"], None]
+"""``report(metrics, checkpoint_dir)``: checkpoint_dir is a temporary directory (copy it now) or None."""
+
+
+class DirectRuntime:
+    """The :class:`~tsdl.train.loop.WorkerRuntime` of a single worker in this process.
+
+    Args:
+        prepared: the run's scaled data; its train/val windows are used as they are (no copy).
+        device: where the model trains.
+        checkpoint: a ``ray.train.Checkpoint``-like object (``as_directory()``) to resume from.
+        report: called once per epoch with the metrics and the checkpoint directory.
+    """
+
+    rank = 0
+    world = 1
+
+    def __init__(
+        self, prepared: PreparedData, *, device: torch.device, checkpoint: Any | None, report: Report
+    ) -> None:
+        self.device = device
+        self._prepared = prepared
+        self._checkpoint = checkpoint
+        self._report = report
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.to(self.device)
+
+    def windows(self, split: str, *, stride: int | None) -> WindowSet:
+        return self._prepared.windows(split)  # train uses data.stride, val every window, as sharded
+
+    def checkpoint(self) -> Any | None:
+        return self._checkpoint
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        self._report(metrics, checkpoint_dir)
+
+
+def run_direct(
+    loop_config: dict[str, Any], prepared: PreparedData, *, checkpoint: Any | None, report: Report, use_gpu: bool
+) -> None:
+    """Run the training loop of ``loop_config`` (see ``tsdl.train.trainer.loop_config``) here."""
+    device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+    run_worker(loop_config, DirectRuntime(prepared, device=device, checkpoint=checkpoint, report=report))
+
+
+@dataclass(frozen=True)
+class InProcessResult:
+    """What :func:`fit_in_process` leaves: the run's latest checkpoint (as ``TorchTrainer.fit`` does)."""
+
+    checkpoint: LocalCheckpoint | None
+
+
+@dataclass(frozen=True)
+class LocalCheckpoint:
+    """A checkpoint directory on this machine, with the two methods the callers use."""
+
+    path: str
+
+    def to_directory(self, path: str) -> str:
+        shutil.copytree(self.path, path, dirs_exist_ok=True)
+        return path
+
+    @contextlib.contextmanager
+    def as_directory(self) -> Iterator[str]:
+        yield self.path
+
+
+def trains_in_process(config: TsdlConfig, address: str | None) -> bool:
+    """Whether ``tsdl train`` runs its single worker in the driver instead of a TorchTrainer.
+
+    Only for one worker on this machine with local storage: a cluster (``--address``,
+    ``RAY_ADDRESS``) trains on its workers, several workers need DDP, and URI storage goes
+    through Ray's storage layer.
+    """
+    res = config.resources
+    local = address is None and res.address is None and not os.environ.get("RAY_ADDRESS")
+    return local and res.num_workers == 1 and not res.use_gpu and "://" not in res.storage_path
+
+
+def fit_in_process(
+    loop_config: dict[str, Any], prepared: PreparedData, *, run_dir: Path, max_failures: int
+) -> InProcessResult:
+    """Train here on every core, checkpointing under ``run_dir``; restart from the latest checkpoint on failure.
+
+    Mirrors Ray Train's ``FailureConfig(max_failures)`` (-1: unlimited) and its resume: a run
+    directory that already holds a checkpoint continues from it. tsdl's own errors (bad config
+    or data, a non-finite loss) are deterministic and fail at once instead of being retried.
+    """
+    from tsdl.errors import TsdlError
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # The driver's run is the only training on this machine: all its cores, like a plain loop.
+    loop_config = {**loop_config, "threads": len(os.sched_getaffinity(0))}
+    failures = 0
+    with _process_settings():
+        while True:
+            latest = latest_checkpoint(run_dir)
+            try:
+                run_direct(
+                    loop_config,
+                    prepared,
+                    checkpoint=latest,
+                    report=functools.partial(_persist, run_dir),
+                    use_gpu=False,
+                )
+                break
+            except TsdlError:
+                raise
+            except Exception as exc:
+                failures += 1
+                if 0 <= max_failures < failures:
+                    raise
+                _log.warning("training failed (%s); restart %d from the last checkpoint", exc, failures)
+    return InProcessResult(latest_checkpoint(run_dir))
+
+
+def latest_checkpoint(run_dir: Path) -> LocalCheckpoint | None:
+    """The checkpoint of the highest epoch under ``run_dir`` (this module's or Ray Train's)."""
+    found = []
+    for meta in run_dir.glob(f"checkpoint_*/{META_FILE}"):
+        epoch = json.loads(meta.read_text()).get("epoch", 0)
+        found.append((epoch, meta.stat().st_mtime, meta.parent))
+    return LocalCheckpoint(str(max(found)[2])) if found else None
+
+
+def _persist(run_dir: Path, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+    """Keep only the newest checkpoint; it appears under its final name complete or not at all."""
+    if checkpoint_dir is None:
+        return
+    final = run_dir / f"checkpoint_epoch-{int(metrics['epoch']):06d}"
+    staging = run_dir / f".{final.name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(checkpoint_dir, staging)
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    for old in run_dir.glob("checkpoint_*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _process_settings() -> Iterator[None]:
+    """Training sets torch's thread count and determinism; the driver gets its own back after."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
