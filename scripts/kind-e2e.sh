@@ -68,6 +68,8 @@ write_e2e_values() {
 image: ${E2E_IMAGE}
 imagePullPolicy: IfNotPresent
 name: ${RELEASE}
+data:
+  inImage: true
 config:
   experiment:
     name: ${EXPERIMENT}

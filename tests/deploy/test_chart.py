@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy._presets import load_preset
 from tests.deploy._schemas import ObjectValidator
 from tsdl import __version__
 from tsdl.config import DeployConfig, parse_config
@@ -22,7 +23,11 @@ helm = pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev 
 PRESETS = sorted(p.name for p in (CHART_DIR / "ci").glob("*-values.yaml"))
 # Feature switches beyond the presets, each rendered and validated like a preset.
 FEATURES: dict[str, dict[str, Any]] = {
-    "autoscaling": {"autoscaling": True, "worker": {"minReplicas": 0, "maxReplicas": 4}},
+    "autoscaling": {
+        "autoscaling": True,
+        "worker": {"minReplicas": 0, "maxReplicas": 4},
+        "storage": {"uri": "s3://bucket/tsdl"},
+    },
     "object-store": {
         "storage": {"uri": "s3://bucket/tsdl"},
         "mlflow": {"credentialsSecret": "aws"},
@@ -34,7 +39,7 @@ FEATURES: dict[str, dict[str, Any]] = {
 
 
 def _preset(name: str) -> dict[str, Any]:
-    return yaml.safe_load((CHART_DIR / "ci" / name).read_text())
+    return load_preset(name)
 
 
 def _by_kind(objects: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -90,7 +95,7 @@ def test_the_rendered_rayjob_follows_the_values(validator: ObjectValidator) -> N
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert job["spec"]["activeDeadlineSeconds"] == 86400
     assert job["spec"]["entrypoint"].startswith("tsdl tune -c /etc/tsdl/config.yaml --address auto")
-    assert [c["metadata"]["name"] for c in kinds["PersistentVolumeClaim"]] == ["big-results"]
+    assert [c["metadata"]["name"] for c in kinds["PersistentVolumeClaim"]] == ["big-mlflow", "big-results"]
 
 
 def test_autoscaling_grants_the_head_alone_a_token_and_the_chart_no_ray_role() -> None:
@@ -122,7 +127,12 @@ def test_autoscaling_grants_the_head_alone_a_token_and_the_chart_no_ray_role() -
 
 
 def test_every_container_is_locked_down_and_sized() -> None:
-    values = {**FEATURES["mlflow-server"], "autoscaling": True, "worker": {"maxReplicas": 2}}
+    values = {
+        **FEATURES["mlflow-server"],
+        "autoscaling": True,
+        "worker": {"maxReplicas": 2},
+        "storage": {"accessModes": ["ReadWriteMany"], "storageClassName": "efs-sc"},
+    }
     for obj in render_chart(values, release="sec"):
         for pod in _pod_specs(obj):
             assert pod["securityContext"]["runAsNonRoot"] is True
@@ -238,7 +248,7 @@ def _leaf_keys(values: dict[str, Any], prefix: str = "") -> set[str]:
 def test_notes_tell_how_to_follow_the_job() -> None:
     with helm.Chart.load(str(CHART_DIR)) as chart:
         notes = chart.render(values={}, name="demo", namespace="ml")["tsdl/templates/NOTES.txt"]
-    for needle in ("kubectl get rayjob demo -n ml", "tsdl logs demo", "8265:8265", "WARNING"):
+    for needle in ("kubectl get rayjob demo -n ml", "tsdl logs demo", "8265:8265", "5000:5000"):
         assert needle in notes
     assert "jsonpath='{.data.auth_token}'" in notes  # the dashboard asks for the Ray token
     with helm.Chart.load(str(CHART_DIR)) as chart:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy._presets import load_preset
 from tests.deploy.conftest import CRD_DIR
 from tsdl.config import DeployConfig, parse_config
 from tsdl.deploy import build_manifests, with_overrides
@@ -138,7 +139,7 @@ def _shm(group: dict[str, Any]) -> str:
 @pytest.mark.parametrize("preset", [None, *PRESETS])
 def test_the_object_store_fits_in_shm_in_every_pod(preset: str | None) -> None:
     """Ray keeps plasma in /dev/shm only if it fits in 95% of it; else it spills to /tmp."""
-    values = yaml.safe_load((CHART_DIR / "ci" / preset).read_text()) if preset else {}
+    values = load_preset(preset) if preset else {}
     job = next(o for o in render_chart(values) if o["kind"] == "RayJob")
     for group in _groups(job):
         store = int(group["rayStartParams"]["object-store-memory"])
@@ -184,7 +185,9 @@ def test_credentials_reach_only_the_ray_containers_that_use_them() -> None:
     values = {"autoscaling": True, "mlflow": {"credentialsSecret": "mlflow-aws"}}
     for job in _both(config, values):
         submitter = job["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
-        assert "envFrom" not in submitter and "env" not in submitter
+        # The submitter only runs `ray job submit`: no credentials, just where tracking is.
+        assert "envFrom" not in submitter
+        assert [e["name"] for e in submitter.get("env", [])] == ["MLFLOW_TRACKING_URI"]
         assert "env" not in job["spec"]["rayClusterSpec"]["autoscalerOptions"]
         for group in _groups(job):
             (container,) = group["template"]["spec"]["containers"]

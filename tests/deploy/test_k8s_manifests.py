@@ -56,6 +56,9 @@ def test_prerequisites_hold_the_shared_objects_and_no_job() -> None:
         ("ServiceAccount", "tsdl"),
         ("Role", "tsdl-submitter"),
         ("PersistentVolumeClaim", "tsdl-results"),
+        ("PersistentVolumeClaim", "tsdl-mlflow"),
+        ("Deployment", "tsdl-mlflow"),
+        ("Service", "tsdl-mlflow"),
     }
 
 

@@ -58,6 +58,8 @@ def test_two_submitted_jobs_share_only_the_prerequisites(validator: ObjectValida
         "ServiceAccount",
         "Role",
         "PersistentVolumeClaim",
+        "Deployment",  # the MLflow server tsdl-mlflow
+        "Service",
     }
     tune = build_manifests(parse_config({**_GPU, "deploy": {"namespace": "ml"}}))
     train = build_manifests(parse_config({**_GPU, "deploy": {"namespace": "ml", "mode": "train"}}))
@@ -75,6 +77,7 @@ def test_a_job_release_can_use_the_namespace_prerequisites() -> None:
         "rbac": {"create": False},
         "serviceAccount": "tsdl",
         "storage": {"createClaim": False, "claimName": "tsdl-results"},
+        "mlflow": {"server": {"enabled": False}, "trackingUri": "http://tsdl-mlflow:5000"},
     }
     objects = render_chart(shared, release="etth1", namespace="ml")
     assert {kind for kind, _ in _keys(objects)} == {"ConfigMap", "NetworkPolicy", "RayJob"}

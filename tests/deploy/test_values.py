@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.deploy._helm_cli import helm_cli_merge as _helm_cli_merge
+from tests.deploy._presets import load_preset
 from tests.deploy._schemas import ObjectValidator
 from tsdl.cli.main import main
 from tsdl.config import parse_config
@@ -81,7 +82,7 @@ def test_every_preset_survives_the_rendered_values(
     capsys: pytest.CaptureFixture[str],
     validator: ObjectValidator,
 ) -> None:
-    preset_values = yaml.safe_load((CHART_DIR / "ci" / preset).read_text())
+    preset_values = load_preset(preset)
     mine = _render_values(tmp_path, capsys, USER_CONFIG)
     layered = _by_kind(render_chart(_helm_cli_merge(preset_values, mine), release="etth1"))
     alone = _by_kind(render_chart(preset_values, release="etth1"))
@@ -113,7 +114,7 @@ def test_multi_node_preset_keeps_kueue_two_by_four_gpus_shm_and_deadline(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The review's example (B4): the multi-node preset used to come out as 1x1 GPU, no Kueue."""
-    preset = yaml.safe_load((CHART_DIR / "ci" / "multi-node-gpu-values.yaml").read_text())
+    preset = load_preset("multi-node-gpu-values.yaml")
     mine = _render_values(tmp_path, capsys, USER_CONFIG)
     kinds = _by_kind(render_chart(_helm_cli_merge(preset, mine), release="etth1"))
     job = kinds["RayJob"]

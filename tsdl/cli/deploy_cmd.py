@@ -67,6 +67,12 @@ def _add_build_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, metavar="N", help="worker pods (deploy.worker.replicas)"
     )
+    parser.add_argument(
+        "--storage",
+        metavar="URI|CLAIM",
+        help="results and checkpoints: s3://BUCKET/PREFIX (deploy.storage.uri) or an existing "
+        "ReadWriteMany claim (deploy.storage.claim_name)",
+    )
 
 
 def _add_namespace(parser: argparse.ArgumentParser, default: str | None = "default") -> None:
@@ -87,6 +93,7 @@ def _config(args: argparse.Namespace) -> TsdlConfig:
         image=args.image,
         gpus_per_worker=args.gpus_per_worker,
         workers=args.workers,
+        storage=args.storage,
     )
 
 
@@ -95,6 +102,7 @@ def _render(args: argparse.Namespace) -> int:
     from tsdl.deploy._yaml import dump_manifests
 
     config = _config(args)
+    _check_pod_access(config)
     if args.values:
         sys.stdout.write(chart_values_yaml(config))
         return 0
@@ -103,10 +111,22 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_pod_access(config: TsdlConfig) -> None:
+    """Refuse a data.path the pods cannot read; say (stderr) when the pods' tracking URI
+    replaces the config's own, so stdout stays a clean manifest."""
+    from tsdl.deploy.access import check_data_path, tracking_note
+
+    check_data_path(config)
+    note = tracking_note(config)
+    if note:
+        print(note, file=sys.stderr)
+
+
 def _submit(args: argparse.Namespace) -> int:
     from tsdl.deploy import RayJobClient, build_manifests
 
     config = _config(args)
+    _check_pod_access(config)
     manifests = build_manifests(config)
     client = RayJobClient(namespace=config.deploy.namespace)
     created = client.submit(manifests)

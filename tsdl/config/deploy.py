@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from tsdl.config.base import StrictModel
 
 __all__ = [
+    "DataVolumeConfig",
     "DeployConfig",
     "GangConfig",
     "HeadConfig",
@@ -100,22 +101,43 @@ class WorkerConfig(StrictModel):
         return self
 
 
+# Object-store URIs end up in the RayJob's entrypoint, which KubeRay's submitter runs through
+# `bash -c` and Ray's JobSupervisor through `sh -c` again: only characters no shell treats
+# specially, so no quoting can be lost on the way. Endpoints go in AWS_ENDPOINT_URL instead of
+# `?endpoint_override=...&scheme=...` query strings.
+SHELL_SAFE_URI = r"^[a-z][a-z0-9+.-]*://[A-Za-z0-9_@%+=:,./-]+$"
+
+
 class StorageConfig(StrictModel):
     """Where Ray writes results and checkpoints: a shared PVC, or an object-store URI."""
 
-    uri: str | None = Field(None, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")
-    """s3://, gs:// or abfss:// URI; when set, no volume is mounted (credentials via mlflow secret)."""
+    uri: str | None = Field(None, pattern=SHELL_SAFE_URI)
+    """s3://, gs:// or abfs:// URI (recommended across nodes); when set, no volume is mounted.
+    Credentials and endpoint come from the pods' env (deploy.mlflow.credentials_secret)."""
     claim_name: str | None = Field(None, pattern=_DNS_LABEL)
     """PVC mounted into every Ray pod when uri is unset; unset means `tsdl-results`, the claim of
     the namespace's prerequisites (the chart names it `<release>-results`)."""
-    mount_path: str = Field("/mnt/tsdl-results", pattern=r"^/\S*$")
+    mount_path: str = Field("/mnt/tsdl-results", pattern=r"^/[A-Za-z0-9_@%+=:,./-]*$")
+
+
+class DataVolumeConfig(StrictModel):
+    """How the driver reads `data.path` in the pods, besides object-store URIs."""
+
+    claim_name: str | None = Field(None, pattern=_DNS_LABEL)
+    """Existing PVC holding datasets, mounted read-only at mount_path in every Ray pod."""
+    mount_path: str = Field("/data", pattern=r"^/[A-Za-z0-9_@%+=:,./-]*$")
+    """Where the data claim is mounted: set data.path to a file under it, e.g. /data/ETTh1.csv."""
+    in_image: bool = False
+    """data.path is an absolute path baked into the image (a `COPY` in your Dockerfile)."""
 
 
 class MlflowDeployConfig(StrictModel):
     """How Ray pods reach MLflow: the tracking URI and a Secret with its credentials."""
 
     tracking_uri: str | None = None
-    """Exported as MLFLOW_TRACKING_URI; unset means the chart's own server (if enabled) or none."""
+    """Exported as MLFLOW_TRACKING_URI to every pod (and written into the mounted config); unset
+    means tracking.tracking_uri when that is a server (http/https/databricks), else `tsdl-mlflow`,
+    the MLflow server of the namespace's prerequisites."""
     credentials_secret: str | None = Field(None, pattern=_DNS_LABEL)
     """Secret whose keys become env vars (MLFLOW_TRACKING_USERNAME/PASSWORD, AWS_* ...)."""
 
@@ -199,6 +221,7 @@ class DeployConfig(StrictModel):
     head: HeadConfig = Field(default_factory=HeadConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    data: DataVolumeConfig = Field(default_factory=DataVolumeConfig)
     mlflow: MlflowDeployConfig = Field(default_factory=MlflowDeployConfig)
     gang: GangConfig = Field(default_factory=GangConfig)
     submitter: SubmitterConfig = Field(default_factory=SubmitterConfig)

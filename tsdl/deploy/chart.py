@@ -34,6 +34,7 @@ K8S_DIR = _REPO / "k8s"
 _SHARED = {
     "serviceAccount": "tsdl",
     "storage": {"claimName": "tsdl-results", "createClaim": False},
+    "mlflow": {"trackingUri": "http://tsdl-mlflow:5000", "server": {"enabled": False}},
     "rbac": {"create": False},
 }
 # k8s/<file>: (release name, values), from the chart's documented defaults.
@@ -109,7 +110,9 @@ def k8s_manifest_text(filename: str) -> str:
     if filename == "prerequisites.yaml":
         usage = (
             "# Once per namespace: kubectl apply -n NS -f k8s/prerequisites.yaml (ServiceAccount,\n"
-            "# submitter Role, results claim). `kubectl delete -f` of this file deletes the claim.\n"
+            "# submitter Role, MLflow server tsdl-mlflow, ReadWriteOnce results claim: one node;\n"
+            "# across nodes use storage.uri or a ReadWriteMany claim, docs/deploy.md). `kubectl\n"
+            "# delete -f` of this file deletes the claim.\n"
         )
     else:
         usage = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from typing import Any
 
 import yaml
@@ -16,6 +17,7 @@ import yaml
 from tsdl import __version__
 from tsdl.config import TsdlConfig, parse_config
 from tsdl.config.deploy import DEFAULT_RELEASE, DeployConfig
+from tsdl.deploy.access import for_pods
 from tsdl.deploy.sizing import check_shm, object_store_bytes, parse_quantity, shm_limit
 from tsdl.errors import DeployError
 from tsdl.tune.resources import AUTOSCALER_CAPACITY_ENV
@@ -96,8 +98,12 @@ def with_overrides(
     image: str | None = None,
     gpus_per_worker: int | None = None,
     workers: int | None = None,
+    storage: str | None = None,
 ) -> TsdlConfig:
     """The config with the `tsdl submit`/`render` flags applied to its `deploy:` section.
+
+    `storage` is an object-store URI (deploy.storage.uri) or the name of an existing claim
+    (deploy.storage.claim_name): where results and checkpoints go.
 
     `workers` sets the worker group's replicas; without autoscaling min and max follow it. In
     `train` mode it also sets `resources.num_workers` to the Ray Train workers those pods hold
@@ -113,6 +119,9 @@ def with_overrides(
         overrides.append(f"deploy.image={image}")
     if gpus_per_worker is not None:
         overrides.append(f"deploy.worker.gpu={gpus_per_worker}")
+    if storage is not None:
+        key = "uri" if "://" in storage else "claim_name"
+        overrides.append(f"deploy.storage.{key}={storage}")
     if workers is not None:
         low = min(deploy.worker.min_replicas, workers) if deploy.autoscaling else workers
         high = max(deploy.worker.max_replicas, workers) if deploy.autoscaling else workers
@@ -164,12 +173,21 @@ def configmap_name(name: str) -> str:
     return f"{name}-config"
 
 
-def entrypoint(deploy: DeployConfig) -> str:
-    """The driver command: the chosen mode, the mounted config, results on shared storage."""
+def entrypoint(deploy: DeployConfig, name: str) -> str:
+    """The driver command: the chosen mode, the mounted config, results on shared storage.
+
+    The study (tune) or run (train) is named after the RayJob and resumed if it exists, so a
+    `backoffLimit` retry on a new cluster, or a resubmission after the head pod died, keeps
+    every finished trial and epoch. Each word is shell-quoted (KubeRay runs it through bash).
+    """
     storage = deploy.storage.uri or deploy.storage.mount_path
-    return (
-        f"tsdl {deploy.mode} -c {CONFIG_PATH} --address auto --set resources.storage_path={storage}"
-    )
+    words = ["tsdl", deploy.mode, "-c", CONFIG_PATH, "--address", "auto"]
+    words += ["--set", f"resources.storage_path={storage}"]
+    if deploy.mode == "tune":
+        words += ["--study-name", name, "--resume-if-exists", "--quiet"]
+    else:
+        words += ["--run-name", name, "--resume-if-exists"]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def workload_config(config: TsdlConfig) -> dict[str, Any]:
@@ -178,7 +196,9 @@ def workload_config(config: TsdlConfig) -> dict[str, Any]:
 
 
 def build_configmap(config: TsdlConfig) -> dict[str, Any]:
-    """The ConfigMap mounted at /etc/tsdl; its `config.yaml` is the resolved workload config."""
+    """The ConfigMap mounted at /etc/tsdl; its `config.yaml` is the resolved workload config
+    with the pods' tracking URI (`tsdl.deploy.access.for_pods`)."""
+    config = for_pods(config)
     name = job_name(config)
     return {
         "apiVersion": "v1",
@@ -201,6 +221,7 @@ def build_rayjob(config: TsdlConfig) -> dict[str, Any]:
     Returns:
         The RayJob as a plain dict, ready for `CustomObjectsApi.create_namespaced_custom_object`.
     """
+    config = for_pods(config)
     deploy = config.deploy
     name = job_name(config)
     metadata: dict[str, Any] = {
@@ -209,7 +230,7 @@ def build_rayjob(config: TsdlConfig) -> dict[str, Any]:
         "labels": {**_labels(name, "rayjob"), **_gang_labels(deploy)},
     }
     spec: dict[str, Any] = {
-        "entrypoint": entrypoint(deploy),
+        "entrypoint": entrypoint(deploy, name),
         "submissionMode": "K8sJobMode",
         "shutdownAfterJobFinishes": deploy.shutdown_after_job_finishes,
         "ttlSecondsAfterFinished": deploy.ttl_seconds_after_finished,
@@ -280,6 +301,7 @@ def build_manifests(config: TsdlConfig) -> list[dict[str, Any]]:
             "so the GPUs would sit idle",
             hint="set resources.use_gpu=true, or deploy.worker.gpu=0 for CPU workers",
         )
+    config = for_pods(config)
     manifests = [build_configmap(config)]
     if config.deploy.network_policy.enabled:
         manifests.append(build_network_policy(config))
@@ -395,6 +417,14 @@ def _ray_pod(
         volumes.append(
             {"name": "results", "persistentVolumeClaim": {"claimName": claim_name(deploy)}}
         )
+    if deploy.data.claim_name:
+        mounts.append({"name": "data", "mountPath": deploy.data.mount_path, "readOnly": True})
+        volumes.append(
+            {
+                "name": "data",
+                "persistentVolumeClaim": {"claimName": deploy.data.claim_name, "readOnly": True},
+            }
+        )
     ray_container: dict[str, Any] = {
         "name": component,
         "image": deploy.image if component == "ray-worker" else cpu_image(deploy),
@@ -434,6 +464,8 @@ def _submitter_template(deploy: DeployConfig, name: str) -> dict[str, Any]:
         "securityContext": _container_security(deploy),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    if deploy.mlflow.tracking_uri:
+        container["env"] = [{"name": "MLFLOW_TRACKING_URI", "value": deploy.mlflow.tracking_uri}]
     pod = _pod_spec(deploy, [container], [{"name": "tmp", "emptyDir": {}}])
     pod["restartPolicy"] = "Never"
     pod["automountServiceAccountToken"] = False

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel
 
 from tsdl.config import TsdlConfig
+from tsdl.deploy.access import for_pods
 from tsdl.deploy.rayjob import claim_name, job_name, service_account, workload_config
 
 __all__ = ["chart_values", "chart_values_yaml", "deploy_values"]
@@ -67,6 +68,7 @@ def chart_values(config: TsdlConfig, *, complete: bool = False) -> dict[str, Any
         values["name"] = job_name(config)
         values["config"] = config.model_dump(mode="json", exclude={"deploy"}, exclude_unset=True)
         return values
+    config = for_pods(config)
     values = deploy_values(config.deploy)
     values["name"] = job_name(config)
     values["config"] = workload_config(config)

@@ -86,12 +86,54 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- .Values.storage.uri | default .Values.storage.mountPath -}}
 {{- end }}
 
-{{/* MLflow tracking URI: explicit, else the chart's own server when it is enabled. */}}
+{{/* MLflow tracking URI of every pod: explicit, else the chart's own server when it is enabled,
+else the config's own tracking URI when that is a server (tsdl/deploy/access.py). Empty when the
+config turns tracking off; a failure when nothing the pods can reach is left. */}}
 {{- define "tsdl.mlflowUri" -}}
-{{- if .Values.mlflow.trackingUri -}}
+{{- $tracking := (.Values.config | default dict).tracking | default dict -}}
+{{- $own := $tracking.tracking_uri | default "" | toString -}}
+{{- if eq (toString (dig "enabled" true $tracking)) "false" -}}
+{{- else if .Values.mlflow.trackingUri -}}
 {{ .Values.mlflow.trackingUri }}
 {{- else if .Values.mlflow.server.enabled -}}
 http://{{ include "tsdl.mlflowName" . }}.{{ .Release.Namespace }}.svc:5000
+{{- else if regexMatch "^(https?|databricks)(://|$)" $own -}}
+{{ $own }}
+{{- else -}}
+{{- fail (printf "mlflow: the pods need a tracking server (config.tracking.tracking_uri %q is not one; /home/ray is read-only); set mlflow.server.enabled=true, mlflow.trackingUri=http://HOST:5000, or config.tracking.enabled=false" $own) -}}
+{{- end -}}
+{{- end }}
+
+{{/* A claim the chart creates: ReadWriteMany needs an explicit class (the default class of
+EKS/GKE/AKS cannot provide it, and the claim would stay Pending); ReadWriteOnce serves one node. */}}
+{{- define "tsdl.checkStorage" -}}
+{{- $s := .Values.storage -}}
+{{- $choices := "storage.uri=s3://BUCKET/PREFIX (recommended across nodes), storage.createClaim=false with storage.claimName=EXISTING_RWX_PVC, or storage.storageClassName=CLASS with ReadWriteMany" -}}
+{{- if and (not $s.uri) $s.createClaim -}}
+{{- if and (has "ReadWriteMany" $s.accessModes) (not $s.storageClassName) -}}
+{{- fail (printf "storage: a ReadWriteMany claim of the default StorageClass stays Pending on most clusters; choose %s" $choices) -}}
+{{- end -}}
+{{- if and (not (has "ReadWriteMany" $s.accessModes)) (gt (int .Values.worker.maxReplicas) 1) -}}
+{{- fail (printf "storage: %d worker pods span nodes, which a %s claim cannot; choose %s" (int .Values.worker.maxReplicas) (join "," $s.accessModes) $choices) -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/* True when the chart creates a single-node (ReadWriteOnce) results claim. */}}
+{{- define "tsdl.singleNodeClaim" -}}
+{{- $s := .Values.storage -}}
+{{- if and (not $s.uri) $s.createClaim (not (has "ReadWriteMany" $s.accessModes)) -}}true{{- end -}}
+{{- end }}
+
+{{/* data.path must be something the pods can read (tsdl/deploy/access.py check_data_path). */}}
+{{- define "tsdl.checkData" -}}
+{{- $path := dig "data" "path" "" (.Values.config | default dict) | default "" | toString -}}
+{{- $d := .Values.data -}}
+{{- if and $path (not (regexMatch "^[a-z][a-z0-9+.-]*://" $path)) -}}
+{{- $underVolume := and $d.claimName (or (eq $path $d.mountPath) (hasPrefix (printf "%s/" (trimSuffix "/" $d.mountPath)) $path)) -}}
+{{- if not (and (isAbs $path) (or $d.inImage $underVolume)) -}}
+{{- fail (printf "config.data.path: %s is not something the pods can read; use an object-store URI (s3://BUCKET/file.csv), a data volume (data.claimName=PVC and config.data.path=%s/file.csv), or a file baked into the image (an absolute path and data.inImage=true)" $path $d.mountPath) -}}
+{{- end -}}
 {{- end -}}
 {{- end }}
 
@@ -151,7 +193,13 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with .placement.affinity }}
+  {{- $affinity := deepCopy (.placement.affinity | default dict) }}
+  {{- if and (eq .component "ray-worker") (include "tsdl.singleNodeClaim" $root) (not $affinity.podAffinity) }}
+  {{- /* A ReadWriteOnce volume attaches to one node: workers go where the head is. */}}
+  {{- $head := dict "labelSelector" (dict "matchLabels" (dict "app.kubernetes.io/instance" $root.Release.Name "app.kubernetes.io/component" "ray-head")) "topologyKey" "kubernetes.io/hostname" }}
+  {{- $_ := set $affinity "podAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $head)) }}
+  {{- end }}
+  {{- with $affinity }}
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
@@ -193,6 +241,11 @@ spec:
         - name: results
           mountPath: {{ $v.storage.mountPath }}
         {{- end }}
+        {{- if $v.data.claimName }}
+        - name: data
+          mountPath: {{ $v.data.mountPath }}
+          readOnly: true
+        {{- end }}
   volumes:
     - name: tsdl-config
       configMap:
@@ -207,5 +260,11 @@ spec:
     - name: results
       persistentVolumeClaim:
         claimName: {{ include "tsdl.claimName" $root }}
+    {{- end }}
+    {{- if $v.data.claimName }}
+    - name: data
+      persistentVolumeClaim:
+        claimName: {{ $v.data.claimName }}
+        readOnly: true
     {{- end }}
 {{- end }}
