@@ -50,6 +50,9 @@ def test_the_documented_install_creates_exactly_the_listed_prerequisites() -> No
         ("Role", "tsdl-submitter"),
         ("RoleBinding", "tsdl-submitter"),
         ("PersistentVolumeClaim", "tsdl-results"),
+        ("Deployment", "tsdl-mlflow"),
+        ("Service", "tsdl-mlflow"),
+        ("PersistentVolumeClaim", "tsdl-mlflow"),
     }
     for kind, name in created - {("RoleBinding", "tsdl-submitter")}:
         assert f"{kind} `{name}`" in _section()
