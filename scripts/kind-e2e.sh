@@ -7,7 +7,7 @@
 # A cluster that existed before the script ran is never deleted; one it created is, unless
 # KEEP_CLUSTER=1. Each run logs to its own MLflow experiment, so runs left by an earlier use of
 # the cluster cannot make the check pass.
-# Fits a default Docker Desktop VM (4 CPUs, 8 GB): the smoke pods request 1.85 CPU and 4.75Gi.
+# Fits a default Docker Desktop VM (4 CPUs, 8 GB): the smoke pods request 1.85 CPU and 5.75Gi.
 # Usage: scripts/kind-e2e.sh            (make e2e)
 #        KEEP_CLUSTER=1 scripts/kind-e2e.sh   keep the cluster afterwards for inspection
 set -euo pipefail

@@ -107,7 +107,8 @@ def test_each_run_logs_to_its_own_experiment(tmp_path: Path) -> None:
 
 
 def test_the_smoke_pods_fit_a_default_docker_desktop() -> None:
-    """4 CPUs / 8 GB, minus kube-system (~1 CPU, ~1Gi) and the KubeRay operator (100m, 512Mi)."""
+    """4 CPUs / 8 GB (about 7.7Gi allocatable), minus kube-system's requests (950m, ~0.4Gi) and
+    the KubeRay operator's (100m, 512Mi), with some room to spare."""
     pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
     preset = yaml.safe_load((CHART_DIR / "ci" / "kind-cpu-values.yaml").read_text())
     cpu = memory = 0.0
@@ -117,7 +118,7 @@ def test_the_smoke_pods_fit_a_default_docker_desktop() -> None:
                 requests = container["resources"]["requests"]
                 cpu += count * parse_quantity(requests["cpu"])
                 memory += count * parse_quantity(requests["memory"])
-    assert cpu <= 2.5 and memory <= 5.5 * 1024**3, (cpu, memory / 1024**3)
+    assert cpu <= 2.5 and memory <= 6 * 1024**3, (cpu, memory / 1024**3)
 
 
 def _pods(obj: dict) -> list[tuple[dict, int]]:
