@@ -69,12 +69,7 @@ def ensure_ray(
     level = logging.INFO if verbose else logging.ERROR
     try:
         if address is None and not os.environ.get("RAY_ADDRESS"):
-            ray.init(
-                num_cpus=num_cpus,
-                include_dashboard=False,
-                logging_level=level,
-                log_to_driver=log_to_driver,
-            )
+            _start_local(num_cpus=num_cpus, level=level, log_to_driver=log_to_driver)
         else:
             ray.init(address=address, logging_level=level, log_to_driver=log_to_driver)
     except ConnectionError as exc:
@@ -83,3 +78,33 @@ def ensure_ray(
             hint="start a cluster with `ray start --head`, or drop --address to run in-process",
         ) from None
     _log.debug("ray resources: %s", ray.cluster_resources())
+
+
+def _start_local(*, num_cpus: int | None, level: int, log_to_driver: bool) -> None:
+    """An in-process Ray; one retry when its raylet misses Ray's fixed 30 s registration window.
+
+    That window is not configurable in Ray 2.60 and a busy machine can miss it once; a second
+    miss becomes a TrainingError instead of Ray's traceback.
+    """
+    import ray
+
+    for attempt in (1, 2):
+        try:
+            ray.init(
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                logging_level=level,
+                log_to_driver=log_to_driver,
+            )
+            return
+        except Exception as exc:  # Ray raises a bare Exception for this
+            if "timed out during startup" not in str(exc):
+                raise
+            ray.shutdown()
+            if attempt == 2:
+                raise TrainingError(
+                    "the local Ray node did not start within Ray's 30 s window (twice)",
+                    hint="the machine is overloaded: retry when it is quieter, or start Ray once "
+                    "with `ray start --head` and pass --address auto",
+                ) from None
+            _log.warning("local Ray did not start in time; retrying once")
