@@ -38,6 +38,9 @@ def configure_output(*, verbose: bool) -> None:
         return
     os.environ.pop(_VERBOSE_ENV, None)
     os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "32")
+    # MLflow sets its loggers from this variable when it is imported (default INFO: "Creating
+    # initial MLflow database tables..."); the runs themselves are unaffected.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     # Tune's new output engine prints an experiment box and paths even at verbose=0; the legacy
     # engine at verbose=0 prints nothing, and tsdl.tune.progress reports the trials instead.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

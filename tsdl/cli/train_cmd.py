@@ -114,7 +114,7 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         init_from=args.init_from,
     )
-    print(_summary(result))
+    print(_summary(result, quiet=args.quiet))
     return 0
 
 
@@ -146,11 +146,23 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(result) -> str:
+def _summary(result, *, quiet: bool = False) -> str:
+    """Test metrics next to the baseline, then where the run lives.
 
+    ``--quiet`` keeps one table (original scale); the normalized metrics are in MLflow.
+    """
+    ev = result.test
+    if quiet:
+        from tsdl.evaluation.metrics import metrics_table
+
+        table = metrics_table(
+            ev.model_original, ev.baseline_original, title=f"test (original scale), {ev.n_windows} windows"
+        )
+    else:
+        table = ev.tables()
     lines = [
         "",
-        result.test.tables(),
+        table,
         "",
         f"run:        {result.run_name}  (resume with `tsdl train --resume {result.run_name}`)",
         f"checkpoint: {result.checkpoint_dir}",

@@ -190,8 +190,9 @@ class StudyProgress(Callback):
 
     def _eta(self, now: float) -> str:
         run = sum(self._epochs.values())
-        if not run or self._first_trial is None:
-            return "ETA unknown (no epoch finished yet)"
+        if not run or self._first_trial is None or not self._finished:
+            # Before a trial ends, the seconds per epoch are mostly worker start-up: no estimate.
+            return "ETA after the first trial"
         max_epochs = self._plan.max_epochs
         unstarted = max(self._total - len(self._epochs), 0)
         running = [t for t in self._epochs if t not in self._finished]
