@@ -95,7 +95,10 @@ def test_the_rendered_rayjob_follows_the_values(validator: ObjectValidator) -> N
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert job["spec"]["activeDeadlineSeconds"] == 86400
     assert job["spec"]["entrypoint"].startswith("tsdl tune -c /etc/tsdl/config.yaml --address auto")
-    assert [c["metadata"]["name"] for c in kinds["PersistentVolumeClaim"]] == ["big-mlflow", "big-results"]
+    assert [c["metadata"]["name"] for c in kinds["PersistentVolumeClaim"]] == [
+        "big-mlflow",
+        "big-results",
+    ]
 
 
 def test_autoscaling_grants_the_head_alone_a_token_and_the_chart_no_ray_role() -> None:

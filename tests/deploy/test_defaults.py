@@ -126,6 +126,20 @@ def test_network_policy_can_be_opened_or_dropped() -> None:
     assert "NetworkPolicy" not in kinds
 
 
+def test_the_chart_mlflow_server_admits_only_tsdl_pods() -> None:
+    objects = render_chart({"job": {"enabled": False}}, release="tsdl", namespace="ml")
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy")
+    server = next(o for o in objects if o["kind"] == "Deployment")
+    assert policy["metadata"]["name"] == "tsdl-mlflow"
+    assert _selects(policy["spec"]["podSelector"], server["spec"]["template"]["metadata"]["labels"])
+    pods, namespaces = policy["spec"]["ingress"][0]["from"]
+    job = build_manifests(parse_config({**_GPU, "deploy": {"namespace": "ml"}}))[-1]
+    for group in _groups(job):
+        assert _selects(pods["podSelector"], group["template"]["metadata"]["labels"])
+    assert not _selects(pods["podSelector"], {"app": "someone-elses-pod"})
+    assert namespaces["namespaceSelector"]["matchExpressions"][0]["values"] == ["kuberay-system"]
+
+
 def _groups(job: dict[str, Any]) -> list[dict[str, Any]]:
     cluster = job["spec"]["rayClusterSpec"]
     return [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]

@@ -59,6 +59,7 @@ def test_prerequisites_hold_the_shared_objects_and_no_job() -> None:
         ("PersistentVolumeClaim", "tsdl-mlflow"),
         ("Deployment", "tsdl-mlflow"),
         ("Service", "tsdl-mlflow"),
+        ("NetworkPolicy", "tsdl-mlflow"),
     }
 
 

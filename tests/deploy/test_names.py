@@ -60,6 +60,7 @@ def test_two_submitted_jobs_share_only_the_prerequisites(validator: ObjectValida
         "PersistentVolumeClaim",
         "Deployment",  # the MLflow server tsdl-mlflow
         "Service",
+        "NetworkPolicy",  # ... reachable only by tsdl's pods
     }
     tune = build_manifests(parse_config({**_GPU, "deploy": {"namespace": "ml"}}))
     train = build_manifests(parse_config({**_GPU, "deploy": {"namespace": "ml", "mode": "train"}}))

@@ -53,6 +53,7 @@ def test_the_documented_install_creates_exactly_the_listed_prerequisites() -> No
         ("Deployment", "tsdl-mlflow"),
         ("Service", "tsdl-mlflow"),
         ("PersistentVolumeClaim", "tsdl-mlflow"),
+        ("NetworkPolicy", "tsdl-mlflow"),
     }
     for kind, name in created - {("RoleBinding", "tsdl-submitter")}:
         assert f"{kind} `{name}`" in _section()
