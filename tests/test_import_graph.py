@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tsdl"
 STAGE = {
     "errors": 0,
     "config": 0,
+    "storage": 0,
     "data": 1,
     "models": 2,
     "losses": 2,

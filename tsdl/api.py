@@ -74,6 +74,8 @@ def train(
     progress: bool = True,
     tags: dict[str, str] | None = None,
     init_from: str | None = None,
+    resume_if_exists: bool = False,
+    tracking_uri: str | None = None,
 ) -> TrainResult:
     """Check and prepare the data, train with Ray Train, evaluate on test, track in MLflow.
 
@@ -86,15 +88,28 @@ def train(
         progress: print one line per epoch.
         tags: extra MLflow tags of the run.
         init_from: start from this MLflow run id or checkpoint directory (`finetune.init_from`).
+        resume_if_exists: with `run_name`: resume that run if it exists under the storage path,
+            else start it (a RayJob retry's entrypoint). Without it an existing name is refused.
+        tracking_uri: MLflow store; beats $MLFLOW_TRACKING_URI and `tracking.tracking_uri`.
     """
     from tsdl.runtime import ensure_ray
-    from tsdl.train import RunRecord, model_dims, resolve_storage_path
+    from tsdl.train import RunRecord, model_dims
     from tsdl.train.direct import trains_in_process
     from tsdl.train.finetune import check_finetune, lineage, lineage_tags
     from tsdl.train.parent import prepare_finetune_data, resolve_init_from
     from tsdl.train.progress import ProgressPrinter
 
-    storage = resolve_storage_path(config.resources.storage_path)
+    config = _absolute_paths(config)
+    storage = config.resources.storage_path
+    if resume is None and run_name is not None and RunRecord.exists(storage, run_name):
+        if not resume_if_exists:
+            raise ConfigError(
+                f"a run named '{run_name}' already exists under {storage}",
+                hint=f"continue it with --resume {run_name} (or --resume-if-exists), or pick another --run-name",
+            )
+        resume, init_from = run_name, None  # the run keeps the parent it started from
+        if progress:
+            print(f"resuming run {run_name}", flush=True)
     record = None
     if resume is not None and init_from is not None:
         raise ConfigError(
@@ -106,6 +121,7 @@ def train(
         config = TsdlConfig.model_validate(record.config)
         run_name = resume
     run_name = run_name or f"{config.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _preflight(config, storage, tracking_uri, progress=progress)
 
     download = functools.partial(_download_parent, config)
     config, parent = resolve_init_from(config, init_from, download=download)
@@ -119,7 +135,7 @@ def train(
         ensure_ray(address)
 
     tags = {**(tags or {}), **lineage_tags(lineage_record)}
-    tracker = _start_tracking(config, prepared, run_name, record, tags)
+    tracker = _start_tracking(config, prepared, run_name, record, tags, tracking_uri)
     record = record or RunRecord(
         run_name=run_name,
         storage_path=storage,
@@ -166,11 +182,19 @@ def train(
 def tune(config: TsdlConfig, **kwargs: Any):
     """Run (or resume) a tuning study and record it in MLflow (see `tsdl.tune.run_study`).
 
-    Keyword arguments are those of `run_study`: budget, address, resume, final_fit, progress.
+    Keyword arguments are those of `run_study`: budget, address, resume, name,
+    resume_if_exists, final_fit, progress. The tracking store and the storage path are probed
+    first: the study logs to MLflow only when it ends, which must not be hours too late.
     """
     from tsdl.tracking.study import log_study
     from tsdl.tune import run_study
+    from tsdl.tune.study import stored_config
 
+    config = _absolute_paths(config)
+    storage = config.resources.storage_path
+    study = kwargs.get("resume") or (kwargs.get("name") if kwargs.get("resume_if_exists") else None)
+    probed = (stored_config(storage, study) if study else None) or config
+    _preflight(probed, storage, None, progress=kwargs.get("progress", True))
     return run_study(config, study_logger=log_study, **kwargs)
 
 
@@ -195,14 +219,54 @@ def _fit(config: TsdlConfig, prepared, *, in_process: bool, run_name: str, stora
     return build_trainer(config, prepared, run_name=run_name, storage_path=storage_path, **loop).fit()
 
 
-def _start_tracking(config: TsdlConfig, prepared, run_name: str, record, tags):
+def _absolute_paths(config: TsdlConfig) -> TsdlConfig:
+    """Data, storage and a checkpoint-directory parent as absolute paths (URIs unchanged).
+
+    The config is stored with the run (RunRecord, study.json, MLflow), so `evaluate`,
+    `--resume`, `--reproduce` and `--init-from` then work from any working directory.
+    """
+    from tsdl.storage import absolute, is_uri
+
+    raw = config.model_dump(mode="json")
+    if raw["data"]["path"] is not None:
+        raw["data"]["path"] = absolute(raw["data"]["path"])
+    raw["resources"]["storage_path"] = absolute(raw["resources"]["storage_path"])
+    parent = raw["finetune"].get("init_from")
+    if parent and not is_uri(parent) and Path(parent).expanduser().exists():
+        raw["finetune"]["init_from"] = absolute(parent)
+    return TsdlConfig.model_validate(raw)
+
+
+def _preflight(config: TsdlConfig, storage: str, tracking_uri: str | None, *, progress: bool) -> None:
+    """Fail in seconds, before any Ray work, when the results storage or MLflow is unusable.
+
+    Raises:
+        StorageError: the storage path cannot be written (missing bucket, denied, unreachable).
+        TrackingError: the tracking store cannot be reached or cannot create the experiment.
+    """
+    from tsdl.storage import probe_writable
+
+    probe_writable(storage, what="resources.storage_path")
+    if not config.tracking.enabled:
+        return
+    from tsdl.tracking import probe_tracking, tracking_uri_source
+
+    uri, source = tracking_uri_source(config.tracking, tracking_uri)
+    if progress:
+        print(f"tracking: MLflow at {uri} (from {source})", flush=True)
+    probe_tracking(config, tracking_uri)
+
+
+def _start_tracking(config: TsdlConfig, prepared, run_name: str, record, tags, tracking_uri=None):
     if not config.tracking.enabled:
         return None
     from tsdl.tracking import MlflowRun
 
     if record is not None and record.mlflow_run_id:
-        return MlflowRun.resume(record.mlflow_run_id, config)
-    return MlflowRun.start(config, data_stats=prepared.stats(), run_name=run_name, extra_tags=tags)
+        return MlflowRun.resume(record.mlflow_run_id, config, tracking_uri=tracking_uri)
+    return MlflowRun.start(
+        config, data_stats=prepared.stats(), run_name=run_name, extra_tags=tags, tracking_uri=tracking_uri
+    )
 
 
 def _finish_run(
@@ -305,7 +369,7 @@ def reproduce(
     config = config.model_copy(
         update={"tracking": config.tracking.model_copy(update={"tracking_uri": uri})}
     )
-    result = train(config, address=address, progress=False, tags={"tsdl.reproduces": run_id})
+    result = train(config, address=address, progress=False, tags={"tsdl.reproduces": run_id}, tracking_uri=uri)
     data_matches = result.data_hash == manifest.get("data_hash")
     original = {k: v for k, v in metrics.items() if k.startswith("test_")}
     rerun = {f"test_{k}": v for k, v in result.test.flat().items()}
@@ -353,8 +417,11 @@ def predict(
     input_path: str | Path,
     output_path: str | Path,
     tracking_uri: str | None = None,
-) -> Path:
-    """Forecast the next horizon of every series in `input_path`; write long-format Parquet."""
+) -> str:
+    """Forecast the next horizon of every series in `input_path`; write long-format Parquet.
+
+    Both paths may be object-store URIs (s3://...); returns the absolute output path or URI.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -362,7 +429,7 @@ def predict(
     from tsdl.train import forecast, load_forecaster
 
     model, loss, config, best = load_forecaster(_checkpoint_from(checkpoint, run_id, tracking_uri))
-    windows = prepare_inference(config, Path(input_path), best.scaler_state)
+    windows = prepare_inference(config, str(input_path), best.scaler_state)
     inverse = _inverse(SeriesScalers.from_state(best.scaler_state))
     fc = forecast(model, loss, windows)
     ids = np.asarray(windows.series_ids)
@@ -377,10 +444,11 @@ def predict(
         q = inverse(fc.quantiles, ids)
         for j, level in enumerate(fc.levels):
             columns[f"y_hat_q{int(round(level * 100)):02d}"] = q[:, :, j].reshape(-1)
-    output = Path(output_path)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), output)
-    return output
+    from tsdl.storage import write_bytes
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns), sink)
+    return write_bytes(output_path, sink.getvalue().to_pybytes())
 
 
 def _inverse(scalers):

@@ -14,6 +14,7 @@ __all__ = [
     "TuneError",
     "DeployError",
     "TrackingError",
+    "StorageError",
 ]
 
 
@@ -53,6 +54,10 @@ class TuneError(TsdlError):
 
 class TrackingError(TsdlError):
     """MLflow tracking could not be reached or read."""
+
+
+class StorageError(TsdlError):
+    """A storage path or object-store URI cannot be reached, read or written."""
 
 
 class DeployError(TsdlError):

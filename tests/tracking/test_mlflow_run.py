@@ -15,6 +15,7 @@ from tsdl.tracking import (
     NullLogger,
     download_checkpoint,
     resolve_tracking_uri,
+    tracking_uri_source,
     worker_logger,
 )
 from tsdl.tracking.mlflow_run import _param_value
@@ -186,7 +187,7 @@ def test_worker_logger_logs_only_on_rank_zero(run: MlflowRun) -> None:
 def test_unreachable_server_is_one_tracking_error(tmp_path: Path) -> None:
     config = parse_config({"tracking": {"tracking_uri": "http://127.0.0.1:9"}})
     with pytest.raises(
-        TrackingError, match=r"cannot reach the MLflow tracking store http://127\.0\.0\.1:9"
+        TrackingError, match=r"MLflow tracking server http://127\.0\.0\.1:9 is unreachable"
     ):
         MlflowRun.start(config, data_stats={})
 
@@ -196,10 +197,14 @@ def test_resolve_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     default = TsdlConfig().tracking
     assert resolve_tracking_uri(default) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
-    assert resolve_tracking_uri(default) == "http://mlflow:5000"
     configured = parse_config({"tracking": {"tracking_uri": "sqlite:///runs/t.db"}}).tracking
     assert resolve_tracking_uri(configured) == f"sqlite:///{tmp_path.resolve() / 'runs' / 't.db'}"
+    # The environment beats the config: a pod's MLFLOW_TRACKING_URI overrides a laptop config.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert resolve_tracking_uri(default) == "http://mlflow:5000"
+    assert tracking_uri_source(configured) == ("http://mlflow:5000", "$MLFLOW_TRACKING_URI")
+    # An explicit --tracking-uri beats both.
+    assert tracking_uri_source(configured, "http://other:5000") == ("http://other:5000", "--tracking-uri")
 
 
 def test_full_run_round_trip_through_load_run(

@@ -15,6 +15,8 @@ import yaml
 
 from tsdl.api import tune as run_study
 from tsdl.config import parse_config
+from tsdl.errors import TuneError
+from tsdl.tune.study import finished_trials
 
 REPO = Path(__file__).resolve().parents[2]
 ETTH1 = REPO / ".." / "shared" / "data" / "ETTh1.csv"
@@ -128,11 +130,13 @@ def _finished_trials(stage_dir: Path) -> dict[str, int]:
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_killed_study_resumes_and_keeps_finished_trials(ray_local, tmp_path) -> None:
+def test_killed_study_resumes_and_keeps_finished_trials(ray_local, tmp_path, capsys) -> None:
+    """A RayJob retry runs the same entrypoint: `--study-name NAME --resume-if-exists`."""
     cfg = _synthetic_yaml(tmp_path)
     env = dict(os.environ, RAY_TRAIN_V2_ENABLED="1")
+    entrypoint = ["tune", "-c", str(cfg), "--quiet", "--study-name", "job-1", "--resume-if-exists"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tsdl.cli.main", "tune", "-c", str(cfg), "--quiet"],
+        [sys.executable, "-m", "tsdl.cli.main", *entrypoint],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
@@ -147,10 +151,17 @@ def test_killed_study_resumes_and_keeps_finished_trials(ray_local, tmp_path) -> 
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started in-process
         proc.wait()
     assert len(finished) >= 2
-    study = stage1.parent.name
+    assert stage1.parent.name == "job-1"
 
     config = parse_config(yaml.safe_load(cfg.read_text()))
-    result = run_study(config, resume=study, progress=False)
+    with pytest.raises(TuneError, match="a study named 'job-1' already exists"):
+        run_study(config, name="job-1")  # reusing a name without the flag is refused
+    before = finished_trials(str(stage1.parent))
+    assert len(before) >= 2
+    capsys.readouterr()
+    result = run_study(config, name="job-1", resume_if_exists=True, progress=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert f"resuming study job-1 ({len(before)} trials finished)" in lines
 
     assert len(result.leaderboard) == 5  # 4 stage-1 + 1 stage-2 trials, none lost
     after = _finished_trials(stage1)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tsdl.cli._common import add_config_args, config_from_args
-from tsdl.errors import ConfigError
+from tsdl.errors import ConfigError, TsdlError
 
 __all__ = ["register"]
 
@@ -15,6 +15,7 @@ examples:
   tsdl check-data -c examples/etth1.yaml          the checklist for a config's data section
   tsdl check-data data.csv                        a file with default settings
   tsdl check-data ETTh1                           a benchmark dataset by name (fetched once)
+  tsdl check-data s3://bucket/data.csv            an object (endpoint/keys from AWS_* env vars)
   tsdl check-data data.csv --set data.missing=ffill --set data.input_chunk_length=96
 
 exit codes: 0 all checks pass or warn, 1 a check failed, 2 unreadable input or config
@@ -50,19 +51,29 @@ def _check_data(args: argparse.Namespace) -> int:
     if args.file is not None and _is_dataset_name(args.file):
         overrides = [f"data.dataset={args.file}", *_dataset_defaults(args.file, args), *overrides]
     elif args.file is not None:
-        overrides = [f"data.path={args.file}", *_file_defaults(Path(args.file), args), *overrides]
+        overrides = [f"data.path={args.file}", *_file_defaults(args.file, args), *overrides]
     args.overrides = overrides
     report = run_checklist(config_from_args(args))
     print(report.render())
     return 0 if report.ok else 1
 
 
-def _file_defaults(path: Path, args: argparse.Namespace) -> list[str]:
-    """Without a config, guess the time column and treat a wide file's columns as series."""
-    if args.config is not None or path.suffix.lower() != ".csv" or not path.is_file():
+def _file_defaults(location: str, args: argparse.Namespace) -> list[str]:
+    """Without a config, guess the time column and treat a wide file's columns as series.
+
+    ``location`` may be an object URI; an unreadable one is left to the checklist to report.
+    """
+    from tsdl.storage import filesystem
+
+    if args.config is not None or PurePosixPath(location).suffix.lower() != ".csv":
         return []
-    with path.open() as handle:
-        header = [c.strip() for c in handle.readline().strip().split(",")]
+    try:
+        fs, path = filesystem(location)
+        with fs.open_input_stream(path) as handle:
+            first = handle.read(1 << 16).decode("utf-8", errors="replace").splitlines()
+    except (OSError, TsdlError):
+        return []
+    header = [c.strip() for c in (first[0] if first else "").strip().split(",")]
     guessed: list[str] = []
     time_col = next((c for c in _TIME_NAMES if c in header), None)
     if time_col and time_col != "ds":

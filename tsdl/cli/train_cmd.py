@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 from tsdl.cli._common import add_config_args, config_from_args
+from tsdl.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -19,6 +20,7 @@ _TRAIN_EPILOG = textwrap.dedent(
       tsdl train --resume tsdl-20261125-101500                continue an interrupted run
       tsdl train -c cfg.yaml --set training.max_epochs=5      override any config value
       tsdl train -c new.yaml --init-from <MLflow run id>      fine-tune an earlier run (docs/finetuning.md)
+      tsdl train -c cfg.yaml --run-name job-1 --resume-if-exists   same command starts or resumes (RayJob retries)
 
     The data checklist runs first; the run's name (printed at the start) is its directory under
     resources.storage_path and the handle for --resume. Metrics, checkpoints and plots go to MLflow
@@ -39,7 +41,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--gpus", action="store_true", help="one GPU per worker (AMP per training.precision)")
     train.add_argument("--address", metavar="ADDR", help="Ray address: auto | ray://host:10001 (default: in-process)")
     train.add_argument("--resume", metavar="RUN", help="continue the named run from its last checkpoint")
-    train.add_argument("--run-name", metavar="NAME", help="name of a new run (default: <experiment>-<time>)")
+    train.add_argument(
+        "--run-name", metavar="NAME", help="name of a new run (default: <experiment>-<time>); an existing name is refused"
+    )
+    train.add_argument(
+        "--resume-if-exists",
+        action="store_true",
+        help="with --run-name: resume that run if it exists under resources.storage_path, else start it",
+    )
     train.add_argument(
         "--init-from",
         metavar="RUN_ID|CHECKPOINT",
@@ -71,10 +80,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--checkpoint", metavar="DIR", help="a checkpoint directory (holds best.pt)")
     source.add_argument("--run-id", metavar="ID", help="an MLflow run id of `tsdl train`")
     predict.add_argument(
-        "--input", required=True, metavar="FILE",
-        help="history to forecast from (CSV/Parquet), or a dataset name such as ETTh1",
+        "--input", required=True, metavar="FILE|URI",
+        help="history to forecast from (CSV/Parquet, a path or s3://... URI), or a dataset name such as ETTh1",
     )
-    predict.add_argument("--output", default="forecasts.parquet", metavar="FILE", help="where to write")
+    predict.add_argument(
+        "--output", default="forecasts.parquet", metavar="FILE|URI", help="where to write (path or s3://...)"
+    )
     _add_tracking_uri(predict)
     predict.set_defaults(handler=_predict)
 
@@ -83,13 +94,15 @@ def _add_tracking_uri(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tracking-uri",
         metavar="URI",
-        help="MLflow store of --run-id / --reproduce (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)",
+        help="MLflow store (default: $MLFLOW_TRACKING_URI, else tracking.tracking_uri, else ./mlflow.db)",
     )
 
 
 def _train(args: argparse.Namespace) -> int:
     from tsdl import api
 
+    if args.resume_if_exists and not args.run_name:
+        raise ConfigError("--resume-if-exists needs --run-name NAME", hint="e.g. --run-name my-job --resume-if-exists")
     if args.reproduce:
         outcome = api.reproduce(args.reproduce, tracking_uri=args.tracking_uri, address=args.address)
         print(outcome.table)
@@ -113,6 +126,8 @@ def _train(args: argparse.Namespace) -> int:
         run_name=args.run_name,
         progress=not args.quiet,
         init_from=args.init_from,
+        resume_if_exists=args.resume_if_exists,
+        tracking_uri=args.tracking_uri,
     )
     print(_summary(result, quiet=args.quiet))
     return 0

@@ -6,6 +6,7 @@ import argparse
 import textwrap
 
 from tsdl.cli._common import add_config_args, config_from_args
+from tsdl.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -17,6 +18,7 @@ _EPILOG = textwrap.dedent(
       tsdl tune -c cfg.yaml --address auto             on a `ray start --head` cluster (docs/tuning.md)
       tsdl tune --resume etth1-tune-20261125-101500    continue an interrupted study (finished trials kept)
       tsdl tune -c cfg.yaml --budget small --final-fit retrain the best config, evaluate on test
+      tsdl tune -c cfg.yaml --study-name job-1 --resume-if-exists   starts or resumes (RayJob retries)
 
     Trial 0 is the reference: the config's own values under the same budget. The best config is
     written to <storage>/<study>/best_config.yaml; the study and its trials go to MLflow.
@@ -35,6 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget", choices=("smoke", "small", "full"), help="trial/epoch preset (default: tune.budget)")
     parser.add_argument("--address", metavar="ADDR", help="Ray address: auto | ray://host:10001 (default: in-process)")
     parser.add_argument("--resume", metavar="STUDY", help="continue the named study under resources.storage_path")
+    parser.add_argument(
+        "--study-name", metavar="NAME", help="name of a new study (default: <experiment>-study-<time>); an existing name is refused"
+    )
+    parser.add_argument(
+        "--resume-if-exists",
+        action="store_true",
+        help="with --study-name: resume that study if it exists (finished trials kept), else start it",
+    )
     parser.add_argument("--final-fit", action="store_true", help="retrain the best config and evaluate on test")
     parser.add_argument("--example", action="store_true", help="run the demo study on generated data")
     parser.add_argument("--top", type=int, default=10, metavar="N", help="leaderboard rows to print (default 10)")
@@ -45,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _tune(args: argparse.Namespace) -> int:
     from tsdl.api import tune
     from tsdl.tune import render_leaderboard
+
+    if args.resume_if_exists and not args.study_name:
+        raise ConfigError("--resume-if-exists needs --study-name NAME", hint="e.g. --study-name my-study --resume-if-exists")
 
     if args.example:
         from tsdl.tune.example import example_config
@@ -57,6 +70,8 @@ def _tune(args: argparse.Namespace) -> int:
         budget=args.budget,
         address=args.address,
         resume=args.resume,
+        name=args.study_name,
+        resume_if_exists=args.resume_if_exists,
         final_fit=args.final_fit,
         progress=not args.quiet,
     )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
+from pathlib import PurePath
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tsdl.config.base import StrictModel
 
@@ -105,9 +105,10 @@ class SyntheticDataConfig(StrictModel):
 class DataConfig(StrictModel):
     """Input data: file, layout, columns, checks, split, scaling and windows."""
 
-    path: Path | None = None
-    """CSV or Parquet file; relative paths in a config file start at that file's directory.
-    Unset (and no `dataset`) uses the generated `synthetic` dataset."""
+    path: str | None = None
+    """CSV or Parquet file: a local path (in a config file, relative paths start at that file's
+    directory) or an object-store URI (s3://bucket/key.csv, gs://, abfs://; credentials and endpoint
+    from the environment, e.g. AWS_ENDPOINT_URL). Unset (and no `dataset`) uses `synthetic`."""
     dataset: DatasetName | None = None
     """A benchmark by name instead of a path (e.g. ETTh1): fetched once into $TSDL_DATA_HOME,
     SHA-256 verified; see `tsdl datasets list`."""
@@ -155,3 +156,9 @@ class DataConfig(StrictModel):
                 f"set either data.path ({self.path}) or data.dataset ({self.dataset}), not both"
             )
         return self
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_text(cls, value: object) -> object:
+        """Keep URIs intact: a `Path` would turn ``s3://b/k`` into ``s3:/b/k``."""
+        return str(value) if isinstance(value, PurePath) else value

@@ -14,7 +14,8 @@ class TrackingConfig(StrictModel):
 
     enabled: bool = True
     tracking_uri: str | None = None
-    """MLflow tracking URI; unset uses $MLFLOW_TRACKING_URI, else a local store under ./mlruns."""
+    """MLflow tracking URI; $MLFLOW_TRACKING_URI beats it (a pod's env wins over a laptop config);
+    neither set: sqlite:///mlflow.db in the working directory."""
     experiment_name: str | None = None
     """MLflow experiment; defaults to experiment.name."""
     log_checkpoints: bool = True

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
 from tsdl.config.data import DataConfig
 from tsdl.errors import DataError
+from tsdl.storage import absolute, filesystem, require_file
 
 __all__ = [
     "ID_COL",
@@ -57,10 +58,11 @@ class SeriesFrame:
     tz_offsets: list[str] = field(default_factory=list)
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, streamed (datasets may be large)."""
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (local path or object URI), streamed (datasets may be large)."""
+    fs, inner = filesystem(path)
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with fs.open_input_stream(inner, compression=None) as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -76,22 +78,21 @@ def read_series_frame(data: DataConfig) -> SeriesFrame:
     if data.dataset is not None:
         from tsdl.data.datasets import dataset_path
 
-        path = dataset_path(data.dataset)
+        path = absolute(dataset_path(data.dataset))
     elif data.path is None:
         from tsdl.data.synthetic import synthetic_frame
 
         return synthetic_frame(data.synthetic)
     else:
-        path = Path(data.path)
-    if not path.exists():
-        raise DataError(
-            f"data file {path} does not exist",
-            hint="set data.path to an existing CSV/Parquet file (in a config file, relative "
-            "paths start at the config's directory), or name a dataset: data.dataset: ETTh1",
-        )
-    if path.is_dir():
-        raise DataError(f"data path {path} is a directory", hint="point data.path at one CSV or Parquet file")
-    if path.stat().st_size == 0:
+        path = absolute(data.path)
+    size = require_file(
+        path,
+        what="data file",
+        fix="set data.path to an existing CSV/Parquet file or object URI (in a config file, relative "
+        "paths start at the config's directory), or name a dataset: data.dataset: ETTh1",
+        error=DataError,
+    )
+    if size == 0:
         raise DataError(f"{path}: file is empty", hint="write a header and at least one row of data")
     table = _read_table(path, data)
     if table.num_rows == 0:
@@ -106,7 +107,7 @@ def read_series_frame(data: DataConfig) -> SeriesFrame:
     target_name = data.target_col
     return SeriesFrame(
         frame=frame,
-        source=str(path),
+        source=path,
         target_name=target_name,
         content_hash=file_sha256(path),
         tz_aware_rows=tz[0],
@@ -115,29 +116,31 @@ def read_series_frame(data: DataConfig) -> SeriesFrame:
     )
 
 
-def _read_table(path: Path, data: DataConfig):  # -> pa.Table
+def _read_table(path: str, data: DataConfig):  # -> pa.Table
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     fmt = data.format
     if fmt == "auto":
-        suffix = "".join(path.suffixes[-2:]).lower()
+        suffix = "".join(PurePosixPath(path).suffixes[-2:]).lower()
         if suffix.endswith((".parquet", ".pq")):
             fmt = "parquet"
         elif suffix.endswith((".csv", ".csv.gz", ".txt")):
             fmt = "csv"
         else:
             raise DataError(
-                f"{path}: cannot tell the format from the extension '{path.suffix}'",
+                f"{path}: cannot tell the format from the extension '{PurePosixPath(path).suffix}'",
                 hint="use a .csv or .parquet file, or set data.format: csv|parquet",
             )
+    fs, inner = filesystem(path)
     try:
         if fmt == "parquet":
-            return pq.read_table(path)
+            return pq.read_table(inner, filesystem=fs)
         # Timestamps are read as strings so that mixed time zones can be detected and reported.
         convert = pacsv.ConvertOptions(column_types={data.time_col: pa.string()})
-        return pacsv.read_csv(path, convert_options=convert)
+        with fs.open_input_stream(inner) as stream:  # decompresses .gz by extension
+            return pacsv.read_csv(stream, convert_options=convert)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "Empty CSV file" in first:
@@ -148,7 +151,7 @@ def _read_table(path: Path, data: DataConfig):  # -> pa.Table
         ) from None
 
 
-def _detect_layout(raw: pd.DataFrame, data: DataConfig, path: Path) -> str:
+def _detect_layout(raw: pd.DataFrame, data: DataConfig, path: str) -> str:
     columns = list(raw.columns)
     if data.layout != "auto":
         return data.layout
@@ -163,7 +166,7 @@ def _detect_layout(raw: pd.DataFrame, data: DataConfig, path: Path) -> str:
     )
 
 
-def _require(raw: pd.DataFrame, columns: list[str], path: Path, what: str) -> None:
+def _require(raw: pd.DataFrame, columns: list[str], path: str, what: str) -> None:
     for col in columns:
         if col not in raw.columns:
             raise DataError(
@@ -172,7 +175,7 @@ def _require(raw: pd.DataFrame, columns: list[str], path: Path, what: str) -> No
             )
 
 
-def _parse_times(raw: pd.DataFrame, col: str, path: Path) -> tuple[np.ndarray, tuple[int, int, list[str]]]:
+def _parse_times(raw: pd.DataFrame, col: str, path: str) -> tuple[np.ndarray, tuple[int, int, list[str]]]:
     """Timestamps as naive datetime64[ns]; aware ones are converted to UTC (offsets reported)."""
     _require(raw, [col], path, "time (data.time_col)")
     series = raw[col]
@@ -209,7 +212,7 @@ def _parse_times(raw: pd.DataFrame, col: str, path: Path) -> tuple[np.ndarray, t
     return parsed.to_numpy("datetime64[ns]"), (n_aware, len(text) - n_aware, offsets)
 
 
-def _to_datetime(text: pd.Series, path: Path, col: str, *, utc: bool) -> pd.Series:
+def _to_datetime(text: pd.Series, path: str, col: str, *, utc: bool) -> pd.Series:
     try:
         parsed = pd.to_datetime(text, format="ISO8601", utc=utc, errors="coerce")
     except (ValueError, TypeError):
@@ -230,7 +233,7 @@ def _to_datetime(text: pd.Series, path: Path, col: str, *, utc: bool) -> pd.Seri
     return parsed
 
 
-def _numeric(values: pd.Series, path: Path, col: str, what: str) -> np.ndarray:
+def _numeric(values: pd.Series, path: str, col: str, what: str) -> np.ndarray:
     """float64 values; NaN/inf are kept (the checklist counts them), text is an error."""
     if pd.api.types.is_bool_dtype(values):
         return values.astype("float64").to_numpy()
@@ -253,7 +256,7 @@ def _covariate_columns(data: DataConfig) -> list[str]:
     return list(dict.fromkeys([*cov.past, *cov.future, *cov.static]))
 
 
-def _long(raw: pd.DataFrame, times: np.ndarray, data: DataConfig, path: Path) -> pd.DataFrame:
+def _long(raw: pd.DataFrame, times: np.ndarray, data: DataConfig, path: str) -> pd.DataFrame:
     covs = _covariate_columns(data)
     _require(raw, [data.id_col], path, "series id (data.id_col)")
     _require(raw, [data.target_col], path, "target (data.target_col)")
@@ -275,7 +278,7 @@ def _long(raw: pd.DataFrame, times: np.ndarray, data: DataConfig, path: Path) ->
     return pd.DataFrame(out)
 
 
-def _wide(raw: pd.DataFrame, times: np.ndarray, data: DataConfig, path: Path) -> pd.DataFrame:
+def _wide(raw: pd.DataFrame, times: np.ndarray, data: DataConfig, path: str) -> pd.DataFrame:
     """Each series column becomes one series; covariate columns are shared by all series."""
     covs = _covariate_columns(data)
     _require(raw, covs, path, "covariate (data.covariates)")

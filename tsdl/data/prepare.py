@@ -243,7 +243,7 @@ def _split_windows(prepared: PreparedData, split: str) -> WindowSet:
     )
 
 
-def prepare_inference(config: TsdlConfig, path: Path, scaler_state: dict) -> WindowSet:
+def prepare_inference(config: TsdlConfig, path: str | Path, scaler_state: dict) -> WindowSet:
     """One window per series of ``path``: its last ``L`` points, scaled with the stored scalers.
 
     The horizon rows carry generated calendar features; their target is NaN (unknown).
@@ -257,7 +257,7 @@ def prepare_inference(config: TsdlConfig, path: Path, scaler_state: dict) -> Win
     L, H = data.input_chunk_length, data.output_chunk_length
     # Only the lookback must exist: check as if the horizon were zero steps long.
     infer_cfg = data.model_copy(
-        update={"path": Path(path), "dataset": None, "output_chunk_length": 0, "short_series": "fail"}
+        update={"path": str(path), "dataset": None, "output_chunk_length": 0, "short_series": "fail"}
     )
     frame = read_series_frame(infer_cfg)
     report = CheckReport(source=frame.source)

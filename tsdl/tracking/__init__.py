@@ -12,9 +12,20 @@ from tsdl.tracking.manifest import (
     file_content_hash,
     to_jsonable,
 )
-from tsdl.tracking.mlflow_run import MlflowRun, RunStatus, dataset_name, experiment_name
+from tsdl.tracking.mlflow_run import (
+    MlflowRun,
+    RunStatus,
+    dataset_name,
+    experiment_name,
+    probe_tracking,
+)
 from tsdl.tracking.plots import forecast_png, grad_norm_heatmap_png, learning_curve_png
-from tsdl.tracking.store import DEFAULT_TRACKING_URI, connect, resolve_tracking_uri
+from tsdl.tracking.store import (
+    DEFAULT_TRACKING_URI,
+    connect,
+    resolve_tracking_uri,
+    tracking_uri_source,
+)
 from tsdl.tracking.system import git_commit, package_versions, system_info
 from tsdl.tracking.worker import EpochLogger, NullLogger, worker_logger
 
@@ -40,8 +51,10 @@ __all__ = [
     "learning_curve_png",
     "load_run",
     "package_versions",
+    "probe_tracking",
     "resolve_tracking_uri",
     "system_info",
     "to_jsonable",
+    "tracking_uri_source",
     "worker_logger",
 ]

@@ -16,7 +16,7 @@ from tsdl.config.loader import config_hash, dump_config, to_flat_dict
 from tsdl.config.root import TsdlConfig
 from tsdl.errors import TrackingError
 from tsdl.tracking.manifest import MANIFEST_ARTIFACT
-from tsdl.tracking.store import artifact_root_for, connect, resolve_tracking_uri
+from tsdl.tracking.store import artifact_root_for, connect, quick_http, resolve_tracking_uri
 from tsdl.tracking.system import system_info
 from tsdl.tracking.worker import EpochLogger, NullLogger, log_metrics, worker_logger
 
@@ -31,6 +31,7 @@ __all__ = [
     "dataset_name",
     "experiment_name",
     "get_run",
+    "probe_tracking",
     "resolve_tracking_uri",
     "worker_logger",
 ]
@@ -69,6 +70,7 @@ class MlflowRun:
         run_name: str | None = None,
         parent_run_id: str | None = None,
         extra_tags: Mapping[str, str] | None = None,
+        tracking_uri: str | None = None,
     ) -> MlflowRun:
         """Register the experiment, open a run and log what is known before training starts.
 
@@ -82,11 +84,12 @@ class MlflowRun:
             run_name: display name; MLflow generates one when None.
             parent_run_id: makes this a child run (a Tune trial under its study run).
             extra_tags: tags on top of ``config.experiment.tags`` (they win on conflicts).
+            tracking_uri: an explicit store (a CLI flag); beats the environment and the config.
 
         Raises:
             TrackingError: the tracking store cannot be reached.
         """
-        uri = resolve_tracking_uri(config.tracking)
+        uri = resolve_tracking_uri(config.tracking, tracking_uri)
         client = connect(uri)
         experiment_id = _experiment_id(client, uri, experiment_name(config))
         tags = _run_tags(config, run_name=run_name, parent_run_id=parent_run_id, extra=extra_tags)
@@ -100,13 +103,13 @@ class MlflowRun:
         return self
 
     @classmethod
-    def resume(cls, run_id: str, config: TsdlConfig) -> MlflowRun:
+    def resume(cls, run_id: str, config: TsdlConfig, *, tracking_uri: str | None = None) -> MlflowRun:
         """Reopen an existing run (e.g. after a restart from checkpoint) and mark it RUNNING.
 
         Raises:
             TrackingError: the store cannot be reached or has no run ``run_id``.
         """
-        uri = resolve_tracking_uri(config.tracking)
+        uri = resolve_tracking_uri(config.tracking, tracking_uri)
         client = connect(uri)
         run = get_run(client, run_id, uri)
         client.update_run(run_id, status="RUNNING")
@@ -199,6 +202,34 @@ class MlflowRun:
         self.log_text(dump_config(config), "config.yaml")
         self.log_json(system, "system_info.json")
         self.log_json(data_stats, "data_stats.json")
+
+
+def probe_tracking(config: TsdlConfig, tracking_uri: str | None = None) -> str:
+    """Reach the store and get or create the config's experiment, or fail within seconds.
+
+    Run before a long job starts: `tsdl tune` logs to MLflow only when the study ends, so an
+    unreachable server or an unwritable store would otherwise be found after hours of trials.
+    Returns the tracking URI.
+
+    Raises:
+        TrackingError: one line naming the URI, what failed, and the fix (one short HTTP try,
+            not MLflow's minutes of retries).
+    """
+    uri = resolve_tracking_uri(config.tracking, tracking_uri)
+    client = connect(uri)
+    name = experiment_name(config)
+    try:
+        with quick_http():
+            _experiment_id(client, uri, name)
+    except TrackingError:
+        raise
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise TrackingError(
+            f"MLflow tracking store {uri} cannot create experiment {name!r}: {reason}",
+            hint="check the store's permissions and disk, or set MLFLOW_TRACKING_URI to a writable store",
+        ) from None
+    return uri
 
 
 def experiment_name(config: TsdlConfig) -> str:

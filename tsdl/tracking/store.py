@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
     from mlflow import MlflowClient
 
-__all__ = ["DEFAULT_TRACKING_URI", "artifact_root_for", "connect", "resolve_tracking_uri"]
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "artifact_root_for",
+    "connect",
+    "quick_http",
+    "resolve_tracking_uri",
+    "tracking_uri_source",
+]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 """The local store used when neither the config nor $MLFLOW_TRACKING_URI names one."""
@@ -32,14 +39,28 @@ _PROBE_ENV = {
 }
 
 
-def resolve_tracking_uri(config: TrackingConfig) -> str:
-    """The tracking URI to use: config, else $MLFLOW_TRACKING_URI, else a local SQLite store.
+def resolve_tracking_uri(config: TrackingConfig, explicit: str | None = None) -> str:
+    """The tracking URI to use (see `tracking_uri_source` for the order)."""
+    return tracking_uri_source(config, explicit)[0]
 
-    Local paths are made absolute against the current directory, so Ray workers (which run in
-    another working directory) write to the same store as the driver.
+
+def tracking_uri_source(config: TrackingConfig, explicit: str | None = None) -> tuple[str, str]:
+    """``(uri, where it came from)``: ``explicit`` (a CLI flag), else $MLFLOW_TRACKING_URI, else
+    ``tracking.tracking_uri``, else the local SQLite store in the working directory.
+
+    The environment beats the config file so that a deployment (a KubeRay pod gets
+    MLFLOW_TRACKING_URI from the chart) overrides a laptop-local URI left in a config. Local
+    paths are made absolute against the current directory, so Ray workers (which run in another
+    working directory) write to the same store as the driver.
     """
-    uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    return _absolute(uri)
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if explicit:
+        return _absolute(explicit), "--tracking-uri"
+    if env:
+        return _absolute(env), "$MLFLOW_TRACKING_URI"
+    if config.tracking_uri:
+        return _absolute(config.tracking_uri), "tracking.tracking_uri"
+    return _absolute(DEFAULT_TRACKING_URI), "default local store"
 
 
 def artifact_root_for(tracking_uri: str, experiment_name: str) -> str | None:
@@ -65,15 +86,16 @@ def connect(tracking_uri: str) -> MlflowClient:
     # Artifact download bars would interleave with tsdl's own output.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        with _quick_http():
+        with quick_http():
             client = MlflowClient(tracking_uri=tracking_uri)
             client.search_experiments(max_results=1)
     except Exception as exc:  # any failure here means "store unusable"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = _reason(exc)
+        what = "server" if tracking_uri.startswith(("http://", "https://")) else "store"
         raise TrackingError(
-            f"cannot reach the MLflow tracking store {tracking_uri}: {reason[:300]}",
-            hint="start the tracking server, fix tracking.tracking_uri / $MLFLOW_TRACKING_URI, "
-            "or unset both to log to the local store sqlite:///mlflow.db",
+            f"MLflow tracking {what} {tracking_uri} is unreachable ({reason})",
+            hint="start it, or set MLFLOW_TRACKING_URI (or tracking.tracking_uri) to a reachable "
+            "store; unset both to log to the local store sqlite:///mlflow.db",
         ) from None
     return client
 
@@ -90,8 +112,17 @@ def _absolute(uri: str) -> str:
     return uri
 
 
+def _reason(exc: BaseException) -> str:
+    """The useful part of an MLflow/urllib3 failure: one line, without retry bookkeeping."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for marker in ("Connection refused", "Name or service not known", "timed out", "Temporary failure in name resolution"):
+        if marker in text:
+            return marker.lower()
+    return text[:300]
+
+
 @contextmanager
-def _quick_http() -> Iterator[None]:
+def quick_http() -> Iterator[None]:
     """Temporarily make MLflow's HTTP client give up after one short try."""
     saved = {key: os.environ.get(key) for key in _PROBE_ENV}
     os.environ.update(_PROBE_ENV)

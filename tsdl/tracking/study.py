@@ -36,9 +36,16 @@ def log_study(
     Parent: leaderboard CSV, best config YAML, best vs reference, ASHA efficiency, search spaces,
     Optuna importance and history plots. Child (tag ``mlflow.parentRunId``): the trial's params,
     per-epoch curves, its status and the ASHA rung it was stopped at.
+
+    A study is logged once, when it ends, so a resumed study (a RayJob retry) gets one parent
+    run with every trial. If a FINISHED parent of the same study name exists already (the
+    study had finished, the retry only re-ran the entrypoint), that run is returned instead.
     """
     from tsdl.tracking import MlflowRun
 
+    logged = _finished_study_run(config, result.name)
+    if logged is not None:
+        return logged
     tags = {"tsdl.study": result.name, "tsdl.kind": "study", "tsdl.budget": plan.budget}
     with MlflowRun.start(config, data_stats=data_stats, run_name=result.name, extra_tags=tags) as parent:
         for record in result.records:
@@ -82,6 +89,22 @@ def log_study(
             for png in study_plots(result.records, Path(tmp)):
                 parent.log_figure(png)
         return parent.run_id
+
+
+def _finished_study_run(config: TsdlConfig, name: str) -> str | None:
+    """The run id of a FINISHED study parent named ``name`` in the config's experiment, if any."""
+    from tsdl.tracking import connect, experiment_name, resolve_tracking_uri
+
+    client = connect(resolve_tracking_uri(config.tracking))
+    experiment = client.get_experiment_by_name(experiment_name(config))
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`tsdl.study` = '{name}' and tags.`tsdl.kind` = 'study' and attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
 
 
 def _log_trial(

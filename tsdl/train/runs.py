@@ -29,6 +29,13 @@ class RunRecord:
         with fs.open_output_stream(f"{base}/{self.run_name}/{_RECORD_FILE}") as f:
             f.write(json.dumps(asdict(self), indent=2).encode())
 
+    @staticmethod
+    def exists(storage_path: str, run_name: str) -> bool:
+        """Whether a run of that name was started under ``storage_path`` (its name is taken)."""
+        from tsdl.storage import exists, join
+
+        return exists(join(storage_path, run_name, _RECORD_FILE)) or exists(join(storage_path, run_name))
+
     @classmethod
     def load(cls, storage_path: str, run_name: str) -> RunRecord:
         import pyarrow.fs
@@ -46,7 +53,7 @@ class RunRecord:
 
 
 def _filesystem(storage_path: str):
-    import pyarrow.fs
+    from tsdl.storage import filesystem
 
-    fs, base = pyarrow.fs.FileSystem.from_uri(storage_path)
+    fs, base = filesystem(storage_path)
     return fs, base.rstrip("/")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tsdl.config import TsdlConfig
+from tsdl.storage import absolute, ray_storage
 from tsdl.train.loop import EpochHook, MetricsLogger, train_loop_per_worker
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ def build_trainer(
     ray.data.DataContext.get_current().enable_progress_bars = False
 
     res = config.resources
+    storage, storage_fs = ray_storage(storage_path or res.storage_path)
     resources: dict[str, float] = {"CPU": res.cpus_per_worker}
     if res.use_gpu:
         resources["GPU"] = res.gpus_per_worker
@@ -78,7 +79,8 @@ def build_trainer(
         ),
         run_config=RunConfig(
             name=run_name,
-            storage_path=resolve_storage_path(storage_path or res.storage_path),
+            storage_path=storage,
+            storage_filesystem=storage_fs,  # S3 endpoint/region from the driver's environment
             failure_config=FailureConfig(max_failures=res.max_failures),
             # Every checkpoint carries both last.pt and best.pt, so the latest one is enough.
             checkpoint_config=CheckpointConfig(num_to_keep=1),
@@ -128,6 +130,4 @@ def model_dims(prepared: PreparedData) -> dict[str, int]:
 
 def resolve_storage_path(path: str) -> str:
     """Local paths become absolute (Ray requires it); URIs (s3://, gs://, ...) pass through."""
-    if "://" in path:
-        return path
-    return str(Path(path).expanduser().resolve())
+    return absolute(path)

@@ -140,12 +140,15 @@ class StageRunner:
         """Fit one stage (or restore it: finished trials are kept, unfinished ones resume)."""
         from ray import tune
 
-        path = f"{self._root}/{stage}"
+        from tsdl.storage import join, ray_storage
+
+        root, fs = ray_storage(self._root)  # fs: an object store configured from the environment
+        path = join(self._root, stage) if fs is None else join(root, stage)
         if self._reporter is not None:
             self._reporter.begin_stage(stage, reference=points[0] if points else None)
         trainable = self._trainable()
-        if tune.Tuner.can_restore(path):
-            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        if tune.Tuner.can_restore(path, storage_filesystem=fs):
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True, storage_filesystem=fs)
         else:
             from tsdl.tune.teardown import TrainerTeardown
 
@@ -160,7 +163,8 @@ class StageRunner:
                 ),
                 run_config=tune.RunConfig(
                     name=stage,
-                    storage_path=self._root,
+                    storage_path=root,
+                    storage_filesystem=fs,
                     callbacks=[TrainerTeardown(self._registry), *filter(None, [self._reporter])],
                     verbose=1 if is_verbose() else 0,  # tsdl's StudyProgress replaces Tune's tables
                 ),

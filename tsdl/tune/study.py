@@ -14,16 +14,15 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from tsdl.config import TsdlConfig, dump_config
-from tsdl.errors import TuneError
+from tsdl.errors import StorageError, TuneError
 from tsdl.tune.budget import BudgetName, StudyPlan, plan_study
 from tsdl.tune.results import AshaStats, StudyResult, TrialRecord, leaderboard, trial_records
 from tsdl.tune.space import apply_params, narrow_space, reference_point, resolve_value, select_space
 
-__all__ = ["StudyLogger", "run_study"]
+__all__ = ["StudyLogger", "finished_trials", "run_study", "stored_config"]
 
 StudyLogger = Callable[
     [TsdlConfig, StudyResult, StudyPlan, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], str | None
@@ -39,6 +38,8 @@ def run_study(
     budget: BudgetName | None = None,
     address: str | None = None,
     resume: str | None = None,
+    name: str | None = None,
+    resume_if_exists: bool = False,
     final_fit: bool = False,
     progress: bool = True,
     study_logger: StudyLogger | None = None,
@@ -52,6 +53,10 @@ def run_study(
         address: Ray address (None: in-process; "auto": a ``ray start --head`` cluster).
         resume: name of an interrupted study under ``resources.storage_path`` to continue; its
             stored config and budget are used.
+        name: name of a new study (default ``<experiment>-study-<time>``); an existing name is
+            refused unless ``resume_if_exists``.
+        resume_if_exists: with ``name``: resume that study if it exists, else start it (what a
+            RayJob retry needs: a deterministic name, and no finished trial lost or rerun).
         final_fit: retrain the best config with ``tsdl.api.train`` and evaluate it on test.
         progress: print a line per finished trial, status lines and the study's plan (tsdl.tune.progress).
         study_logger: ``(config, result, plan, spaces, data_stats) -> run id`` that records the
@@ -61,14 +66,22 @@ def run_study(
         The leaderboard, best config, reference val_loss and ASHA savings.
     """
     from tsdl.runtime import ensure_ray
-    from tsdl.train import resolve_storage_path
+    from tsdl.storage import absolute, join
 
-    storage = resolve_storage_path(config.resources.storage_path)
+    storage = absolute(config.resources.storage_path)
+    if resume is None and name is not None and stored_config(storage, name) is not None:
+        if not resume_if_exists:
+            raise TuneError(
+                f"a study named '{name}' already exists under {storage}",
+                hint=f"continue it with --resume {name} (or --resume-if-exists), or pick another --study-name",
+            )
+        resume = name
     if resume is not None:
         config, budget = _load_state(storage, resume)
+        _say(progress, f"resuming study {resume} ({len(finished_trials(join(storage, resume)))} trials finished)")
     plan = plan_study(config, budget)
-    name = resume or f"{config.experiment.name}-study-{time.strftime('%Y%m%d-%H%M%S')}"
-    root = f"{storage.rstrip('/')}/{name}"
+    name = resume or name or f"{config.experiment.name}-study-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = join(storage, name)
     active = select_space(config, max_params=plan.max_params)
     point, space1 = reference_point(config, active.params)
     _say(progress, _plan_line(name, plan, list(space1), active.frozen))
@@ -153,9 +166,9 @@ def _prepare(config: TsdlConfig, space: dict[str, Any]) -> dict[int, Any]:
 
 
 def _write_outputs(root: str, result: StudyResult, spaces: dict[str, Any], plan: StudyPlan) -> None:
-    import pyarrow.fs
+    from tsdl.storage import filesystem
 
-    fs, base = pyarrow.fs.FileSystem.from_uri(root)
+    fs, base = filesystem(root)
     files = {
         "leaderboard.csv": result.leaderboard.to_csv(index=False),
         "best_config.yaml": dump_config(result.best_config),
@@ -187,10 +200,38 @@ def _summary(result: StudyResult, spaces: dict[str, Any], plan: StudyPlan) -> di
     }
 
 
-def _save_state(root: str, config: TsdlConfig, budget: str) -> None:
+def stored_config(storage: str, name: str) -> TsdlConfig | None:
+    """The config a study of that name was started with, or None when there is no such study."""
+    from tsdl.storage import exists, join
+
+    return _load_state(storage, name)[0] if exists(join(storage, name, _STATE)) else None
+
+
+def finished_trials(root: str) -> dict[str, int]:
+    """Trials Tune marked done under a study's ``root``: ``stage/trial dir -> epochs reported``."""
     import pyarrow.fs
 
-    fs, base = pyarrow.fs.FileSystem.from_uri(root)
+    from tsdl.storage import filesystem
+
+    fs, base = filesystem(root)
+    if fs.get_file_info(base).type == pyarrow.fs.FileType.NotFound:
+        return {}
+    finished = {}
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True)):
+        parts = info.path[len(base) :].strip("/").split("/")
+        if len(parts) != 3 or not parts[0].startswith("stage") or parts[2] != "result.json":
+            continue
+        with fs.open_input_stream(info.path) as src:
+            rows = [json.loads(line) for line in src.read().decode().splitlines() if line.strip()]
+        if rows and rows[-1].get("done"):
+            finished[f"{parts[0]}/{parts[1]}"] = len(rows)
+    return finished
+
+
+def _save_state(root: str, config: TsdlConfig, budget: str) -> None:
+    from tsdl.storage import filesystem
+
+    fs, base = filesystem(root)
     fs.create_dir(base, recursive=True)
     state = {"budget": budget, "config": config.model_dump(mode="json")}
     with fs.open_output_stream(f"{base}/{_STATE}") as out:
@@ -198,10 +239,9 @@ def _save_state(root: str, config: TsdlConfig, budget: str) -> None:
 
 
 def _load_state(storage: str, name: str) -> tuple[TsdlConfig, BudgetName]:
-    import pyarrow.fs
+    from tsdl.storage import filesystem, join
 
-    root = f"{storage.rstrip('/')}/{name}"
-    fs, base = pyarrow.fs.FileSystem.from_uri(root)
+    fs, base = filesystem(join(storage, name))
     try:
         with fs.open_input_stream(f"{base}/{_STATE}") as src:
             state = json.loads(src.read().decode())
@@ -215,8 +255,17 @@ def _load_state(storage: str, name: str) -> tuple[TsdlConfig, BudgetName]:
 
 
 def _studies(storage: str) -> list[str]:
-    path = Path(storage)
-    return sorted(p.name for p in path.iterdir() if (p / _STATE).exists()) if path.is_dir() else []
+    import pyarrow.fs
+
+    from tsdl.storage import filesystem
+
+    try:
+        fs, base = filesystem(storage)
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(base, allow_not_found=True))
+        names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory]
+        return sorted(n for n in names if fs.get_file_info(f"{base}/{n}/{_STATE}").type == pyarrow.fs.FileType.File)
+    except (OSError, StorageError):
+        return []
 
 
 def _plan_line(name: str, plan: StudyPlan, tuned: list[str], frozen: dict[str, str]) -> str:
