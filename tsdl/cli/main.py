@@ -54,10 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
-    for sub in subparsers.choices.values():
-        # `tsdl train --verbose` as well as `tsdl --verbose train`; SUPPRESS keeps the top-level value.
-        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
+    _add_verbose(parser)
     return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """`tsdl train --verbose` as well as `tsdl --verbose train` (nested commands too).
+
+    SUPPRESS as the default keeps a sub-command from resetting the top-level value.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
+                _add_verbose(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
