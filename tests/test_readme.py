@@ -109,14 +109,38 @@ def test_tour_is_extracted_in_order() -> None:
     assert with_smoke(["tsdl", "tune", "-c", "x.yaml", "--budget", "small"])[-1] == "smoke"
 
 
+# Lines that start no training (no Ray): run in the fast suite as well.
+_NO_TRAINING = {"datasets", "check-data", "config", "render", "submit", "logs", "status"}
+
+_needs_etth1 = pytest.mark.skipif(not ETTH1.exists(), reason=f"ETTh1 not found at {ETTH1} (../shared is absent)")
+_needs_entry_point = pytest.mark.skipif(
+    not TSDL.exists(), reason=f"no installed tsdl entry point next to {sys.executable}"
+)
+
+
+@_needs_etth1
+@_needs_entry_point
+def test_readme_lines_that_do_not_train_run(tmp_path: Path) -> None:
+    """The data, config and Kubernetes lines, in order (seconds; the full tour is the slow test)."""
+    ran = _run_tour(tmp_path, select=lambda argv: argv[1] in _NO_TRAINING)
+    assert [argv[1] for argv in ran][:2] == ["datasets", "check-data"] and "submit" in ran[-2]
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not ETTH1.exists(), reason=f"ETTh1 not found at {ETTH1} (../shared is absent)")
-@pytest.mark.skipif(not TSDL.exists(), reason=f"no installed tsdl entry point next to {sys.executable}")
+@_needs_etth1
+@_needs_entry_point
 def test_every_readme_tour_line_runs(tmp_path: Path) -> None:
+    work = _run_tour(tmp_path, select=lambda argv: True, quiet_check=True)
+    assert len(work) == len(tour_commands(README.read_text())) + 1
+
+
+def _run_tour(tmp_path: Path, *, select, quiet_check: bool = False) -> list[list[str]]:
+    """Run the selected tour lines in a fresh directory; returns the argv of each line run."""
     work = tmp_path / "clone"
     work.mkdir()
     shutil.copytree(REPO_ROOT / "examples", work / "examples")
     transcript = ""
+    ran: list[list[str]] = []
     with serve_datasets({"ETTh1.csv": ETTH1.read_bytes()}) as data, serve() as (double, k8s_url):
         env = {
             **os.environ,
@@ -131,6 +155,8 @@ def test_every_readme_tour_line_runs(tmp_path: Path) -> None:
         for namespace, manifest in applies:
             _apply(double, namespace, REPO_ROOT / manifest)
         for command in tour_commands(README.read_text()):
+            if not select(shlex.split(command)):
+                continue
             command = fill(command, transcript)
             argv = shlex.split(command)
             stdout_file = None
@@ -155,15 +181,19 @@ def test_every_readme_tour_line_runs(tmp_path: Path) -> None:
             if stdout_file is not None:
                 stdout_file.write_text(proc.stdout)
             transcript += proc.stdout
-        # The README's compact-output claim: a quiet training prints at most 15 lines.
-        quiet = subprocess.run(
-            [str(TSDL), "train", "--quiet", "-c", "examples/etth1.yaml", *SMOKE_TRAIN],
-            cwd=work, env=env, capture_output=True, text=True, timeout=900,
-        )
-        lines = (quiet.stdout + quiet.stderr).splitlines()
-        assert quiet.returncode == 0 and len(lines) <= 15, "\n".join(lines)
+            ran.append(argv)
+        if quiet_check:
+            # The README's compact-output claim: a quiet training prints at most 15 lines.
+            argv = ["tsdl", "train", "--quiet", "-c", "examples/etth1.yaml", *SMOKE_TRAIN]
+            quiet = subprocess.run(
+                [str(TSDL), *argv[1:]], cwd=work, env=env, capture_output=True, text=True, timeout=900
+            )
+            lines = (quiet.stdout + quiet.stderr).splitlines()
+            assert quiet.returncode == 0 and len(lines) <= 15, "\n".join(lines)
+            ran.append(argv)
+            assert (work / "forecasts.parquet").exists() and (work / "tuned.yaml").exists()
     assert data.requests == ["ETTh1.csv"]  # fetched once, then read from the cache
-    assert (work / "forecasts.parquet").exists() and (work / "tuned.yaml").exists()
+    return ran
 
 
 def _kubeconfig(tmp_path: Path, url: str) -> Path:
