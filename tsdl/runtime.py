@@ -12,6 +12,7 @@ __all__ = ["configure_output", "ensure_ray", "is_verbose"]
 _log = logging.getLogger(__name__)
 
 _VERBOSE_ENV = "TSDL_VERBOSE"
+_START_ATTEMPTS = 3
 # Framework loggers whose INFO lines a tsdl user cannot act on (Ray and Tune are set through
 # ray.init(logging_level=...) in ensure_ray, because ray.init resets them; Optuna, which resets
 # its level on import, in tsdl.tune.runner.build_searcher).
@@ -84,14 +85,14 @@ def ensure_ray(
 
 
 def _start_local(*, num_cpus: int | None, level: int, log_to_driver: bool) -> None:
-    """An in-process Ray; one retry when its raylet misses Ray's fixed 30 s registration window.
+    """An in-process Ray, retried when its raylet misses Ray's fixed 30 s registration window.
 
-    That window is not configurable in Ray 2.60 and a busy machine can miss it once; a second
-    miss becomes a TrainingError instead of Ray's traceback.
+    That window is not configurable in Ray 2.60 and a busy machine can miss it; after the third
+    miss it is a TrainingError instead of Ray's traceback.
     """
     import ray
 
-    for attempt in (1, 2):
+    for attempt in range(1, _START_ATTEMPTS + 1):
         try:
             ray.init(
                 num_cpus=num_cpus,
@@ -104,10 +105,10 @@ def _start_local(*, num_cpus: int | None, level: int, log_to_driver: bool) -> No
             if "timed out during startup" not in str(exc):
                 raise
             ray.shutdown()
-            if attempt == 2:
+            if attempt == _START_ATTEMPTS:
                 raise TrainingError(
-                    "the local Ray node did not start within Ray's 30 s window (twice)",
+                    f"the local Ray node did not start within Ray's 30 s window ({_START_ATTEMPTS} tries)",
                     hint="the machine is overloaded: retry when it is quieter, or start Ray once "
                     "with `ray start --head` and pass --address auto",
                 ) from None
-            _log.warning("local Ray did not start in time; retrying once")
+            _log.warning("local Ray did not start in time (try %d of %d); retrying", attempt, _START_ATTEMPTS)
