@@ -66,6 +66,28 @@ def test_unwritable_storage_fails_before_any_work(make_config, tmp_path: Path, c
     assert err[0].startswith(f"error: resources.storage_path {blocker}/results")
 
 
+def test_runs_store_absolute_paths(make_config, tmp_path: Path, monkeypatch) -> None:
+    """A run started with relative paths can be evaluated from any other working directory."""
+    import numpy as np
+    import pandas as pd
+
+    work = tmp_path / "work"
+    work.mkdir()
+    times = pd.date_range("2024-01-01", periods=300, freq="h")
+    frame = pd.DataFrame({"unique_id": "a", "ds": times, "y": np.sin(np.arange(300) / 4) + 5})
+    frame.to_csv(work / "series.csv", index=False)
+    monkeypatch.chdir(work)
+    config = make_config(
+        data__path="series.csv", resources__storage_path="results", training__max_epochs=1, tracking__enabled=False
+    )
+    result = api.train(config, run_name="rel", progress=False)
+    record = RunRecord.load(str(work / "results"), "rel")
+    assert record.storage_path == str(work / "results")
+    assert record.config["data"]["path"] == str(work / "series.csv")
+    monkeypatch.chdir(tmp_path)
+    assert api.evaluate(checkpoint=result.checkpoint_dir).n_windows > 0
+
+
 @pytest.mark.ray
 def test_run_name_reuse_is_refused_and_resume_if_exists_resumes(ray_local, make_config, tmp_path: Path) -> None:
     config = make_config(training__max_epochs=4)

@@ -38,3 +38,26 @@ def test_trial_config_applies_budget_then_params() -> None:
     assert config.training.limit_train_batches == plan.limit_train_batches
     assert config.tracking.enabled is False  # the study logs trials from the driver
     assert (config.data.input_chunk_length, config.training.optimizer.lr) == (48, 0.01)
+
+
+def test_dead_tracking_server_stops_tune_before_the_study(tmp_path, capsys, monkeypatch) -> None:
+    """`tune` logs to MLflow only when the study ends: the probe must catch a dead server first."""
+    import socket
+    import time
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    start = time.monotonic()
+    code = main(["tune", "--example", "--study-name", "s", "--set", f"resources.storage_path={tmp_path}",
+                 "--set", f"tracking.tracking_uri={dead}"])
+    assert code == 2 and time.monotonic() - start < 30
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"error: MLflow tracking server {dead} is unreachable (connection refused)"
+    assert not (tmp_path / "s").exists()
+
+
+def test_resume_if_exists_needs_a_study_name(capsys) -> None:
+    assert main(["tune", "--example", "--resume-if-exists"]) == 2
+    assert "--resume-if-exists needs --study-name" in capsys.readouterr().err

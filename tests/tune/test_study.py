@@ -167,3 +167,27 @@ def test_killed_study_resumes_and_keeps_finished_trials(ray_local, tmp_path, cap
     after = _finished_trials(stage1)
     assert {name: after[name] for name in finished} == finished  # finished trials were not rerun
     assert (stage1.parent / "stage2").is_dir()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_study_on_s3_storage(s3, tmp_path) -> None:
+    """A study whose storage is a bucket (endpoint from AWS_ENDPOINT_URL), as in a cluster."""
+    raw = yaml.safe_load(_synthetic_yaml(tmp_path).read_text())
+    raw["resources"]["storage_path"] = s3.uri("studies")
+    raw["tune"].update(stage1_trials=2, stage2_trials=0, startup_trials=1)
+    raw["tune"]["asha"]["max_epochs"] = 1
+    cfg = tmp_path / "s3.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    env = dict(os.environ, RAY_TRAIN_V2_ENABLED="1", PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tsdl.cli.main", "tune", "-c", str(cfg), "--quiet", "--study-name", "s3-study"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=540,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    keys = s3.keys("studies/s3-study/")
+    for name in ("study.json", "leaderboard.csv", "best_config.yaml", "summary.json"):
+        assert f"studies/s3-study/{name}" in keys, keys
+    assert any(k.startswith("studies/s3-study/trials/") and k.endswith("last.pt") for k in keys), keys
+    assert len(finished_trials(s3.uri("studies/s3-study"))) == 2
