@@ -13,6 +13,7 @@ from tsdl.errors import TrackingError
 from tsdl.tracking import (
     MlflowRun,
     NullLogger,
+    connect,
     download_checkpoint,
     resolve_tracking_uri,
     tracking_uri_source,
@@ -233,3 +234,30 @@ def test_full_run_round_trip_through_load_run(
     assert Path(local).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(TrackingError, match="not found"):
         load_run("0" * 32, run.tracking_uri)
+
+
+def test_refused_access_is_named_with_the_credentials_fix() -> None:
+    """A server that answers 403 (auth, or a Host not in --allowed-hosts) is not 'unreachable'."""
+    import http.server
+    import threading
+
+    class Deny(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self.send_response(403)
+            self.end_headers()
+            self.wfile.write(b"Forbidden")
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Deny)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(TrackingError, match=rf"MLflow tracking server {uri} refused access") as err:
+            connect(uri)
+        assert "MLFLOW_TRACKING_TOKEN" in err.value.hint
+    finally:
+        server.shutdown()

@@ -92,6 +92,12 @@ def connect(tracking_uri: str) -> MlflowClient:
     except Exception as exc:  # any failure here means "store unusable"
         reason = _reason(exc)
         what = "server" if tracking_uri.startswith(("http://", "https://")) else "store"
+        if any(code in reason for code in ("401", "403", "Unauthorized", "Forbidden", "PERMISSION_DENIED")):
+            raise TrackingError(
+                f"MLflow tracking server {tracking_uri} refused access ({reason})",
+                hint="set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN, "
+                "or add this host to the server's --allowed-hosts",
+            ) from None
         raise TrackingError(
             f"MLflow tracking {what} {tracking_uri} is unreachable ({reason})",
             hint="start it, or set MLFLOW_TRACKING_URI (or tracking.tracking_uri) to a reachable "
