@@ -87,7 +87,7 @@ def measure_case(
     del rows
     _, after_shard = _rss_mb()
     loss_fn = build_loss(config.loss)
-    model = build_model(config.model, **model_dims(prepared), n_outputs=loss_fn.n_outputs)
+    model = build_model(config.model, **model_dims(prepared), loss=loss_fn)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     for batch in worker.batches(batch_size, shuffle=True, seed=0):
         optimizer.zero_grad(set_to_none=True)
@@ -124,7 +124,7 @@ def _warm_up(config, input_chunk_length: int, output_chunk_length: int, batch_si
     loss_fn = build_loss(config.loss)
     model = build_model(config.model, input_chunk_length=input_chunk_length,
                         output_chunk_length=output_chunk_length, n_past_features=1,
-                        n_future_features=0, n_static=0, n_outputs=loss_fn.n_outputs)
+                        n_future_features=0, n_static=0, loss=loss_fn)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     past = torch.randn(batch_size, input_chunk_length, 1)
     pred = model(past, past.new_zeros(batch_size, output_chunk_length, 0), past.new_zeros(batch_size, 0))

@@ -47,7 +47,7 @@ def step_throughput(
     loss_fn = build_loss(config.loss).to(device)
     model = build_model(config.model, input_chunk_length=input_chunk_length,
                         output_chunk_length=output_chunk_length, n_past_features=1, n_future_features=0,
-                        n_static=0, n_outputs=loss_fn.n_outputs).to(device)
+                        n_static=0, loss=loss_fn).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     amp = MixedPrecision(precision, device)
     past = torch.randn(batch_size, input_chunk_length, 1, device=device)

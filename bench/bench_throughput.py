@@ -76,7 +76,7 @@ def plain_loop(config, prepared, *, epochs: int, threads: int) -> dict[str, Any]
     windows = prepared.windows("train")
     full = windows.batch_at(np.arange(len(windows)))  # [N, L, F], [N, H, F_fut], [N, S], [N, H]
     loss_fn = build_loss(config.loss)
-    model = build_model(config.model, **model_dims(prepared), n_outputs=loss_fn.n_outputs)
+    model = build_model(config.model, **model_dims(prepared), loss=loss_fn)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=tcfg.optimizer.lr, weight_decay=tcfg.optimizer.weight_decay
     )

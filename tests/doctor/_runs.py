@@ -24,7 +24,7 @@ def train_and_log(config: TsdlConfig, *, batches_per_epoch: int | None = None) -
     t = config.training
     torch.manual_seed(t.seed)
     loss_fn = build_loss(config.loss)
-    model = build_model(config.model, **model_dims(prepared), n_outputs=loss_fn.n_outputs)
+    model = build_model(config.model, **model_dims(prepared), loss=loss_fn)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.optimizer.lr, weight_decay=t.optimizer.weight_decay)
     train, val = prepared.windows("train"), prepared.windows("val")
     with MlflowRun.start(config, data_stats=prepared.stats(), run_name="doctor-case") as run:

@@ -70,7 +70,7 @@ def test_detached_layer_is_a_parameter_without_gradient(make_config) -> None:
     loss = build_loss(config.loss)
 
     def make_model():
-        return _DetachedTrend(build_model(config.model, **model_dims(prepared), n_outputs=loss.n_outputs))
+        return _DetachedTrend(build_model(config.model, **model_dims(prepared), loss=loss))
 
     report = run_preflight(config, prepared=prepared, make_model=make_model, **FAST)
     flow = _by_check(report)["gradient_flow"]

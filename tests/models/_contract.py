@@ -8,6 +8,7 @@ import torch
 from pydantic import TypeAdapter
 
 from tsdl.config.model import ModelConfig
+from tsdl.losses import BaseLoss, MSELoss
 from tsdl.models import BaseForecaster, build_model
 
 __all__ = ["DIMS", "make_inputs", "make_model", "sine_windows", "small_config"]
@@ -41,10 +42,11 @@ def make_model(
     n_past: int = 1,
     n_future: int = 0,
     n_static: int = 0,
-    n_outputs: int = 1,
+    loss: BaseLoss | None = None,
     seed: int = 0,
     **overrides: Any,
 ) -> BaseForecaster:
+    """A small model of ``name`` whose head is ``loss``'s (MSE by default)."""
     torch.manual_seed(seed)
     return build_model(
         small_config(name, **overrides),
@@ -52,7 +54,7 @@ def make_model(
         n_past_features=n_past,
         n_future_features=n_future,
         n_static=n_static,
-        n_outputs=n_outputs,
+        loss=loss or MSELoss(),
     )
 
 

@@ -20,8 +20,9 @@ _COVARIATES = {"none": (1, 0, 0), "all": (3, 2, 4)}
 def test_forward_backward_contract(model_name: str, loss_name: str, covariates: str) -> None:
     n_past, n_future, n_static = _COVARIATES[covariates]
     loss = build_loss(LossConfig(name=loss_name))
+    norm = {} if loss.supports_instance_norm else {"instance_norm": "none"}
     model = make_model(
-        model_name, n_past=n_past, n_future=n_future, n_static=n_static, n_outputs=loss.n_outputs
+        model_name, n_past=n_past, n_future=n_future, n_static=n_static, loss=loss, **norm
     )
     past, future, static = make_inputs(4, n_past=n_past, n_future=n_future, n_static=n_static)
 

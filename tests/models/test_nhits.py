@@ -43,3 +43,17 @@ def test_bad_pooling_sizes_name_the_field(pools: list[int], match: str) -> None:
 
 def test_learns_to_continue_sines() -> None:
     assert fit_sines(make_model("nhits", dropout=0.0), steps=100) < 0.01
+
+
+@pytest.mark.parametrize("n_in", [1, 2, 3, 12, 24, 96])
+@pytest.mark.parametrize("n_out", [1, 2, 7, 24, 96, 720])
+def test_upsampling_matrix_equals_linear_interpolation(n_in: int, n_out: int) -> None:
+    """The matmul that replaced F.interpolate (no deterministic CUDA backward) gives its values."""
+    import torch.nn.functional as F
+
+    from tsdl.models.nhits import linear_interpolation_matrix
+
+    x = torch.randn(4, 3, n_in, generator=torch.Generator().manual_seed(n_in * 1000 + n_out))
+    expected = F.interpolate(x, size=n_out, mode="linear", align_corners=True)
+    torch.testing.assert_close(x @ linear_interpolation_matrix(n_in, n_out), expected, rtol=1e-6, atol=1e-6)
+

@@ -9,7 +9,6 @@ from tests.models._contract import DIMS, make_inputs, make_model
 from tests.models._fit import fit_sines
 from tsdl.errors import ConfigError
 from tsdl.models.patchtst import n_patches
-from tsdl.models.revin import RevIN
 
 
 def test_patch_count_matches_the_paper() -> None:
@@ -37,24 +36,14 @@ def test_invalid_shapes_raise_config_errors(overrides: dict[str, int], field: st
         make_model("patchtst", **overrides)
 
 
-def test_revin_round_trips_the_location_channel_only() -> None:
-    revin = RevIN()
-    x = 5.0 + 3.0 * torch.randn(4, 20)
-    normalized, mean, std = revin.normalize(x)
-    torch.testing.assert_close(normalized.mean(1), torch.zeros(4), atol=1e-5, rtol=0)
-    out = torch.stack([normalized[:, :6], torch.ones(4, 6)], dim=-1)  # [B, H, 2]
-    restored = revin.denormalize(out, mean, std)
-    torch.testing.assert_close(restored[..., 0], x[:, :6], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(restored[..., 1], torch.ones(4, 6))
-
-
-def test_revin_makes_the_forecast_shift_with_the_input_level() -> None:
-    model = make_model("patchtst", revin=True).eval()
+def test_revin_is_the_default_and_uses_the_shared_instance_norm() -> None:
+    model = make_model("patchtst").eval()
+    assert model.instance_norm is not None and model.instance_norm.mode == "revin"
+    assert make_model("patchtst", instance_norm="none").instance_norm is None
     past, future, static = make_inputs(2)
     with torch.no_grad():
         shifted = model(past + 10.0, future, static)
-        torch.testing.assert_close(shifted, model(past, future, static) + 10.0)
-    assert make_model("patchtst", revin=False).revin is None
+        torch.testing.assert_close(shifted, model(past, future, static) + 10.0, rtol=1e-5, atol=1e-4)
 
 
 def test_learns_to_continue_sines() -> None:

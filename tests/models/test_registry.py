@@ -55,13 +55,20 @@ def test_models_and_losses_do_not_import_later_stages() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_runs_on_cuda(model_name: str, loss_name: str) -> None:
+def test_runs_on_cuda_with_deterministic_algorithms(model_name: str, loss_name: str, monkeypatch) -> None:
+    """Forward, backward, point and quantiles under ``training.deterministic: true`` (the default):
+    an op without a deterministic CUDA kernel (F.interpolate linear, cumsum) raises here."""
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     loss = build_loss(LossConfig(name=loss_name)).cuda()
-    model = make_model(model_name, n_past=2, n_future=1, n_static=1, n_outputs=loss.n_outputs)
-    model = model.cuda()
+    norm = {} if loss.supports_instance_norm else {"instance_norm": "none"}
+    model = make_model(model_name, n_past=2, n_future=1, n_static=1, loss=loss, **norm).cuda()
     past, future, static = (t.cuda() for t in make_inputs(4, n_past=2, n_future=1, n_static=1))
-    out = model(past, future, static)
-    loss(out, past[:, -out.shape[1] :, 0].abs().round()).backward()
-    assert loss.point(out).device.type == "cuda"
-    q = loss.quantiles(out, [0.1, 0.9])
-    assert q is None or q.device.type == "cuda"
+    torch.use_deterministic_algorithms(True)
+    try:
+        out = model(past, future, static)
+        loss(out, past[:, -out.shape[1] :, 0].abs().round()).backward()
+        assert loss.point(out).device.type == "cuda"
+        q = loss.quantiles(out, [0.1, 0.9])
+        assert q is None or q.device.type == "cuda"
+    finally:
+        torch.use_deterministic_algorithms(False)

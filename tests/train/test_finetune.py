@@ -38,7 +38,7 @@ def _config(model: str = "nhits", **finetune) -> TsdlConfig:
 
 def _model(config: TsdlConfig, seed: int = 0, **dims) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_model(config.model, **(DIMS | dims), n_outputs=build_loss(config.loss).n_outputs)
+    return build_model(config.model, **(DIMS | dims), loss=build_loss(config.loss))
 
 
 def _save_parent(

@@ -29,3 +29,32 @@ def test_amp_training_on_gpu(make_config, precision: str) -> None:
     result = api.train(config, progress=False)
     assert len(result.history) == 3
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+_SMALL_MODELS = {
+    "dlinear": {"name": "dlinear"},
+    "nhits": {"name": "nhits", "hidden_size": 32},
+    "rnn": {"name": "rnn", "hidden_size": 32},
+    "patchtst": {"name": "patchtst", "hidden_size": 32, "n_heads": 2, "n_layers": 1},
+}
+
+
+@pytest.mark.parametrize("loss", ["mse", "pinball"])
+@pytest.mark.parametrize("model", sorted(_SMALL_MODELS))
+def test_every_model_trains_on_gpu_with_deterministic_algorithms(make_config, model: str, loss: str) -> None:
+    """The default `training.deterministic: true` on CUDA: no op without a deterministic kernel
+    (N-HiTS upsampling, the quantile head's cumulative sum) may sit on the training path."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
+    config = make_config(
+        training__deterministic=True,
+        resources__use_gpu=True,
+        model=_SMALL_MODELS[model],
+        loss={"name": loss},
+        tracking__enabled=False,
+    )
+    first = api.train(config, progress=False)
+    second = api.train(config, progress=False, run_name=f"{first.run_name}-again")
+    assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in second.history]

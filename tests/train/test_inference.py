@@ -20,7 +20,7 @@ def _evaluate(raw: dict):
     prepared = prepare_data(config)
     loss = build_loss(config.loss)
     torch.manual_seed(0)
-    model = build_model(config.model, **model_dims(prepared), n_outputs=loss.n_outputs)
+    model = build_model(config.model, **model_dims(prepared), loss=loss)
     evaluation = evaluate_windows(
         model,
         loss,

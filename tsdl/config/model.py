@@ -13,6 +13,7 @@ from pydantic import Field
 from tsdl.config.base import StrictModel
 
 __all__ = [
+    "InstanceNorm",
     "DLinearConfig",
     "ModelConfig",
     "NHiTSConfig",
@@ -21,11 +22,20 @@ __all__ = [
 ]
 
 
+InstanceNorm = Literal["none", "revin", "mean_std", "robust"]
+LOG_SCALE_LOSSES = frozenset({"log_mse", "tweedie", "zinb"})
+"""Losses whose head is on a log/count scale: no per-window location-scale normalization."""
+
+
 class _CommonModelConfig(StrictModel):
     hidden_size: int = Field(128, ge=1, le=8192)
     """Width of hidden layers (d_model for PatchTST; unused by DLinear)."""
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     """Dropout probability."""
+    instance_norm: InstanceNorm = "none"
+    """Per-window normalization of the target's lookback, undone by the loss on every output
+    parameter: none; revin (mean/std + learnable affine, Kim et al. 2022); mean_std; robust
+    (median/IQR). Not with log/count-scale losses (log_mse, tweedie, zinb)."""
 
 
 class DLinearConfig(_CommonModelConfig):
@@ -66,9 +76,8 @@ class PatchTSTConfig(_CommonModelConfig):
     patch_stride: int = Field(8, ge=1)
     ff_size: int = Field(256, ge=1)
     """Width of the Transformer feed-forward layers."""
-    revin: bool = True
-    """Instance-normalize each lookback and de-normalize the location output (channel 0); turn
-    off with log-/count-space losses (log_mse, tweedie, zinb)."""
+    instance_norm: InstanceNorm = "revin"
+    """As for every model; RevIN by default, as in the paper (set none with log_mse, tweedie, zinb)."""
 
 
 ModelConfig = Annotated[

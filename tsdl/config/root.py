@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tsdl.config.base import StrictModel
 from tsdl.config.data import DataConfig
 from tsdl.config.deploy import DeployConfig
 from tsdl.config.finetune import FinetuneConfig
 from tsdl.config.loss import LossConfig
-from tsdl.config.model import DLinearConfig, ModelConfig
+from tsdl.config.model import LOG_SCALE_LOSSES, DLinearConfig, ModelConfig
 from tsdl.config.tracking import TrackingConfig
 from tsdl.config.training import ResourcesConfig, TrainingConfig
 from tsdl.config.tune import TuneConfig
@@ -39,3 +39,12 @@ class TsdlConfig(StrictModel):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+
+    @model_validator(mode="after")
+    def _instance_norm_fits_the_loss(self) -> TsdlConfig:
+        if self.model.instance_norm != "none" and self.loss.name in LOG_SCALE_LOSSES:
+            raise ValueError(
+                f"model.instance_norm={self.model.instance_norm!r} cannot be undone for "
+                f"loss.name={self.loss.name!r} (a log/count-scale head); set model.instance_norm: none"
+            )
+        return self

@@ -204,7 +204,7 @@ def find_lr(
     t = config.training
     torch.manual_seed(t.seed)
     loss_fn = build_loss(config.loss)
-    model = build_model(config.model, **model_dims(prepared), n_outputs=loss_fn.n_outputs)
+    model = build_model(config.model, **model_dims(prepared), loss=loss_fn)
     return lr_range_test(
         model,
         loss_fn,

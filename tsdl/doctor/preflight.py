@@ -81,7 +81,7 @@ def run_preflight(
         dims = model_dims(prepared)
 
         def make_model() -> BaseForecaster:
-            return build_model(config.model, **dims, n_outputs=loss_fn.n_outputs)
+            return build_model(config.model, **dims, loss=loss_fn)
 
     train = prepared.windows("train")
     t = config.training

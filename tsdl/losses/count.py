@@ -14,6 +14,7 @@ from torch import Tensor
 
 from tsdl.config.loss import LossConfig
 from tsdl.losses.base import BaseLoss
+from tsdl.losses.quantile import cumsum_last
 
 __all__ = ["TweedieLoss", "ZINBLoss", "tweedie_deviance", "zinb_log_prob"]
 
@@ -77,6 +78,7 @@ class TweedieLoss(BaseLoss):
 
     name = "tweedie"
     requires_nonnegative_target = True
+    supports_instance_norm = False
 
     def __init__(self, power: float = 1.5) -> None:
         super().__init__()
@@ -110,6 +112,7 @@ class ZINBLoss(BaseLoss):
     n_outputs = 3
     is_probabilistic = True
     requires_nonnegative_target = True
+    supports_instance_norm = False
 
     _BLOCK = 256
     """Counts evaluated at once when searching quantiles."""
@@ -147,7 +150,7 @@ class ZINBLoss(BaseLoss):
         for start in range(0, limit, self._BLOCK):
             ks = torch.arange(start, start + self._BLOCK, dtype=torch.float64, device=pred.device)
             pmf = torch.exp(zinb_log_prob(*params, ks))  # [B, H, K]
-            cdfs = cdf.unsqueeze(-1) + torch.cumsum(pmf, dim=-1)
+            cdfs = cdf.unsqueeze(-1) + cumsum_last(pmf)
             below += (cdfs.unsqueeze(-2) < tau.unsqueeze(-1)).sum(-1)  # [B, H, Q]
             cdf = cdfs[..., -1]
             if bool((cdf >= tau.max()).all()):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tsdl.losses.base import BaseLoss
+from tsdl.losses.base import BaseLoss, softplus_inverse
 
 __all__ = ["CRPSGaussianLoss", "GaussianNLLLoss", "gaussian_crps"]
 
@@ -47,6 +47,13 @@ class GaussianNLLLoss(BaseLoss):
     def domain_map(self, pred: Tensor) -> tuple[Tensor, Tensor]:
         """Raw ``[B, H, 2]`` -> ``(loc [B, H], scale [B, H])``, scale > 0."""
         return pred[..., 0], F.softplus(pred[..., 1]) + _MIN_SCALE
+
+    def rescale(self, raw: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+        """``mu -> loc + scale * mu`` and ``sigma -> scale * sigma`` (above the 1e-4 floor)."""
+        s = scale.unsqueeze(-1)
+        mu = raw[..., :1] * s + loc.unsqueeze(-1)
+        sigma = softplus_inverse(F.softplus(raw[..., 1:]) * s)
+        return torch.cat([mu, sigma], dim=-1)
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         self._check(pred, target)

@@ -46,6 +46,7 @@ class LogMSELoss(BaseLoss):
 
     name = "log_mse"
     requires_nonnegative_target = True
+    supports_instance_norm = False
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         self._check(pred, target)

@@ -14,9 +14,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tsdl.config.loss import LossConfig
-from tsdl.losses.base import BaseLoss
+from tsdl.losses.base import BaseLoss, softplus_inverse
 
-__all__ = ["CRPSQuantileLoss", "PinballLoss", "interpolate_quantiles", "pinball"]
+__all__ = ["CRPSQuantileLoss", "PinballLoss", "cumsum_last", "interpolate_quantiles", "pinball"]
+
+
+def cumsum_last(x: Tensor) -> Tensor:
+    """``torch.cumsum(x, dim=-1)`` as a matmul with a triangular matrix of ones.
+
+    ``torch.cumsum`` on a floating-point CUDA tensor has no deterministic implementation, so it
+    raises under ``training.deterministic: true`` (the default); a matmul does not.
+    """
+    n = x.shape[-1]
+    ones = torch.ones(n, n, dtype=x.dtype, device=x.device)
+    return x @ torch.triu(ones)
 
 
 def pinball(quantiles: Tensor, target: Tensor, levels: Tensor) -> Tensor:
@@ -83,9 +94,16 @@ class PinballLoss(BaseLoss):
         """
         a = self._anchor
         anchor = pred[..., :1]
-        below = anchor - torch.cumsum(F.softplus(pred[..., 1 : a + 1]), dim=-1).flip(-1)
-        above = anchor + torch.cumsum(F.softplus(pred[..., a + 1 :]), dim=-1)
+        below = anchor - cumsum_last(F.softplus(pred[..., 1 : a + 1])).flip(-1)
+        above = anchor + cumsum_last(F.softplus(pred[..., a + 1 :]))
         return torch.cat([below, anchor, above], dim=-1)
+
+    def rescale(self, raw: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+        """Every quantile ``q -> loc + scale * q``: the anchor moves and scales, each gap scales."""
+        s = scale.unsqueeze(-1)
+        anchor = raw[..., :1] * s + loc.unsqueeze(-1)
+        gaps = softplus_inverse(F.softplus(raw[..., 1:]) * s)
+        return torch.cat([anchor, gaps], dim=-1)
 
     def _score(self, quantiles: Tensor, target: Tensor) -> Tensor:
         return pinball(quantiles, target, self.levels.to(quantiles)).mean()

@@ -1,6 +1,6 @@
 """The model zoo: every architecture maps ``(past, future, static)`` to ``[B, H, n_outputs]``.
 
-``build_model(config.model, ..., n_outputs=loss.n_outputs)``; see :class:`BaseForecaster`.
+``build_model(config.model, ..., loss=loss)``; see :class:`BaseForecaster`.
 """
 
 from tsdl.models.base import BaseForecaster

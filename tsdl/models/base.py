@@ -3,17 +3,24 @@
 Models take ``past``, ``future`` and ``static`` rather than a :class:`~tsdl.data.batch.Batch` so
 DDP wraps a plain ``forward(*tensors)``. The width ``n_outputs`` comes from the loss
 (:attr:`tsdl.losses.BaseLoss.n_outputs`); the model never interprets it.
+
+Every architecture implements :meth:`BaseForecaster.forecast`; ``forward`` wraps it with the
+optional instance normalization (``model.instance_norm``): normalize the lookback's target
+channel, forecast in normalized units, and let the loss map every head parameter back to data
+units (:meth:`tsdl.losses.BaseLoss.rescale`), so the raw output always is in data units.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from tsdl.errors import ConfigError
+from tsdl.models.normalization import InstanceNorm
 
 __all__ = ["BaseForecaster"]
 
@@ -65,10 +72,30 @@ class BaseForecaster(torch.nn.Module, ABC):
         self.n_future_features = int(n_future_features)
         self.n_static = int(n_static)
         self.n_outputs = int(n_outputs)
+        mode = getattr(config, "instance_norm", "none")
+        self.instance_norm = InstanceNorm(mode) if mode != "none" else None
+        self._rescale: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
+
+    def use_head(self, rescale: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
+        """Set the loss's ``rescale(raw, loc, scale)``, which maps normalized outputs to data units."""
+        self._rescale = rescale
+
+    def forward(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
+        """:meth:`forecast`, inside the instance normalization when ``model.instance_norm`` is set."""
+        if self.instance_norm is None:
+            return self.forecast(past, future, static)
+        if self._rescale is None:
+            raise ConfigError(
+                f"model {self.name!r} uses model.instance_norm={self.instance_norm.mode!r} but was "
+                "built without its loss, which maps the normalized outputs back",
+                hint="build it with build_model(..., loss=loss)",
+            )
+        normalized, loc, scale = self.instance_norm(past)
+        return self._rescale(self.forecast(normalized, future, static), loc, scale)
 
     @abstractmethod
-    def forward(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
-        """Forecast the horizon.
+    def forecast(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
+        """Forecast the horizon (the architecture itself).
 
         Args:
             past: ``[B, L, F_past]`` lookback; channel 0 is the target.

@@ -60,7 +60,7 @@ class DLinear(BaseForecaster):
         ):
             self.covariates = CovariateProjection(**dims)
 
-    def forward(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
+    def forecast(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
         seasonal, trend = self.decomposition(past[..., 0])
         out = self._reshape_head(self.seasonal(seasonal) + self.trend(trend))
         if self.covariates is not None:

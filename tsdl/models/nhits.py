@@ -3,7 +3,9 @@
 A stack of MLP blocks. Block ``i`` max-pools the residual lookback by ``pooling_sizes[i]`` (a
 coarse view for early blocks, the full resolution for the last), predicts a backcast of the
 lookback and ``H / pooling_sizes[i]`` forecast coefficients per output, and interpolates the
-coefficients linearly to the horizon. Each block explains away its backcast from the residual
+coefficients linearly to the horizon (a fixed interpolation matrix, the values of
+``F.interpolate(mode="linear", align_corners=True)``, because that op has no deterministic CUDA
+backward and ``training.deterministic`` is on by default). Each block explains away its backcast from the residual
 and adds its forecast to the sum (doubly residual stacking). Covariates (past, future, static)
 are flattened into every block's MLP input, as in NeuralForecast.
 """
@@ -11,18 +13,35 @@ are flattened into every block's MLP input, as in NeuralForecast.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from tsdl.config.model import NHiTSConfig
 from tsdl.models.base import BaseForecaster
 
-__all__ = ["NHiTS", "default_pooling_sizes"]
+__all__ = ["NHiTS", "default_pooling_sizes", "linear_interpolation_matrix"]
 
 
 def default_pooling_sizes(n_blocks: int) -> list[int]:
     """Decreasing powers of two ending at 1, e.g. ``[4, 2, 1]`` for three blocks."""
     return [2 ** (n_blocks - 1 - i) for i in range(n_blocks)]
+
+
+def linear_interpolation_matrix(n_in: int, n_out: int) -> Tensor:
+    """``[n_in, n_out]`` float32 ``W`` with ``x @ W == F.interpolate(x, n_out, mode="linear",
+    align_corners=True)`` for ``x [..., n_in]``: output ``j`` sits at input position
+    ``j * (n_in - 1) / (n_out - 1)`` and mixes its two neighbours linearly (a matmul has a
+    deterministic CUDA backward; ``F.interpolate`` does not)."""
+    # float32 positions and weights, computed as torch's CPU kernel does, so the values match it.
+    weights = torch.zeros(n_in, n_out, dtype=torch.float32)
+    step = torch.tensor((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0, dtype=torch.float32)
+    for j in range(n_out):
+        position = step * j
+        left = min(int(position), n_in - 1)
+        right = min(left + 1, n_in - 1)
+        frac = position - left
+        weights[left, j] += 1.0 - frac
+        weights[right, j] += frac
+    return weights
 
 
 class _Block(torch.nn.Module):
@@ -59,14 +78,14 @@ class _Block(torch.nn.Module):
         self.forecast = torch.nn.Linear(hidden_size, self.n_coefficients * n_outputs)
         # the last block's backcast would feed nothing, so it is not built
         self.backcast = torch.nn.Linear(hidden_size, input_chunk_length) if backcast else None
+        upsample = linear_interpolation_matrix(self.n_coefficients, output_chunk_length)
+        self.register_buffer("upsample", upsample, persistent=False)
 
     def forward(self, residual: Tensor, covariates: Tensor) -> tuple[Tensor | None, Tensor]:
         pooled = self.pool(residual.unsqueeze(1)).squeeze(1)
         hidden = self.mlp(torch.cat([pooled, covariates], dim=1))
         coefficients = self.forecast(hidden).reshape(-1, self.n_outputs, self.n_coefficients)
-        forecast = F.interpolate(
-            coefficients, size=self.output_chunk_length, mode="linear", align_corners=True
-        ).transpose(1, 2)
+        forecast = (coefficients @ self.upsample.to(coefficients.dtype)).transpose(1, 2)
         backcast = self.backcast(hidden) if self.backcast is not None else None
         return backcast, forecast
 
@@ -109,7 +128,7 @@ class NHiTS(BaseForecaster):
             for i, pool in enumerate(pools)
         )
 
-    def forward(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
+    def forecast(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
         batch = past.shape[0]
         covariates = torch.cat(
             [

@@ -1,7 +1,7 @@
 """PatchTST (Nie et al., "A Time Series is Worth 64 Words", ICLR 2023).
 
-Channel-independent: the target channel's lookback is (optionally RevIN-normalized,) padded at
-the end by ``patch_stride`` copies of its last value, cut into overlapping patches, embedded
+Channel-independent: the target channel's lookback (instance-normalized by the shared
+``model.instance_norm``, RevIN by default as in the paper) is padded at the end by ``patch_stride`` copies of its last value, cut into overlapping patches, embedded
 linearly with a learned positional encoding, run through a Transformer encoder and read out by
 a flatten head. The encoder uses pre-norm LayerNorm blocks (``norm_first``), a stable stand-in
 for the paper's BatchNorm that does not couple the samples of a batch. Covariates, when present,
@@ -16,7 +16,6 @@ from torch import Tensor
 from tsdl.config.model import PatchTSTConfig
 from tsdl.models.base import BaseForecaster
 from tsdl.models.covariates import CovariateProjection
-from tsdl.models.revin import RevIN
 
 __all__ = ["PatchTST", "n_patches"]
 
@@ -42,7 +41,6 @@ class PatchTST(BaseForecaster):
             )
         self.patch_len, self.stride = config.patch_len, config.patch_stride
         self.n_patches = n_patches(L, config.patch_len, config.patch_stride)
-        self.revin = RevIN() if config.revin else None
         self.embed = torch.nn.Linear(config.patch_len, d_model)
         self.position = torch.nn.Parameter(
             torch.empty(self.n_patches, d_model).uniform_(-0.02, 0.02)
@@ -74,15 +72,11 @@ class PatchTST(BaseForecaster):
         padded = torch.cat([x, x[:, -1:].expand(-1, self.stride)], dim=1)
         return padded.unfold(dimension=1, size=self.patch_len, step=self.stride)
 
-    def forward(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
+    def forecast(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
         x = past[..., 0]
-        if self.revin is not None:
-            x, mean, std = self.revin.normalize(x)
         tokens = self.dropout(self.embed(self.patchify(x)) + self.position)
         encoded = self.encoder(tokens)  # [B, n_patches, d_model]
         out = self._reshape_head(self.head(self.dropout(encoded.flatten(1))))
-        if self.revin is not None:
-            out = self.revin.denormalize(out, mean, std)
         if self.covariates is not None:
             out = out + self.covariates(past, future, static)
         return out

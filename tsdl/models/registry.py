@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tsdl.config.model import ModelConfig
 from tsdl.errors import ConfigError
 from tsdl.models.base import BaseForecaster
@@ -9,6 +11,9 @@ from tsdl.models.dlinear import DLinear
 from tsdl.models.nhits import NHiTS
 from tsdl.models.patchtst import PatchTST
 from tsdl.models.rnn import RNN
+
+if TYPE_CHECKING:
+    from tsdl.losses import BaseLoss
 
 __all__ = ["MODELS", "build_model"]
 
@@ -24,7 +29,8 @@ def build_model(
     n_past_features: int,
     n_future_features: int,
     n_static: int,
-    n_outputs: int,
+    n_outputs: int | None = None,
+    loss: BaseLoss | None = None,
 ) -> BaseForecaster:
     """Instantiate the architecture ``config.name`` for the given window and head sizes.
 
@@ -35,7 +41,9 @@ def build_model(
         n_past_features: ``F_past`` (channel 0 is the target).
         n_future_features: ``F_fut`` (may be 0).
         n_static: ``S`` (may be 0).
-        n_outputs: ``loss.n_outputs``.
+        n_outputs: ``loss.n_outputs`` (taken from ``loss`` when unset).
+        loss: the training loss; needed with ``model.instance_norm``, since it maps the
+            normalized outputs back to data units.
 
     Returns:
         A module mapping ``(past, future, static)`` to ``[B, H, n_outputs]``.
@@ -45,12 +53,22 @@ def build_model(
         raise ConfigError(
             f"model.name={config.name!r} is not implemented", hint=f"choose one of {sorted(MODELS)}"
         )
-    return cls(
+    if n_outputs is None and loss is None:
+        raise ConfigError("build_model needs n_outputs or loss", hint="pass loss=build_loss(config.loss)")
+    model = cls(
         config,
         input_chunk_length=input_chunk_length,
         output_chunk_length=output_chunk_length,
         n_past_features=n_past_features,
         n_future_features=n_future_features,
         n_static=n_static,
-        n_outputs=n_outputs,
+        n_outputs=loss.n_outputs if n_outputs is None else n_outputs,
     )
+    if loss is not None:
+        model.use_head(loss.rescale)
+    elif model.instance_norm is not None:
+        raise ConfigError(
+            f"model.instance_norm={config.instance_norm!r} needs the loss to map outputs back",
+            hint="build the model with build_model(..., loss=loss)",
+        )
+    return model

@@ -41,7 +41,7 @@ class RNN(BaseForecaster):
             torch.nn.Linear(config.hidden_size, self.output_chunk_length * self.n_outputs),
         )
 
-    def forward(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
+    def forecast(self, past: Tensor, future: Tensor, static: Tensor) -> Tensor:
         batch = past.shape[0]
         encoded, _ = self.encoder(past)  # [B, L, hidden]
         context = torch.cat(

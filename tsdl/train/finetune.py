@@ -221,7 +221,7 @@ def check_finetune(
 
     if parent is not None:
         check_architecture(config, parent)
-    model = build_model(config.model, **dims, n_outputs=build_loss(config.loss).n_outputs)
+    model = build_model(config.model, **dims, loss=build_loss(config.loss))
     return apply_finetune(model, config, parent.weights if parent is not None else None)
 
 

@@ -98,7 +98,7 @@ def load_forecaster(checkpoint_dir: str | Path) -> tuple[BaseForecaster, BaseLos
     best = load_best(Path(checkpoint_dir))
     config = TsdlConfig.model_validate(best.config)
     loss = build_loss(config.loss)
-    model = build_model(config.model, **best.dims, n_outputs=loss.n_outputs)
+    model = build_model(config.model, **best.dims, loss=loss)
     model.load_state_dict(best.model)
     model.eval()
     return model, loss, config, best

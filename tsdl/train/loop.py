@@ -211,7 +211,7 @@ class _Worker:
         seed_everything(tcfg.seed, deterministic=tcfg.deterministic, use_cuda=device.type == "cuda")
         dims: dict[str, int] = loop_config["dims"]
         loss_fn = build_loss(config.loss)
-        model = build_model(config.model, **dims, n_outputs=loss_fn.n_outputs)
+        model = build_model(config.model, **dims, loss=loss_fn)
         # Parent weights load before DDP wraps the model (which broadcasts rank 0's weights).
         finetune = apply_finetune(model, config, loop_config.get("init_state"))
         model = runtime.prepare_model(model)
