@@ -24,7 +24,7 @@ from tsdl.evaluation.metrics import (
 )
 from tsdl.losses import BaseLoss, build_loss
 from tsdl.models import BaseForecaster, build_model
-from tsdl.train.checkpointing import BestWeights, load_best
+from tsdl.train.checkpointing import BestWeights, checkpoint_config, load_best
 
 __all__ = ["Evaluation", "Forecast", "evaluate_windows", "forecast", "load_forecaster"]
 
@@ -96,7 +96,7 @@ class Evaluation:
 def load_forecaster(checkpoint_dir: str | Path) -> tuple[BaseForecaster, BaseLoss, TsdlConfig, BestWeights]:
     """Rebuild the best model of a run from its checkpoint directory (holding ``best.pt``)."""
     best = load_best(Path(checkpoint_dir))
-    config = TsdlConfig.model_validate(best.config)
+    config = checkpoint_config(best, Path(checkpoint_dir))
     loss = build_loss(config.loss)
     model = build_model(config.model, **best.dims, loss=loss)
     model.load_state_dict(best.model)

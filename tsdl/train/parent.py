@@ -17,7 +17,7 @@ import torch
 from tsdl.config import TsdlConfig
 from tsdl.data import PreparedData, prepare_data
 from tsdl.errors import ConfigError, DataError
-from tsdl.train.checkpointing import BEST_FILE, load_best
+from tsdl.train.checkpointing import BEST_FILE, checkpoint_config, load_best
 
 __all__ = [
     "ParentCheckpoint",
@@ -98,7 +98,7 @@ def load_parent(
         checkpoint_uri=uri or str(directory),
         run_id=run_id,
         weights={k: v.detach().cpu() for k, v in best.model.items()},
-        config=TsdlConfig.model_validate(best.config),
+        config=checkpoint_config(best, directory),
         dims=dict(best.dims),
         scaler_state=best.scaler_state,
         best_epoch=int(best.epoch),
