@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # pyproject range works for users who already have one.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test lint bench e2e clean
+.PHONY: install demo test lint bench e2e e2e-local clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ bench: install
 
 e2e:
 	bash scripts/kind-e2e.sh
+
+# The rendered RayJob on an emulated cluster (pods as sandboxed processes; needs root), one line.
+e2e-local: install
+	$(BIN)/python scripts/e2e-local.py
 
 clean:
 	rm -rf $(VENV) mlruns tsdl_results .pytest_cache

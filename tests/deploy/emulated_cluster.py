@@ -491,9 +491,23 @@ class PodProcess:
     name: str
     proc: subprocess.Popen[bytes]
     log: Path
+    restarts: int = 0
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def restart(self) -> None:
+        """The kubelet restarts an exited container (restartPolicy Always, as in a RayCluster)."""
+        self.stop()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.proc.args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.restarts += 1
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -835,7 +849,9 @@ class RayJobRun:
         while time.monotonic() < deadline:
             for pod in [self.head, *self.workers]:
                 if pod is not None and not pod.alive():
-                    raise RuntimeError(f"pod {pod.name} exited:\n{pod.output()[-3000:]}")
+                    if pod.restarts >= 3:  # CrashLoopBackOff
+                        raise RuntimeError(f"pod {pod.name} exited:\n{pod.output()[-3000:]}")
+                    pod.restart()
             try:
                 token = self.auth_env.get("RAY_AUTH_TOKEN")
                 headers = {"Authorization": f"Bearer {token}"} if token else {}
