@@ -19,6 +19,8 @@ import io
 import math
 import os
 import random
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -106,7 +108,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world() -> Iterator[World]:
     reason = emulation_unavailable()
     if reason:
         pytest.skip(reason)
@@ -124,7 +126,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         endpoint = f"http://127.0.0.1:{port}"
         _upload_dataset(endpoint, creds)
         objects = ClusterObjects(NAMESPACE, render_chart(e2e_values(), release=RELEASE, namespace=NAMESPACE))
-        cluster = EmulatedCluster(objects, tmp_path_factory.mktemp("cluster"))
+        # Not pytest's tmp_path: its base directory is pruned by other pytest sessions.
+        cluster = EmulatedCluster(objects, Path(tempfile.mkdtemp(prefix="tsdl-emulated-")))
         cluster.services.register(S3_SERVICE, 9000, port)
         in_cluster = f"http://{cluster.services.fqdn(S3_SERVICE)}:9000"
         objects.add_secret(SECRET, {**creds, "AWS_ENDPOINT_URL": in_cluster})
@@ -139,6 +142,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     finally:
         if cluster is not None:
             cluster.stop_all()
+            shutil.rmtree(cluster.workdir, ignore_errors=True)
         server.stop()
 
 
