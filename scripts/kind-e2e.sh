@@ -70,6 +70,10 @@ imagePullPolicy: IfNotPresent
 name: ${RELEASE}
 data:
   inImage: true
+# A fresh results claim per run: the entrypoint resumes a study of the job's name if the storage
+# holds one, and a reused cluster keeps its claims (helm.sh/resource-policy: keep).
+storage:
+  claimName: ${RELEASE}-results-${RUN_ID}
 config:
   experiment:
     name: ${EXPERIMENT}
@@ -170,21 +174,19 @@ describe_pending_pods() {
 }
 
 check_mlflow() {
-  log "checking the MLflow run of experiment ${EXPERIMENT}"
-  kubectl exec -n "${NAMESPACE}" "deploy/${RELEASE}-mlflow" -- python -c "
-import sys
-from mlflow.tracking import MlflowClient
-client = MlflowClient('http://localhost:5000')
-experiment = client.get_experiment_by_name('${EXPERIMENT}')
-if experiment is None:
-    sys.exit('no MLflow experiment ${EXPERIMENT}')
-runs = client.search_runs([experiment.experiment_id])
-finished = [r for r in runs if r.info.status == 'FINISHED' and 'val_loss' in r.data.metrics]
-# The experiment is this run's own (its name holds RUN_ID), so nothing here is left from before.
-if not finished:
-    sys.exit(f'{len(runs)} runs in ${EXPERIMENT}, none FINISHED with a val_loss metric')
-print(f'{len(finished)} finished runs; best val_loss', min(r.data.metrics['val_loss'] for r in finished))
-"
+  # The emulated cluster's checks (tests/deploy/e2e_checks.py), through a port-forward: this
+  # run's own experiment (its name holds RUN_ID, so nothing left from before can pass), the study
+  # named after the RayJob FINISHED with metrics and artifacts, no run left RUNNING.
+  log "checking the MLflow study ${RELEASE} in experiment ${EXPERIMENT}"
+  local port=5000  # the server allows Host localhost:5000 (--allowed-hosts)
+  kubectl port-forward -n "${NAMESPACE}" "svc/${RELEASE}-mlflow" "${port}:5000" >/dev/null 2>&1 &
+  local forward=$!
+  sleep 3
+  local status=0
+  (cd "${REPO}" && python3 -m tests.deploy.e2e_checks --tracking-uri "http://localhost:${port}" \
+    --experiment "${EXPERIMENT}" --study "${RELEASE}") || status=$?
+  kill "${forward}" 2>/dev/null || true
+  return "${status}"
 }
 
 cleanup() {

@@ -161,9 +161,11 @@ def _upload_dataset(endpoint: str, creds: dict[str, str]) -> None:
 
 
 def _start_attempt(world: World, attempt: int) -> RayJobRun:
+    """A RayCluster for the RayJob (what KubeRay creates per attempt), once its nodes are up."""
     run = RayJobRun(world.cluster, world.rayjob, attempt=attempt)
     run.start()
-    run.wait_nodes(2, timeout=240)
+    wait_http(f"{world.tracking_uri}/health", 300)  # the MLflow pod starts meanwhile
+    run.wait_nodes(2, timeout=300)
     return run
 
 
@@ -172,7 +174,6 @@ def _describe(result: SubmitterResult) -> str:
 
 
 def test_a_head_pod_loss_mid_study_resumes_on_the_next_attempt_and_the_job_succeeds(world: World) -> None:
-    wait_http(f"{world.tracking_uri}/health", 300)
     first = _start_attempt(world, 0)
     submitter = first.start_submitter("e2e-a0")
     deadline = time.monotonic() + 600

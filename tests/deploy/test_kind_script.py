@@ -103,7 +103,7 @@ def test_each_run_logs_to_its_own_experiment(tmp_path: Path) -> None:
         names.append(yaml.safe_load(out.read_text())["config"]["experiment"]["name"])
     assert names[0] != names[1] and all(n.startswith("kind-smoke-") for n in names)
     check = SCRIPT.read_text().split("check_mlflow() {", 1)[1].split("\n}\n", 1)[0]
-    assert "get_experiment_by_name('${EXPERIMENT}')" in check
+    assert '--experiment "${EXPERIMENT}"' in check and '--study "${RELEASE}"' in check
 
 
 def test_the_smoke_pods_fit_a_default_docker_desktop() -> None:
