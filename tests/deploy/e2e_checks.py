@@ -40,7 +40,9 @@ def check_mlflow(tracking_uri: str, experiment: str, study: str) -> MlflowSummar
     parents = [r for r in runs if r.data.tags.get("tsdl.kind") == "study"]
     assert parents, f"no study run tagged tsdl.study={study!r} in experiment {experiment!r}"
     parent = parents[0]
-    assert parent.info.status == "FINISHED", f"study run {parent.info.run_id} is {parent.info.status}"
+    assert parent.info.status == "FINISHED", (
+        f"study run {parent.info.run_id} is {parent.info.status}"
+    )
     assert parent.data.metrics, f"study run {parent.info.run_id} has no metrics"
     artifacts = client.list_artifacts(parent.info.run_id)
     assert artifacts, f"study run {parent.info.run_id} has no artifacts"
@@ -101,7 +103,9 @@ def finished_trials(storage: str, study: str, stage: str = "stage1") -> dict[str
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the checks against a live tracking server and storage; one line each."""
-    parser = argparse.ArgumentParser(prog="python -m tests.deploy.e2e_checks", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.deploy.e2e_checks", description=main.__doc__
+    )
     parser.add_argument("--tracking-uri", required=True)
     parser.add_argument("--experiment", required=True)
     parser.add_argument("--study", required=True)
@@ -109,9 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         summary = check_mlflow(args.tracking_uri, args.experiment, args.study)
-        print(f"ok: MLflow study run {summary.run_id}: {summary.metrics} metrics, {summary.artifacts} artifacts")
+        print(
+            f"ok: MLflow study run {summary.run_id}: {summary.metrics} metrics, {summary.artifacts} artifacts"
+        )
         if args.storage:
-            print(f"ok: {check_storage(args.storage, args.study)} files under {args.storage}/{args.study}")
+            print(
+                f"ok: {check_storage(args.storage, args.study)} files under {args.storage}/{args.study}"
+            )
     except AssertionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

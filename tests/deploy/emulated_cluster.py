@@ -52,7 +52,13 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 CLUSTER_DOMAIN = "cluster.local"
 # KubeRay's default ports of a Ray head Service (common/service.go) and pod-level defaults.
-HEAD_SERVICE_PORTS = {"gcs": 6379, "dashboard": 8265, "client": 10001, "metrics": 8080, "serve": 8000}
+HEAD_SERVICE_PORTS = {
+    "gcs": 6379,
+    "dashboard": 8265,
+    "client": 10001,
+    "metrics": 8080,
+    "serve": 8000,
+}
 _DEFAULT_METRICS_PORT = 8080
 _DEFAULT_AGENT_LISTEN_PORT = 52365
 # The rayproject/ray images' user: what `USER 1000:100` in the Dockerfile refers to.
@@ -111,7 +117,12 @@ class ClusterObjects:
     def add_secret(self, name: str, data: Mapping[str, str]) -> None:
         """`kubectl create secret generic NAME --from-literal=...` (stringData, not base64)."""
         self.objects.append(
-            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": dict(data)}
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name},
+                "stringData": dict(data),
+            }
         )
 
     def config_map_data(self, name: str) -> dict[str, str]:
@@ -149,7 +160,12 @@ class ServiceDirectory:
 
     def hostnames(self, service: str) -> list[str]:
         ns = self.namespace
-        return [service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.{CLUSTER_DOMAIN}"]
+        return [
+            service,
+            f"{service}.{ns}",
+            f"{service}.{ns}.svc",
+            f"{service}.{ns}.svc.{CLUSTER_DOMAIN}",
+        ]
 
     def fqdn(self, service: str) -> str:
         return self.hostnames(service)[-1]
@@ -288,7 +304,7 @@ def kuberay_submit_script(entrypoint: str, dashboard_url: str, job_id: str) -> s
     """The K8sJobMode submitter's `bash -ce` script (KubeRay 1.7 common/job.go BuildJobSubmitCommand)."""
     address = dashboard_url if dashboard_url.startswith("http://") else f"http://{dashboard_url}"
     health = (
-        "python -c \"import urllib.request; "
+        'python -c "import urllib.request; '
         f"urllib.request.urlopen('{address}/api/gcs_healthz', timeout=5)\""
     )
     cmd = [
@@ -305,7 +321,14 @@ def kuberay_submit_script(entrypoint: str, dashboard_url: str, job_id: str) -> s
 
 
 def kuberay_env(
-    *, head: bool, cluster: str, namespace: str, head_fqdn: str, start_cmd: str, pod: str, group: str
+    *,
+    head: bool,
+    cluster: str,
+    namespace: str,
+    head_fqdn: str,
+    start_cmd: str,
+    pod: str,
+    group: str,
 ) -> dict[str, str]:
     """Env KubeRay adds to Ray containers (common/pod.go setContainerEnvVars)."""
     ip = "127.0.0.1" if head else head_fqdn
@@ -353,11 +376,15 @@ class Container:
     workdir: str
 
 
-def sandbox_script(container: Container, image: ImageEmulation, root: Path, services: ServiceDirectory) -> str:
+def sandbox_script(
+    container: Container, image: ImageEmulation, root: Path, services: ServiceDirectory
+) -> str:
     """Shell (run as root inside `unshare -m`) that builds the container's root and execs it."""
     sh = _Script(root)
     sh.run("mount -t tmpfs -o mode=755 rootfs", root)
-    created_top = {"tmp", "home", "mnt"} | {m.target.strip("/").split("/")[0] for m in container.mounts}
+    created_top = {"tmp", "home", "mnt"} | {
+        m.target.strip("/").split("/")[0] for m in container.mounts
+    }
     # The image's env must be reachable by the container's uid: a host dir that others cannot
     # enter (e.g. /root holding pyenv) becomes a plain directory holding only the env.
     created_top |= {
@@ -370,7 +397,9 @@ def sandbox_script(container: Container, image: ImageEmulation, root: Path, serv
         top = m.target.strip("/").split("/")[0]
         if (Path("/") / top).is_dir() and top not in ("tmp", "home", "mnt", "dev"):
             if not Path(m.target).parent.exists():
-                raise NotImplementedError(f"mountPath {m.target}: only one level under a host dir is emulated")
+                raise NotImplementedError(
+                    f"mountPath {m.target}: only one level under a host dir is emulated"
+                )
             shadowed.add(top)
             created_top.discard(top)
     shadowed.add("etc")
@@ -411,7 +440,7 @@ def sandbox_script(container: Container, image: ImageEmulation, root: Path, serv
     if container.read_only_root:
         sh.run("mount -o remount,ro", root)
     groups = ",".join(str(g) for g in container.groups) or str(container.gid)
-    inner = f"cd {shlex.quote(container.workdir)} && exec \"$@\""
+    inner = f'cd {shlex.quote(container.workdir)} && exec "$@"'
     sh.lines.append(
         " ".join(
             [
@@ -558,8 +587,14 @@ class EmulatedCluster:
 
     # -- kubelet ----------------------------------------------------------------------------
 
-    def start_pod(self, name: str, pod_spec: Mapping[str, Any], *, argv: list[str] | None = None,
-                  extra_env: Mapping[str, str] | None = None) -> PodProcess:
+    def start_pod(
+        self,
+        name: str,
+        pod_spec: Mapping[str, Any],
+        *,
+        argv: list[str] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> PodProcess:
         """Start the pod's first container (its command+args, or `argv` given by an operator)."""
         container = self.resolve_container(name, pod_spec, argv=argv, extra_env=extra_env)
         pod_dir = self.workdir / "pods" / name
@@ -570,7 +605,14 @@ class EmulatedCluster:
         log = pod_dir / "container.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                ["unshare", "-m", "--propagation", "private", "/bin/sh", str(pod_dir / "sandbox.sh")],
+                [
+                    "unshare",
+                    "-m",
+                    "--propagation",
+                    "private",
+                    "/bin/sh",
+                    str(pod_dir / "sandbox.sh"),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -580,8 +622,14 @@ class EmulatedCluster:
         self.pods.append(pod)
         return pod
 
-    def resolve_container(self, name: str, pod_spec: Mapping[str, Any], *, argv: list[str] | None = None,
-                          extra_env: Mapping[str, str] | None = None) -> Container:
+    def resolve_container(
+        self,
+        name: str,
+        pod_spec: Mapping[str, Any],
+        *,
+        argv: list[str] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> Container:
         spec = pod_spec["spec"] if "spec" in pod_spec else pod_spec
         c = spec["containers"][0]
         pod_sc = spec.get("securityContext", {})
@@ -593,7 +641,9 @@ class EmulatedCluster:
         groups = sorted({gid, *([int(pod_sc["fsGroup"])] if "fsGroup" in pod_sc else [])})
         command = argv or [*c.get("command", []), *c.get("args", [])]
         if not command:
-            raise Unschedulable(f"pod {name}: container {c['name']} has no command and no operator gave one")
+            raise Unschedulable(
+                f"pod {name}: container {c['name']} has no command and no operator gave one"
+            )
         env = {**self.image.env, **self._container_env(c), **(extra_env or {})}
         env = {k: self.services.remap(v) for k, v in env.items()}
         command = [self.services.remap(a) for a in command]
@@ -628,7 +678,9 @@ class EmulatedCluster:
                 env[item["name"]] = self.objects.config_map_data(ref["name"])[ref["key"]]
         return env
 
-    def _mounts(self, pod: str, spec: Mapping[str, Any], c: Mapping[str, Any], fs_group: int | None) -> list[Mount]:
+    def _mounts(
+        self, pod: str, spec: Mapping[str, Any], c: Mapping[str, Any], fs_group: int | None
+    ) -> list[Mount]:
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
         mounts = []
         for vm in c.get("volumeMounts", []):
@@ -652,9 +704,13 @@ class EmulatedCluster:
             elif "persistentVolumeClaim" in volume:
                 claim = volume["persistentVolumeClaim"]["claimName"]
                 source = self.bind_claim(claim, fs_group)
-                read_only = read_only or bool(volume["persistentVolumeClaim"].get("readOnly", False))
+                read_only = read_only or bool(
+                    volume["persistentVolumeClaim"].get("readOnly", False)
+                )
             else:
-                raise NotImplementedError(f"volume {vm['name']}: only emptyDir, configMap and PVC are emulated")
+                raise NotImplementedError(
+                    f"volume {vm['name']}: only emptyDir, configMap and PVC are emulated"
+                )
             mounts.append(Mount(vm["mountPath"], str(source), read_only=read_only))
         return mounts
 
@@ -676,7 +732,9 @@ class EmulatedCluster:
                 source.chmod(0o2775)
         return source
 
-    def add_existing_claim(self, claim: str, source: Path, access_modes: tuple[str, ...] = ("ReadOnlyMany",)) -> None:
+    def add_existing_claim(
+        self, claim: str, source: Path, access_modes: tuple[str, ...] = ("ReadOnlyMany",)
+    ) -> None:
         """A PVC the user created before installing (e.g. a dataset volume), backed by `source`."""
         self.objects.objects.append(
             {
@@ -710,7 +768,9 @@ class EmulatedCluster:
                 continue
             for port in svc["spec"]["ports"]:
                 target = port.get("targetPort", port["port"])
-                container_port = named.get(target, target) if isinstance(target, str) else int(target)
+                container_port = (
+                    named.get(target, target) if isinstance(target, str) else int(target)
+                )
                 local = self.services.expose(svc["metadata"]["name"], int(port["port"]))
                 argv = [re.sub(rf"([=:]){container_port}(?!\d)", rf"\g<1>{local}", a) for a in argv]
         saved, self.image = self.image, image or self.image
@@ -790,9 +850,15 @@ class RayJobRun:
             spec["headGroupSpec"]["template"],
             argv=["/bin/bash", "-c", "--", kuberay_ray_start_command(local, head=True)],
             extra_env={
-                **kuberay_env(head=True, cluster=self.ray_cluster, namespace=services.namespace,
-                              head_fqdn=fqdn, start_cmd=head_cmd, pod=f"{self.ray_cluster}-head",
-                              group="headgroup"),
+                **kuberay_env(
+                    head=True,
+                    cluster=self.ray_cluster,
+                    namespace=services.namespace,
+                    head_fqdn=fqdn,
+                    start_cmd=head_cmd,
+                    pod=f"{self.ray_cluster}-head",
+                    group="headgroup",
+                ),
                 **self.auth_env,
             },
         )
@@ -807,17 +873,30 @@ class RayJobRun:
                     self.cluster.start_pod(
                         pod,
                         group["template"],
-                        argv=["/bin/bash", "-c", "--", kuberay_ray_start_command(local, head=False)],
+                        argv=[
+                            "/bin/bash",
+                            "-c",
+                            "--",
+                            kuberay_ray_start_command(local, head=False),
+                        ],
                         extra_env={
-                            **kuberay_env(head=False, cluster=self.ray_cluster,
-                                          namespace=services.namespace, head_fqdn=fqdn,
-                                          start_cmd=cmd, pod=pod, group=group["groupName"]),
+                            **kuberay_env(
+                                head=False,
+                                cluster=self.ray_cluster,
+                                namespace=services.namespace,
+                                head_fqdn=fqdn,
+                                start_cmd=cmd,
+                                pod=pod,
+                                group=group["groupName"],
+                            ),
                             **self.auth_env,
                         },
                     )
                 )
 
-    def _localize(self, params: Mapping[str, str], *, head: bool, ports: Mapping[str, int]) -> dict[str, str]:
+    def _localize(
+        self, params: Mapping[str, str], *, head: bool, ports: Mapping[str, int]
+    ) -> dict[str, str]:
         """The emulation's only changes: local ports for one shared IP, CPUs capped to the machine."""
         local = dict(params)
         if head:
@@ -855,7 +934,9 @@ class RayJobRun:
             try:
                 token = self.auth_env.get("RAY_AUTH_TOKEN")
                 headers = {"Authorization": f"Bearer {token}"} if token else {}
-                with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as resp:
+                with urllib.request.urlopen(
+                    urllib.request.Request(url, headers=headers), timeout=5
+                ) as resp:
                     summary = json.load(resp)["data"]["summary"]
                 if sum(1 for n in summary if n["raylet"]["state"] == "ALIVE") >= count:
                     return
@@ -878,7 +959,9 @@ class RayJobRun:
     def start_submitter(self, job_id: str) -> PodProcess:
         """The submitter Job's pod (K8sJobMode), started; KubeRay names a new job id per attempt."""
         spec = self.rayjob["spec"]
-        dashboard = f"{self.cluster.services.fqdn(self.head_service)}:{HEAD_SERVICE_PORTS['dashboard']}"
+        dashboard = (
+            f"{self.cluster.services.fqdn(self.head_service)}:{HEAD_SERVICE_PORTS['dashboard']}"
+        )
         script = kuberay_submit_script(spec["entrypoint"], dashboard, job_id)
         pod = self.cluster.start_pod(
             f"{self.name}-submitter-{job_id}",
@@ -926,7 +1009,12 @@ def _wait_port(port: int, timeout: float, pod: PodProcess | None = None) -> None
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
-def wait_http(url: str, timeout: float, pod: PodProcess | None = None, headers: Mapping[str, str] | None = None) -> None:
+def wait_http(
+    url: str,
+    timeout: float,
+    pod: PodProcess | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> None:
     """Until `url` answers 200 (a readiness probe)."""
     import urllib.request
 

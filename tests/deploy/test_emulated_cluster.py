@@ -117,7 +117,11 @@ def world() -> Iterator[World]:
     from moto.server import ThreadedMotoServer
 
     os.environ.setdefault("S3_IGNORE_SUBDOMAIN_BUCKETNAME", "true")  # path-style for any Host
-    creds = {"AWS_ACCESS_KEY_ID": "e2e", "AWS_SECRET_ACCESS_KEY": "e2e-secret", "AWS_REGION": "us-east-1"}
+    creds = {
+        "AWS_ACCESS_KEY_ID": "e2e",
+        "AWS_SECRET_ACCESS_KEY": "e2e-secret",
+        "AWS_REGION": "us-east-1",
+    }
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
@@ -125,7 +129,9 @@ def world() -> Iterator[World]:
     try:
         endpoint = f"http://127.0.0.1:{port}"
         _upload_dataset(endpoint, creds)
-        objects = ClusterObjects(NAMESPACE, render_chart(e2e_values(), release=RELEASE, namespace=NAMESPACE))
+        objects = ClusterObjects(
+            NAMESPACE, render_chart(e2e_values(), release=RELEASE, namespace=NAMESPACE)
+        )
         # Not pytest's tmp_path: its base directory is pruned by other pytest sessions.
         cluster = EmulatedCluster(objects, Path(tempfile.mkdtemp(prefix="tsdl-emulated-")))
         cluster.services.register(S3_SERVICE, 9000, port)
@@ -173,7 +179,9 @@ def _describe(result: SubmitterResult) -> str:
     return f"submitter exit {result.exit_code} after {result.seconds:.0f}s:\n{result.log[-4000:]}"
 
 
-def test_a_head_pod_loss_mid_study_resumes_on_the_next_attempt_and_the_job_succeeds(world: World) -> None:
+def test_a_head_pod_loss_mid_study_resumes_on_the_next_attempt_and_the_job_succeeds(
+    world: World,
+) -> None:
     first = _start_attempt(world, 0)
     submitter = first.start_submitter("e2e-a0")
     deadline = time.monotonic() + 600
@@ -209,6 +217,8 @@ def test_the_job_fails_within_a_minute_when_the_tracking_server_is_down(world: W
     result = run.submit("e2e-down", timeout=180)
     assert result.exit_code != 0, _describe(result)
     assert result.seconds < 60, _describe(result)
-    lines = [line for line in result.log.splitlines() if "MLflow" in line and "error" in line.lower()]
+    lines = [
+        line for line in result.log.splitlines() if "MLflow" in line and "error" in line.lower()
+    ]
     assert lines, _describe(result)
     run.stop()
