@@ -343,7 +343,9 @@ def test_cli_submit_wait_status_logs_cancel(
     double.script_status("ml", "etth1-tune", [RUNNING, SUCCEEDED])
     assert (
         main(
-            ["submit", "-c", str(config), "-n", "ml", "--workers", "2", "--wait", "--poll", "0.01"]
+            # Two worker pods need shared storage: name the (ReadWriteMany) claim explicitly.
+            ["submit", "-c", str(config), "-n", "ml", "--workers", "2", "--storage", "tsdl-results"]
+            + ["--wait", "--poll", "0.01"]
         )
         == 0
     )

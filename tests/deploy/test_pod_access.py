@@ -143,6 +143,35 @@ def test_the_default_claim_binds_anywhere_and_keeps_the_workers_on_the_heads_nod
     )
 
 
+def test_submit_refuses_a_multi_node_job_on_the_namespaces_single_node_claim() -> None:
+    config = parse_config(
+        {
+            **_CPU,
+            "deploy": {
+                **_CPU["deploy"],
+                "worker": {
+                    "gpu": 0,
+                    "tolerations": [],
+                    "replicas": 2,
+                    "max_replicas": 2,
+                    "min_replicas": 2,
+                },
+            },
+        }
+    )
+    with pytest.raises(DeployError) as caught:
+        build_manifests(config)
+    line = caught.value.one_line()
+    assert "tsdl-results is ReadWriteOnce" in line and "s3://" in line and "ReadWriteMany" in line
+    shared = parse_config(
+        {
+            **config.model_dump(mode="json"),
+            "deploy": {**config.deploy.model_dump(mode="json"), "storage": {"uri": "s3://b/p"}},
+        }
+    )
+    build_manifests(shared)
+
+
 def test_submit_takes_the_storage_choice_as_a_flag(
     tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -20,6 +20,7 @@ from tsdl.errors import DeployError
 __all__ = [
     "PREREQUISITES_TRACKING_URI",
     "check_data_path",
+    "check_storage",
     "for_pods",
     "pod_tracking_uri",
     "tracking_note",
@@ -67,6 +68,7 @@ def for_pods(config: TsdlConfig) -> TsdlConfig:
         DeployError: data.path names nothing the pods can read (see `check_data_path`).
     """
     check_data_path(config)
+    check_storage(config)
     uri = pod_tracking_uri(config)
     if uri is None:
         return config
@@ -109,5 +111,26 @@ def check_data_path(config: TsdlConfig) -> None:
             "use an object-store URI (data.path=s3://BUCKET/file.csv), a data volume "
             f"(deploy.data.claim_name=PVC and data.path={data.mount_path}/file.csv), or a file "
             "baked into the image (data.path=/abs/path and deploy.data.in_image=true)"
+        ),
+    )
+
+
+def check_storage(config: TsdlConfig) -> None:
+    """Refuse a multi-node job on the namespace's default claim, which is ReadWriteOnce (the
+    prerequisites create it on the default StorageClass, so it binds anywhere but serves one node).
+
+    Raises:
+        DeployError: listing the three ways to give the pods shared storage.
+    """
+    deploy = config.deploy
+    if deploy.storage.uri or deploy.storage.claim_name or deploy.worker.max_replicas <= 1:
+        return
+    raise DeployError(
+        f"deploy.worker: {deploy.worker.max_replicas} worker pods span nodes, but the namespace's "
+        f"claim {DEFAULT_RELEASE}-results is ReadWriteOnce (one node)",
+        hint=(
+            "use an object store (--storage s3://BUCKET/PREFIX or deploy.storage.uri), an existing "
+            "ReadWriteMany claim (--storage CLAIM or deploy.storage.claim_name), or create one with "
+            "the chart (storage.storageClassName=CLASS, storage.accessModes={ReadWriteMany})"
         ),
     )
