@@ -29,6 +29,7 @@ import torch
 from tsdl.config import TsdlConfig
 from tsdl.train.checkpointing import META_FILE
 from tsdl.train.loop import run_worker
+from tsdl.train.seeding import set_deterministic
 
 if TYPE_CHECKING:
     from tsdl.data import PreparedData, WindowSet
@@ -194,4 +195,4 @@ def _process_settings() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+        set_deterministic(deterministic)

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["epoch_seed", "rng_state", "seed_everything", "set_rng_state"]
+__all__ = ["epoch_seed", "rng_state", "seed_everything", "set_deterministic", "set_rng_state"]
 
 
 def seed_everything(seed: int, *, deterministic: bool, use_cuda: bool = False) -> None:
@@ -26,7 +26,21 @@ def seed_everything(seed: int, *, deterministic: bool, use_cuda: bool = False) -
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
-        torch.use_deterministic_algorithms(True, warn_only=False)
+        set_deterministic(True)
+
+
+def set_deterministic(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode)`` without its ``torch._inductor`` import.
+
+    The public function imports ``torch._inductor.config`` (sympy and more: 1.7 s of CPU per
+    process, measured) only to set TorchInductor's flag; tsdl never compiles, so the kernel flag
+    alone is what matters. Falls back to the public function if the private setter moves.
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:
+        torch.use_deterministic_algorithms(mode)
+        return
+    setter(mode, warn_only=False)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
