@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.smoke:
         config = _common.synthetic_config(n_series=2, n_timesteps=300)
-        args.epochs, args.limit_batches = 1, 2
+        args.models, args.epochs, args.limit_batches = ["dlinear"], 1, 2
     else:
         config = _common.etth1_config("etth1-dlinear.yaml")
         if config is None:

@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "peers": ["bench_peers.py"],
     "hpo": ["bench_hpo.py"],
     "gpu": ["bench_gpu.py"],
+    "instance_norm": ["bench_instance_norm.py"],
 }
 
 

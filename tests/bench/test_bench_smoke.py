@@ -140,3 +140,10 @@ def test_hpo_smoke(tmp_path: Path) -> None:
         losses = [best for _spent, best in curve]
         assert losses == sorted(losses, reverse=True)
     assert (tmp_path / "hpo.smoke.png").stat().st_size > 0
+
+
+def test_instance_norm_smoke(tmp_path: Path) -> None:
+    result = _run("instance_norm", tmp_path)
+    rows = result["rows"]
+    assert [r["instance_norm"] for r in rows] == ["none", "revin", "mean_std", "robust"]
+    assert all(_positive(r["test_mse"]) and _positive(r["val_mse"]) for r in rows)
