@@ -1,6 +1,9 @@
 """What one trial reserves, and how many trials fit on the cluster at once.
 
-A trial is two things: the Tune trial actor, which only waits in ``TorchTrainer.fit()``, and the
+A single-worker trial trains in the Tune trial actor itself (``tsdl.tune.trial.runs_direct``),
+so that actor reserves the worker's CPUs/GPUs: :func:`direct_trial_resources`.
+
+A multi-worker trial is two things: the Tune trial actor, which only waits in ``TorchTrainer.fit()``, and the
 Train run it launches, whose controller (0 CPU) places ``num_workers`` workers in a placement
 group of its own. Only the workers compute, so only they should hold CPUs/GPUs. If the trial
 actor also held a CPU (Tune's default) or even 0.1 CPU, then on 2 CPUs two trial actors leave
@@ -34,6 +37,7 @@ __all__ = [
     "AUTOSCALER_CAPACITY_ENV",
     "TRIAL_ACTOR_MEMORY",
     "autoscaler_capacity",
+    "direct_trial_resources",
     "max_concurrent_trials",
     "trial_resources",
     "worker_group_demand",
@@ -51,6 +55,13 @@ def trial_resources() -> PlacementGroupFactory:
     from ray.tune import PlacementGroupFactory
 
     return PlacementGroupFactory([{"CPU": 0, "memory": TRIAL_ACTOR_MEMORY}])
+
+
+def direct_trial_resources(config: TsdlConfig) -> PlacementGroupFactory:
+    """A single-worker trial's reservation: the one worker's CPUs (and GPU), held by the trial actor."""
+    from ray.tune import PlacementGroupFactory
+
+    return PlacementGroupFactory([worker_group_demand(config)])
 
 
 def worker_group_demand(config: TsdlConfig) -> dict[str, float]:

@@ -151,7 +151,9 @@ def render_leaderboard(frame: pd.DataFrame, *, top: int = 10) -> str:
     return text + "\n(* = reference trial: the config's own values, trial 0)"
 
 
-_CURVE_KEYS = ("epoch", "train_loss", "val_loss", "best_val_loss", "lr", "grad_norm", "epoch_time_s")
+_CURVE_KEYS = (
+    "epoch", "train_loss", "val_loss", "best_val_loss", "lr", "grad_norm", "epoch_time_s", "val_time_s"
+)
 
 
 def _trial_id(result: Any) -> str:

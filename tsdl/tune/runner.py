@@ -1,4 +1,4 @@
-"""One stage of a study as a Ray Tune experiment: OptunaSearch (TPE) + ASHA over TorchTrainer trials."""
+"""One stage of a study as a Ray Tune experiment: OptunaSearch (TPE) + ASHA over training trials."""
 
 from __future__ import annotations
 
@@ -12,8 +12,14 @@ from tsdl.config.tune import ParamSpec
 from tsdl.runtime import is_verbose
 from tsdl.tune.budget import StudyPlan
 from tsdl.tune.progress import StudyProgress
-from tsdl.tune.resources import autoscaler_capacity, max_concurrent_trials, trial_resources
+from tsdl.tune.resources import (
+    autoscaler_capacity,
+    direct_trial_resources,
+    max_concurrent_trials,
+    trial_resources,
+)
 from tsdl.tune.space import same_point, to_tune_space
+from tsdl.tune.trial import runs_direct
 
 if TYPE_CHECKING:
     from ray.tune import ResultGrid
@@ -127,6 +133,7 @@ class StageRunner:
             config, ray.cluster_resources(), capacity=autoscaler_capacity()
         )
         self._reporter = StudyProgress(plan) if progress else None
+        self._direct = runs_direct(config)
 
     def run(
         self,
@@ -150,8 +157,6 @@ class StageRunner:
         if tune.Tuner.can_restore(path, storage_filesystem=fs):
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True, storage_filesystem=fs)
         else:
-            from tsdl.tune.teardown import TrainerTeardown
-
             seed = self._config.tune.seed + (0 if stage == "stage1" else 1)
             tuner = tune.Tuner(
                 trainable,
@@ -160,16 +165,38 @@ class StageRunner:
                     scheduler=build_scheduler(self._plan, reference=points[0] if points else None),
                     num_samples=trials,
                     max_concurrent_trials=self._concurrency,
+                    # Direct trials (see tsdl.tune.trial) keep their actor, with torch imported
+                    # and the study's data already fetched, for the next trial.
+                    reuse_actors=self._direct,
                 ),
-                run_config=tune.RunConfig(
-                    name=stage,
-                    storage_path=root,
-                    storage_filesystem=fs,
-                    callbacks=[TrainerTeardown(self._registry), *filter(None, [self._reporter])],
-                    verbose=1 if is_verbose() else 0,  # tsdl's StudyProgress replaces Tune's tables
-                ),
+                run_config=self._run_config(stage, root, fs),
             )
         return tuner.fit()
+
+    def _run_config(self, stage: str, root: str, fs: Any):
+        """Direct trials fail over through Tune (from their last checkpoint, like Train does);
+        TorchTrainer trials through their own Train run, torn down when Tune stops them."""
+        from ray import tune
+
+        from tsdl.tune.teardown import TrainerTeardown
+
+        callbacks: list = [*filter(None, [self._reporter])]
+        extra: dict = {}
+        if self._direct:
+            extra = {
+                "failure_config": tune.FailureConfig(max_failures=self._config.resources.max_failures),
+                "checkpoint_config": tune.CheckpointConfig(num_to_keep=1),
+            }
+        else:
+            callbacks.insert(0, TrainerTeardown(self._registry))
+        return tune.RunConfig(
+            name=stage,
+            storage_path=root,
+            storage_filesystem=fs,
+            callbacks=callbacks,
+            verbose=1 if is_verbose() else 0,  # tsdl's StudyProgress replaces Tune's tables
+            **extra,
+        )
 
     def close(self) -> None:
         """Stop the study's registry actor (the trials of every stage are done)."""
@@ -191,4 +218,5 @@ class StageRunner:
             registry=self._registry,
             storage_path=f"{self._root}/trials",
         )
-        return tune.with_resources(fn, trial_resources())
+        resources = direct_trial_resources(self._config) if self._direct else trial_resources()
+        return tune.with_resources(fn, resources)

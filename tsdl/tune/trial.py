@@ -12,7 +12,7 @@ from tsdl.tune.space import apply_params
 if TYPE_CHECKING:
     from tsdl.data import PreparedData
 
-__all__ = ["trial_config", "run_trial"]
+__all__ = ["run_trial", "runs_direct", "trial_config"]
 
 
 def trial_config(base: TsdlConfig, params: Mapping[str, Any], plan: StudyPlan) -> TsdlConfig:
@@ -37,7 +37,12 @@ def run_trial(
     registry: str,
     storage_path: str,
 ) -> None:
-    """Tune function trainable: train one sampled config with Ray Train, reporting every epoch.
+    """Tune function trainable: train one sampled config, reporting every epoch to Tune.
+
+    A single-worker trial runs the training loop right here, in the trial actor, on the study's
+    prepared windows (:mod:`tsdl.train.direct`); it reports its checkpoints to Tune, which
+    restores a failed or resumed trial from the latest one. A multi-worker trial starts a
+    ``TorchTrainer`` (DDP) that reports through :mod:`tsdl.tune.teardown`.
 
     Args:
         params: the trial's sampled values by dotted path (Tune's ``config``).
@@ -45,15 +50,28 @@ def run_trial(
         plan: the study's budget.
         prepared: scaled data per ``input_chunk_length`` (prepared once on the driver).
         registry: name of the study's :class:`~tsdl.tune.teardown.TrialRegistry` actor.
-        storage_path: where the trial's Train run checkpoints; a restored trial resumes there.
+        storage_path: where a multi-worker trial's Train run checkpoints; it resumes there.
     """
     from ray import tune
+
+    config = trial_config(TsdlConfig.model_validate(base), params, plan)
+    data = prepared[config.data.input_chunk_length]
+    if runs_direct(config):
+        from tsdl.train.direct import run_direct
+        from tsdl.train.trainer import make_loop_config
+
+        run_direct(
+            make_loop_config(config, data),
+            data,
+            checkpoint=tune.get_checkpoint(),
+            report=_report_to_tune,
+            use_gpu=config.resources.use_gpu,
+        )
+        return
 
     from tsdl.train import build_trainer
     from tsdl.tune.teardown import fit_in_trial
 
-    config = trial_config(TsdlConfig.model_validate(base), params, plan)
-    data = prepared[config.data.input_chunk_length]
     run_name = f"trial-{tune.get_context().get_trial_id()}"
     fit_in_trial(
         lambda callbacks: build_trainer(
@@ -61,3 +79,15 @@ def run_trial(
         ),
         registry,
     )
+
+
+def runs_direct(config: TsdlConfig) -> bool:
+    """Whether a trial trains in its own actor (one worker) rather than in a TorchTrainer."""
+    return config.resources.num_workers == 1
+
+
+def _report_to_tune(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+    from ray import tune
+
+    checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+    tune.report(metrics, checkpoint=checkpoint)
