@@ -27,7 +27,10 @@ test: install
 lint: install
 	$(BIN)/ruff check tsdl tests bench
 
+# The peers benchmark needs NeuralForecast (the `bench` extra); naming TORCH_SPEC again keeps
+# pip from swapping the CPU torch for another build while it resolves NeuralForecast's deps.
 bench: install
+	$(BIN)/pip install --quiet -e ".[dev,bench]" "$(TORCH_SPEC)"
 	$(BIN)/python bench/run_all.py --smoke
 
 e2e:

@@ -1,19 +1,23 @@
-"""Training throughput: tsdl's full path against a plain PyTorch loop on pre-materialized tensors.
+"""Training throughput: `tsdl train` against the best plain PyTorch loop a user would write.
 
-tsdl: ``tsdl.api.train`` (Ray Data shard -> WindowSet -> TorchTrainer worker -> step), windows/s
-as the worker measures it over each epoch's training steps. Plain: the same model, loss, AdamW,
-gradient clipping, batch size and torch thread count over tensors holding every training window,
-indexed by a random permutation per epoch. The two alternate (plain, tsdl, plain, tsdl, ...) in
-one process so that load from other jobs on the machine hits both alike. The plain loop runs as
-a Ray task with the worker's CPU reservation: Ray starts its workers at nice 15, so a plain loop
-in the (nice 0) driver would win every contended time slice and inflate the gap on a shared box.
+Plain: in this (driver) process with every core as torch threads, tensors holding every training
+window, ``randperm`` batches, the same model, loss, AdamW, gradient clipping and batch size.
+tsdl: ``tsdl.api.train`` as `tsdl train` runs it (one worker on this machine trains in the
+driver, see ``tsdl.train.direct``), windows/s as the loop measures it over each epoch's training
+steps. ``--ray`` adds the Ray Train path (a TorchTrainer worker holding every core), and
+``--ddp`` two DDP ranks of one core each: the measurement behind the default of one worker.
 
-    python bench/bench_throughput.py [--models dlinear patchtst] [--steps 300] [--repeats 2]
+The paths alternate (plain, tsdl, [ray], [ddp], plain, ...) in one process, so load from other
+jobs on a shared machine hits all alike; the fastest epoch of each path is the headline (the
+least disturbed), medians are kept.
+
+    python bench/bench_throughput.py [--models dlinear patchtst] [--repeats 3] [--ray] [--ddp]
     python bench/bench_throughput.py --smoke
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -27,41 +31,50 @@ import torch
 
 __all__ = ["main", "plain_loop", "tsdl_loop"]
 
-
-class _ThreadProbe:
-    """Epoch hook that records the worker's torch thread count (thread parity with the plain loop)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __call__(self, epoch: int, rank: int) -> None:
-        if epoch == 1 and rank == 0:
-            Path(self.path).write_text(str(torch.get_num_threads()))
+_CORES = len(os.sched_getaffinity(0))
+_STEPS = {"dlinear": 120, "patchtst": 16}
+"""Training steps per epoch by model (both paths): PatchTST steps are ~100x slower on CPU."""
 
 
-def tsdl_loop(config, *, storage: Path) -> dict[str, Any]:
-    """One ``tsdl.api.train`` run; windows/s and steps/s of its fastest epoch.
+def tsdl_loop(config, *, storage: Path, path: str) -> dict[str, Any]:
+    """One run through tsdl; windows/s of its fastest epoch.
 
-    The fastest epoch (not the first) is reported for both paths: the first pays allocator and
-    autograd warm-up, and on a shared machine the minimum time is the least disturbed one.
+    ``path`` is "tsdl" (``api.train``), "ray" (TorchTrainer, 1 worker x every core) or "ddp"
+    (TorchTrainer, 2 workers x 1 core). The fastest epoch (not the first) is reported for every
+    path: the first pays allocator warm-up, and on a shared machine the minimum is the least
+    disturbed.
     """
-    from tsdl import api
-
-    probe = storage / "threads.txt"
     started = time.perf_counter()
-    result = api.train(config, progress=False, epoch_hooks=(_ThreadProbe(str(probe)),))
+    if path == "tsdl":
+        from tsdl import api
+
+        history = api.train(config, progress=False).history
+    else:
+        history = _ray_history(config, storage, workers=1 if path == "ray" else 2)
     wall = time.perf_counter() - started
-    best = max(result.history, key=lambda h: h["windows_per_s"])
-    batch = config.training.batch_size
+    best = max(history, key=lambda h: h["windows_per_s"])
     return {
         "windows_per_s": best["windows_per_s"],
-        "steps_per_s": best["windows_per_s"] / batch,
+        "steps_per_s": best["windows_per_s"] / config.training.batch_size,
         "epoch_s": best["epoch_time_s"],
-        "epochs": len(result.history),
+        "epochs": len(history),
         "wall_s": wall,
-        "threads": int(probe.read_text()) if probe.exists() else None,
-        "test_mse": result.test.model["MSE"],
+        "threads": _CORES,
     }
+
+
+def _ray_history(config, storage: Path, *, workers: int) -> list[dict[str, float]]:
+    from tsdl.data import prepare_data
+    from tsdl.runtime import ensure_ray
+    from tsdl.train import build_trainer, load_last
+
+    ensure_ray(num_cpus=_CORES)
+    config = config.model_copy(deep=True)
+    config.resources.num_workers = workers
+    config.resources.cpus_per_worker = _CORES // workers
+    result = build_trainer(config, prepare_data(config), run_name=f"bench-{time.time_ns()}").fit()
+    with result.checkpoint.as_directory() as directory:
+        return load_last(Path(directory)).history
 
 
 def plain_loop(config, prepared, *, epochs: int, threads: int) -> dict[str, Any]:
@@ -71,6 +84,7 @@ def plain_loop(config, prepared, *, epochs: int, threads: int) -> dict[str, Any]
     from tsdl.train import model_dims
 
     tcfg = config.training
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(tcfg.seed)
     windows = prepared.windows("train")
@@ -99,6 +113,7 @@ def plain_loop(config, prepared, *, epochs: int, threads: int) -> dict[str, Any]
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.gradient_clip_val)
             optimizer.step()
         epoch_times.append(time.perf_counter() - started)
+    torch.set_num_threads(previous)
     fastest = min(epoch_times)
     n_windows = min(n, steps * batch)
     return {
@@ -106,91 +121,84 @@ def plain_loop(config, prepared, *, epochs: int, threads: int) -> dict[str, Any]
         "steps_per_s": steps / fastest,
         "epoch_s": fastest,
         "epochs": epochs,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
     }
 
 
-def _config(model: str, *, smoke: bool, steps: int | None, epochs: int):
+def _config(model: str, *, smoke: bool, steps: int, epochs: int):
     common = [
-        f"model.name={model}",
         f"training.max_epochs={epochs}",
         "training.early_stopping.enabled=false",
+        "training.batch_size=224",
         "resources.num_workers=1",
-        "resources.cpus_per_worker=1",
         "resources.max_failures=0",
+        f"training.limit_train_batches={steps}",
     ]
-    if steps is not None:
-        common.append(f"training.limit_train_batches={steps}")
-    config = None if smoke else _common.etth1_config(overrides=common)
-    dataset = "ETTh1 (L=336, H=96, batch 32)"
+    config = None if smoke else _common.etth1_config(f"etth1-{model}.yaml", overrides=common)
+    dataset = "ETTh1 (L=336, H=96, batch 224)"
     if config is None:
         config = _common.synthetic_config(
-            n_series=4, n_timesteps=300, overrides=[*common, "training.batch_size=16"]
+            n_series=4, n_timesteps=300, overrides=[*common, f"model.name={model}", "training.batch_size=16"]
         )
         dataset = "synthetic 4x300 (L=48, H=12, batch 16)"
     return config, dataset
 
 
+def _summary(model: str, dataset: str, batch: int, mine: list[dict[str, Any]], paths: list[str]) -> dict[str, Any]:
+    best = {p: max(r["windows_per_s"] for r in mine if r["path"] == p) for p in paths}
+    median = {p: statistics.median(r["windows_per_s"] for r in mine if r["path"] == p) for p in paths}
+    row: dict[str, Any] = {"model": model, "dataset": dataset, "batch": batch, "threads": _CORES}
+    for p in paths:
+        row[f"{p}_win_s"] = best[p]
+        row[f"{p}_median_win_s"] = median[p]
+    row["ratio"] = best["tsdl"] / best["plain"]
+    row["median_ratio"] = median["tsdl"] / median["plain"]
+    for p in paths[2:]:
+        row[f"{p}_ratio"] = best[p] / best["plain"]
+    row["target"] = ">= 0.9"
+    return row
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = _common.base_parser(__doc__)
     parser.add_argument("--models", nargs="+", default=["dlinear", "patchtst"])
-    parser.add_argument("--steps", type=int, default=300, help="training steps per epoch (both paths)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per epoch (default per model)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the fastest is reported")
-    parser.add_argument("--repeats", type=int, default=2, help="alternating plain/tsdl pairs per model")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds per model")
+    parser.add_argument("--ray", action="store_true", help="also time a 1-worker TorchTrainer (all cores)")
+    parser.add_argument("--ddp", action="store_true", help="also time 2 DDP workers x 1 core")
     args = parser.parse_args(argv)
     if args.smoke:
         args.steps, args.epochs, args.repeats, args.models = 4, 1, 1, args.models[:1]
 
     from tsdl.data import prepare_data
-    from tsdl.runtime import ensure_ray
 
-    ensure_ray(num_cpus=2)
-    import ray
-
+    paths = ["plain", "tsdl"] + (["ray"] if args.ray else []) + (["ddp"] if args.ddp else [])
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     for model in args.models:
-        config, dataset = _config(model, smoke=args.smoke, steps=args.steps, epochs=args.epochs)
+        steps = args.steps or _STEPS.get(model, 50)
+        config, dataset = _config(model, smoke=args.smoke, steps=steps, epochs=args.epochs)
         prepared = prepare_data(config)
-        threads = int(config.resources.cpus_per_worker)
-        plain_task = ray.remote(num_cpus=threads)(plain_loop)
         for repeat in range(args.repeats):
-            plain = ray.get(plain_task.remote(config, prepared, epochs=args.epochs, threads=threads))
-            with tempfile.TemporaryDirectory(prefix="tsdl-bench-") as tmp:
-                run_config = config.model_copy(deep=True)
-                run_config.resources.storage_path = tmp
-                ours = tsdl_loop(run_config, storage=Path(tmp))
-            runs += [{"model": model, "repeat": repeat, "path": "plain", **plain},
-                     {"model": model, "repeat": repeat, "path": "tsdl", **ours}]
-            print(f"{model} repeat {repeat}: plain {plain['windows_per_s']:,.0f} win/s, "
-                  f"tsdl {ours['windows_per_s']:,.0f} win/s", flush=True)
+            for path in paths:
+                load = round(os.getloadavg()[0], 1)
+                if path == "plain":
+                    run = plain_loop(config, prepared, epochs=args.epochs, threads=_CORES)
+                else:
+                    with tempfile.TemporaryDirectory(prefix="tsdl-bench-") as tmp:
+                        run_config = config.model_copy(deep=True)
+                        run_config.resources.storage_path = tmp
+                        run = tsdl_loop(run_config, storage=Path(tmp), path=path)
+                runs.append({"model": model, "repeat": repeat, "path": path, "load_1m": load, **run})
+                print(f"{model} repeat {repeat} {path:>5}: {run['windows_per_s']:>10,.0f} win/s "
+                      f"(load {load})", flush=True)
         mine = [r for r in runs if r["model"] == model]
-        # Headline: the least disturbed (fastest) epoch of each path over all repeats; on a shared
-        # machine the minimum time is the best estimate of the undisturbed cost. Medians are kept.
-        plain_wps = max(r["windows_per_s"] for r in mine if r["path"] == "plain")
-        tsdl_wps = max(r["windows_per_s"] for r in mine if r["path"] == "tsdl")
-        medians = {
-            f"{path}_median_win_s": statistics.median(r["windows_per_s"] for r in mine if r["path"] == path)
-            for path in ("plain", "tsdl")
-        }
-        rows.append({
-            "model": model,
-            "dataset": dataset,
-            "batch": config.training.batch_size,
-            "threads": int(config.resources.cpus_per_worker),
-            "plain_win_s": plain_wps,
-            "tsdl_win_s": tsdl_wps,
-            "plain_steps_s": plain_wps / config.training.batch_size,
-            "tsdl_steps_s": tsdl_wps / config.training.batch_size,
-            "ratio": tsdl_wps / plain_wps,
-            **medians,
-            "median_ratio": medians["tsdl_median_win_s"] / medians["plain_median_win_s"],
-            "target": ">= 0.9",
-        })
-    columns = ["model", "batch", "threads", "plain_win_s", "tsdl_win_s", "plain_steps_s", "tsdl_steps_s", "ratio",
-               "median_ratio"]
-    _common.print_table(rows, columns, title="training throughput (fastest epoch over all repeats; median ratio)")
-    payload = {"settings": vars(args) | {"out": str(args.out)}, "summary": rows, "runs": runs}
+        rows.append(_summary(model, dataset, config.training.batch_size, mine, paths))
+    columns = ["model", "batch", "threads", *(f"{p}_win_s" for p in paths), "ratio", "median_ratio",
+               *(f"{p}_ratio" for p in paths[2:])]
+    _common.print_table(rows, columns, title="training throughput, windows/s (fastest epoch; ratio = tsdl/plain)")
+    payload = {"settings": vars(args) | {"out": str(args.out), "cores": _CORES}, "summary": rows, "runs": runs}
     _common.write_results("throughput", payload, args.out, smoke=args.smoke)
     return payload
 

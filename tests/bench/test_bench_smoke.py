@@ -75,10 +75,14 @@ def test_memory_scaling_smoke(tmp_path: Path) -> None:
 def test_startup_smoke(tmp_path: Path) -> None:
     result = _run("startup", tmp_path)
     (row,) = result["summary"]
-    phases = ["interpreter", "imports", "prepare_data", "ray_init", "build", "worker_up", "worker_setup", "first_step"]
-    assert all(row[p] >= 0 for p in phases)
-    assert row["total"] == pytest.approx(sum(row[p] for p in phases))
-    assert row["dominant"] in phases
+    phases = ["interpreter", "imports", "prepare_data", "ray_init", "setup", "first_step", "train", "evaluate"]
+    assert all(row[p] >= 0 for p in phases) and row["dominant"] in phases
+    assert row["path"] == "in_process" and row["ray_init"] < 1.0  # the default path starts no Ray
+    assert _positive(result["cli_wall_s"])
+    (trial,) = [r for r in result["runs"] if r["what"] == "trial"]
+    assert (trial["trials_few"], trial["trials_many"]) == (1, 2)
+    assert trial["wall_many"] > trial["steps_many"] > 0  # the step time is part of the wall time
+    assert math.isfinite(result["trial_fixed_s"])
 
 
 @pytest.mark.ray
