@@ -130,7 +130,10 @@ def _child(path: str, smoke: bool, stamps: str) -> None:
     marks["train"] = time.time()
     with result.checkpoint.as_directory() as directory:
         model, loss, _, _ = load_forecaster(Path(directory))
-    evaluate_windows(model, loss, prepared.windows("test"), season_length=prepared.season_length)
+    from tsdl.api import _inverse  # the evaluation `tsdl train` runs, on the original scale too
+
+    evaluate_windows(model, loss, prepared.windows("test"), inverse=_inverse(prepared.scalers),
+                     history=prepared.history("test"), season_length=prepared.season_length)
     marks["evaluate"] = time.time()
     for line in Path(stamps).read_text().split("\n"):
         if line.strip():
