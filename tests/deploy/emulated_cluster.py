@@ -946,15 +946,38 @@ class RayJobRun:
         raise TimeoutError(f"{count} Ray nodes not alive after {timeout:.0f}s")
 
     def submit(self, job_id: str, timeout: float = 240.0) -> SubmitterResult:
-        """Run the submitter pod to completion: its exit code and its log (the driver's output)."""
+        """Run the submitter pod to completion; the job's outcome is what KubeRay reads from the
+        dashboard (`ray job logs --follow`, the submitter's last command, exits 0 either way)."""
         pod = self.start_submitter(job_id)
         start = time.monotonic()
         try:
-            code = pod.proc.wait(timeout=timeout)
+            pod.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             pod.stop()
-            code = -1
-        return SubmitterResult(job_id, code, pod.output(), time.monotonic() - start)
+        info = self.job_info(job_id)
+        seconds = (info.get("end_time") or 0) / 1000 - (info.get("start_time") or 0) / 1000
+        return SubmitterResult(
+            job_id,
+            str(info.get("status", "UNKNOWN")),
+            pod.output(),
+            seconds if seconds > 0 else time.monotonic() - start,
+        )
+
+    def job_info(self, job_id: str) -> dict[str, Any]:
+        """`GET /api/jobs/<id>` on the head's dashboard, as the KubeRay operator polls it."""
+        import json
+        import urllib.request
+
+        token = self.auth_env.get("RAY_AUTH_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        url = f"http://127.0.0.1:{self.dashboard_port}/api/jobs/{job_id}"
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=10
+            ) as resp:
+                return dict(json.load(resp))
+        except Exception as exc:  # the head is gone, or never ran the job
+            return {"status": f"UNKNOWN ({exc})"}
 
     def start_submitter(self, job_id: str) -> PodProcess:
         """The submitter Job's pod (K8sJobMode), started; KubeRay names a new job id per attempt."""
@@ -986,14 +1009,16 @@ class RayJobRun:
 
 @dataclass
 class SubmitterResult:
+    """A job as KubeRay sees it: its dashboard status, its driver log, its run time."""
+
     job_id: str
-    exit_code: int
+    status: str
     log: str
     seconds: float
 
     @property
     def succeeded(self) -> bool:
-        return self.exit_code == 0 and "Job '" in self.log and "succeeded" in self.log
+        return self.status == "SUCCEEDED"
 
 
 def _wait_port(port: int, timeout: float, pod: PodProcess | None = None) -> None:
