@@ -9,6 +9,7 @@ import contextlib
 import functools
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tsdl.config import TsdlConfig
-from tsdl.errors import ConfigError, TrainingError
+from tsdl.errors import ConfigError, TrackingError, TrainingError, os_error_hint, writing
 
 __all__ = [
     "Reproduction",
@@ -37,6 +38,7 @@ class TrainResult:
 
     run_name: str
     checkpoint_dir: Path | None
+    """The run's latest checkpoint (best.pt, last.pt) with local storage; None with remote storage."""
     history: list[dict[str, float]]
     test: Any  # tsdl.train.Evaluation
     mlflow_run_id: str | None = None
@@ -79,8 +81,11 @@ def train(
 ) -> TrainResult:
     """Check and prepare the data, train with Ray Train, evaluate on test, track in MLflow.
 
+    Whatever happens after the MLflow run starts, it ends FINISHED, FAILED (any error, also one
+    after training) or KILLED (Ctrl-C; SIGTERM under the CLI), never left RUNNING.
+
     Args:
-        config: resolved config.
+        config: resolved config; ignored with ``resume`` (the run's stored config is used).
         address: Ray address (None: in-process; "auto": `ray start --head` cluster).
         resume: name of an interrupted run to continue from its last checkpoint.
         run_name: name for a new run (default: ``<experiment>-<timestamp>``).
@@ -92,12 +97,7 @@ def train(
             else start it (a RayJob retry's entrypoint). Without it an existing name is refused.
         tracking_uri: MLflow store; beats $MLFLOW_TRACKING_URI and `tracking.tracking_uri`.
     """
-    from tsdl.runtime import ensure_ray
-    from tsdl.train import RunRecord, model_dims
-    from tsdl.train.direct import trains_in_process
-    from tsdl.train.finetune import check_finetune, lineage, lineage_tags
-    from tsdl.train.parent import prepare_finetune_data, resolve_init_from
-    from tsdl.train.progress import ProgressPrinter
+    from tsdl.train import RunRecord
 
     config = _absolute_paths(config)
     storage = config.resources.storage_path
@@ -118,65 +118,127 @@ def train(
         )
     if resume is not None:
         record = RunRecord.load(storage, resume)
-        config = TsdlConfig.model_validate(record.config)
+        config = _stored_config(record.config, f"{storage}/{resume}/tsdl_run.json")
         run_name = resume
     run_name = run_name or f"{config.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     _preflight(config, storage, tracking_uri, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="tsdl-parent-") as scratch:  # a downloaded parent
+        setup = _setup_run(config, init_from, Path(scratch), progress=progress)
+        tags = {**(tags or {}), **setup.tags}
+        tracker = _start_tracking(setup.config, setup.prepared, run_name, record, tags, tracking_uri)
+        record = record or RunRecord(
+            run_name=run_name,
+            storage_path=storage,
+            config=setup.config.model_dump(mode="json"),
+            mlflow_run_id=tracker.run_id if tracker else None,
+        )
+        with _run_ends(tracker, record):
+            return _train_and_evaluate(
+                setup, record, tracker, address=address, epoch_hooks=epoch_hooks, progress=progress
+            )
 
-    download = functools.partial(_download_parent, config)
+
+@dataclass
+class _RunSetup:
+    """What a run needs before Ray starts: the final config, scaled data, the parent to start from."""
+
+    config: TsdlConfig
+    prepared: Any  # tsdl.data.PreparedData
+    parent: Any  # tsdl.train.parent.ParentCheckpoint | None
+    lineage: dict[str, Any] | None
+    tags: dict[str, str]
+
+
+def _setup_run(config: TsdlConfig, init_from: str | None, scratch: Path, *, progress: bool) -> _RunSetup:
+    """Everything that can fail on the user's input fails here, in seconds, before Ray starts."""
+    from tsdl.train import model_dims
+    from tsdl.train.finetune import check_finetune, lineage, lineage_tags
+    from tsdl.train.parent import prepare_finetune_data, resolve_init_from
+
+    download = functools.partial(_download_parent, config, into=scratch)
     config, parent = resolve_init_from(config, init_from, download=download)
     prepared = prepare_finetune_data(config, parent)
     plan = check_finetune(config, model_dims(prepared), parent)  # bad patterns/shapes fail here
     lineage_record = lineage(parent, plan) if parent is not None else None
     if progress:
         print(prepared.report.render())
+    return _RunSetup(config, prepared, parent, lineage_record, lineage_tags(lineage_record))
+
+
+@contextlib.contextmanager
+def _run_ends(tracker, record) -> Iterator[None]:
+    """End the MLflow run and the run record however the block ends: FAILED on an error, KILLED
+    on Ctrl-C/SIGTERM (and Ray's SIGTERM ``sys.exit``), FINISHED otherwise."""
+    try:
+        yield
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
+        with contextlib.suppress(Exception):  # a second failure must not hide the first
+            record.status = status
+            record.save()
+        if tracker is not None:
+            with contextlib.suppress(Exception):
+                tracker.finish(status)
+        raise
+    if tracker is not None:
+        tracker.finish("FINISHED")
+
+
+def _train_and_evaluate(setup: _RunSetup, record, tracker, *, address, epoch_hooks, progress) -> TrainResult:
+    from tsdl.runtime import ensure_ray
+    from tsdl.train.direct import trains_in_process
+    from tsdl.train.progress import ProgressPrinter
+
+    config, run_name = setup.config, record.run_name
+    record.status = "RUNNING"
+    with writing(f"{record.storage_path}/{run_name}", "run directory"):
+        record.save()
     in_process = trains_in_process(config, address)  # one local worker: no Ray Train group
     if not in_process:
         ensure_ray(address)
-
-    tags = {**(tags or {}), **lineage_tags(lineage_record)}
-    tracker = _start_tracking(config, prepared, run_name, record, tags, tracking_uri)
-    record = record or RunRecord(
-        run_name=run_name,
-        storage_path=storage,
-        config=config.model_dump(mode="json"),
-        mlflow_run_id=tracker.run_id if tracker else None,
-    )
-    record.save()
     logger_factory = None
     if tracker is not None:
         from tsdl.tracking import worker_logger
 
         logger_factory = functools.partial(worker_logger, tracker.run_id, tracker.tracking_uri)
-
     if progress:
-        print(f"run {run_name}: {config.resources.num_workers} worker(s), storage {storage}")
+        print(f"run {run_name}: {config.resources.num_workers} worker(s), storage {record.storage_path}")
     printer = ProgressPrinter(local=in_process) if progress else contextlib.nullcontext()
     try:
         with printer:
             result = _fit(
                 config,
-                prepared,
+                setup.prepared,
                 in_process=in_process,
                 run_name=run_name,
-                storage_path=storage,
+                storage_path=record.storage_path,
                 logger_factory=logger_factory,
                 epoch_hooks=epoch_hooks,
                 progress_queue=printer.queue if progress else None,
-                init_state=parent.weights if parent is not None else None,
+                init_state=setup.parent.weights if setup.parent is not None else None,
             )
     except Exception as exc:  # Ray wraps worker errors; surface the worker's own message
-        if tracker is not None:
-            tracker.finish("FAILED")
         raise TrainingError(
             f"training run '{run_name}' failed: {_root_cause(exc)}",
             hint=f"fix the cause, then continue with `tsdl train --resume {run_name}`",
         ) from exc
 
-    outcome = _finish_run(config, prepared, result, run_name, storage, tracker, lineage_record)
+    outcome = _finish_run(
+        config, setup.prepared, result, run_name, record.storage_path, tracker, setup.lineage
+    )
     record.status = "FINISHED"
-    record.save()
+    with writing(f"{record.storage_path}/{run_name}", "run record"):
+        record.save()
     return outcome
+
+
+def _stored_config(raw: Any, where: str) -> TsdlConfig:
+    """A config written by an earlier run, validated with the same one-line errors as a YAML file."""
+    from tsdl.config import parse_config
+
+    if not isinstance(raw, dict):
+        raise TrainingError(f"{where}: 'config' is not a mapping", hint="start a new run with -c CONFIG")
+    return parse_config(raw, source=where)
 
 
 def tune(config: TsdlConfig, **kwargs: Any):
@@ -273,29 +335,27 @@ def _finish_run(
     config, prepared, result, run_name: str, storage: str, tracker, lineage=None
 ) -> TrainResult:
     from tsdl.train import evaluate_windows, load_forecaster
+    from tsdl.train.checkpointing import load_last
 
     if result.checkpoint is None:
         raise TrainingError(f"run '{run_name}' reported no checkpoint", hint="check the worker logs above")
-    local_dir = Path(tempfile.mkdtemp(prefix="tsdl-ckpt-"))
-    result.checkpoint.to_directory(str(local_dir))
-    from tsdl.train.checkpointing import load_last
-
-    history = load_last(local_dir).history
-    model, loss, _, best = load_forecaster(local_dir)
-    evaluation = evaluate_windows(
-        model,
-        loss,
-        prepared.windows("test"),
-        inverse=_inverse(prepared.scalers),
-        history=prepared.history("test"),
-        season_length=prepared.season_length,
-    )
-    if tracker is not None:
-        _log_outcome(tracker, config, prepared, evaluation, history, local_dir, best, lineage)
-        tracker.finish("FINISHED")
+    with _local_copy(result.checkpoint) as (local_dir, kept):
+        history = load_last(local_dir).history
+        model, loss, _, best = load_forecaster(local_dir)
+        evaluation = evaluate_windows(
+            model,
+            loss,
+            prepared.windows("test"),
+            inverse=_inverse(prepared.scalers),
+            history=prepared.history("test"),
+            season_length=prepared.season_length,
+        )
+        if tracker is not None:
+            with _logging_results(tracker, f"{storage}/{run_name}"):
+                _log_outcome(tracker, config, prepared, evaluation, history, local_dir, best, lineage)
     return TrainResult(
         run_name=run_name,
-        checkpoint_dir=local_dir,
+        checkpoint_dir=local_dir if kept else None,
         history=history,
         test=evaluation,
         mlflow_run_id=tracker.run_id if tracker else None,
@@ -305,11 +365,42 @@ def _finish_run(
     )
 
 
-def _download_parent(config: TsdlConfig, run_id: str) -> tuple[Path, str]:
+@contextlib.contextmanager
+def _logging_results(tracker, run_dir: str) -> Iterator[None]:
+    """A full disk or a tracking server gone after training: one line, the checkpoint is kept."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (OSError, MlflowException) as exc:
+        hint = os_error_hint(exc) if isinstance(exc, OSError) else "check the tracking server"
+        raise TrackingError(
+            f"logging the results to MLflow run {tracker.run_id} ({tracker.tracking_uri}) failed: "
+            f"{' '.join(str(exc).split())[:300]}",
+            hint=f"{hint}; the trained checkpoint is kept under {run_dir}",
+        ) from exc
+
+
+@contextlib.contextmanager
+def _local_copy(checkpoint) -> Iterator[tuple[Path, bool]]:
+    """``(directory, kept)`` of a Ray checkpoint: its own directory when storage is local (kept,
+    nothing copied), else a temporary download that is removed when the block ends."""
+    import pyarrow.fs
+
+    filesystem = getattr(checkpoint, "filesystem", None)  # None: tsdl.train.direct's LocalCheckpoint
+    if filesystem is None or isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+        yield Path(checkpoint.path), True
+        return
+    with tempfile.TemporaryDirectory(prefix="tsdl-ckpt-") as tmp:
+        checkpoint.to_directory(tmp)
+        yield Path(tmp), False
+
+
+def _download_parent(config: TsdlConfig, run_id: str, *, into: Path) -> tuple[Path, str]:
     """A parent run's checkpoint from the config's MLflow store: (local dir, ``runs:/`` URI)."""
     from tsdl.tracking import download_checkpoint, resolve_tracking_uri
 
-    local = download_checkpoint(run_id, resolve_tracking_uri(config.tracking))
+    local = download_checkpoint(run_id, resolve_tracking_uri(config.tracking), dst=into)
     return local, f"runs:/{run_id}/checkpoint"
 
 
@@ -393,8 +484,8 @@ def evaluate(
     from tsdl.data import prepare_data
     from tsdl.train import evaluate_windows, load_forecaster
 
-    checkpoint_dir = _checkpoint_from(checkpoint, run_id, tracking_uri)
-    model, loss, trained_config, best = load_forecaster(checkpoint_dir)
+    with _checkpoint_from(checkpoint, run_id, tracking_uri) as checkpoint_dir:
+        model, loss, trained_config, best = load_forecaster(checkpoint_dir)
     data_config = config or trained_config
     if config is not None and config.finetune.scalers == "refit":
         prepared = prepare_data(config)  # new series: scalers fitted on their own train split
@@ -428,7 +519,8 @@ def predict(
     from tsdl.data import SeriesScalers, prepare_inference
     from tsdl.train import forecast, load_forecaster
 
-    model, loss, config, best = load_forecaster(_checkpoint_from(checkpoint, run_id, tracking_uri))
+    with _checkpoint_from(checkpoint, run_id, tracking_uri) as checkpoint_dir:
+        model, loss, config, best = load_forecaster(checkpoint_dir)
     windows = prepare_inference(config, str(input_path), best.scaler_state)
     inverse = _inverse(SeriesScalers.from_state(best.scaler_state))
     fc = forecast(model, loss, windows)
@@ -456,14 +548,20 @@ def _inverse(scalers):
     return lambda values, ids: scalers.inverse_transform(ids, values)
 
 
-def _checkpoint_from(checkpoint: str | Path | None, run_id: str | None, tracking_uri: str | None) -> Path:
+@contextlib.contextmanager
+def _checkpoint_from(
+    checkpoint: str | Path | None, run_id: str | None, tracking_uri: str | None
+) -> Iterator[Path]:
+    """The checkpoint directory to load; a run's download is deleted once the block is done."""
     if (checkpoint is None) == (run_id is None):
         raise TrainingError("give exactly one of --checkpoint and --run-id", hint="e.g. --run-id <MLflow run id>")
     if checkpoint is not None:
-        return Path(checkpoint)
+        yield Path(checkpoint)
+        return
     from tsdl.tracking import download_checkpoint
 
-    return download_checkpoint(run_id, tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="tsdl-ckpt-") as tmp:
+        yield download_checkpoint(run_id, tracking_uri, dst=tmp)
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -1,10 +1,14 @@
 """Error hierarchy: every user-facing failure is a TsdlError with a one-line message and a fix.
 
-The CLI prints ``error: <message>`` (plus ``hint: <fix>``) and exits with code 2; ``--debug``
-shows the traceback. Library users can catch the subclasses.
+The CLI prints ``error: <message> (fix: <hint>)`` on one line and exits with ``exit_code`` (2);
+``--debug`` shows the traceback. Library users can catch the subclasses.
 """
 
 from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 __all__ = [
     "TsdlError",
@@ -15,6 +19,9 @@ __all__ = [
     "DeployError",
     "TrackingError",
     "StorageError",
+    "OutputError",
+    "os_error_hint",
+    "writing",
 ]
 
 
@@ -62,3 +69,48 @@ class StorageError(TsdlError):
 
 class DeployError(TsdlError):
     """Rendering or submitting a Kubernetes RayJob failed."""
+
+
+class OutputError(TsdlError):
+    """A result could not be written: missing directory, disk full, no permission."""
+
+
+_WRITE_HINTS = {
+    errno.ENOSPC: "free space on that filesystem, or write somewhere else",
+    errno.EDQUOT: "free space within your quota, or write somewhere else",
+    errno.EFBIG: "the file exceeds the allowed file size; write somewhere else",
+    errno.EACCES: "check its permissions, or write somewhere else",
+    errno.EPERM: "check its permissions, or write somewhere else",
+    errno.EROFS: "that filesystem is read-only; write somewhere else",
+    errno.ENOENT: "create the directory first, or choose an existing one",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EISDIR: "that path is a directory; give a file name",
+}
+
+
+@contextmanager
+def writing(path: object, what: str = "file") -> Iterator[None]:
+    """Turn an OSError while writing ``path`` into a one-line `OutputError` naming it and the fix.
+
+    Disk full, a missing directory or a read-only mount are user-fixable; without this they reach
+    the user as a traceback from deep inside pyarrow, MLflow or pathlib.
+    """
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+        raise OutputError(f"cannot write {what} {path}: {reason}", hint=os_error_hint(exc)) from exc
+
+
+def os_error_hint(exc: OSError) -> str:
+    """What to do about an OSError, by its errno (disk full, permissions, missing directory)."""
+    code = exc.errno if exc.errno is not None else _errno_in(str(exc))
+    return _WRITE_HINTS.get(code, "check the path and the filesystem")
+
+
+def _errno_in(text: str) -> int:
+    """pyarrow reports errno only inside the text ("... [errno 28] No space left on device")."""
+    import re
+
+    match = re.search(r"errno (\d+)", text, flags=re.IGNORECASE)
+    return int(match.group(1)) if match else -1

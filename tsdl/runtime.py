@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 
 from tsdl.errors import TrainingError
 
@@ -71,6 +73,7 @@ def ensure_ray(
     verbose = is_verbose()
     log_to_driver = verbose if log_to_driver is None else log_to_driver
     level = logging.INFO if verbose else logging.ERROR
+    sigterm = signal.getsignal(signal.SIGTERM)
     try:
         if address is None and not os.environ.get("RAY_ADDRESS"):
             _start_local(num_cpus=num_cpus, level=level, log_to_driver=log_to_driver)
@@ -81,6 +84,14 @@ def ensure_ray(
             f"cannot connect to Ray at {address or os.environ.get('RAY_ADDRESS')}: {exc}",
             hint="start a cluster with `ray start --head`, or drop --address to run in-process",
         ) from None
+    except Exception as exc:  # raylet/GCS start-up failures are plain Exceptions in Ray
+        where = address or os.environ.get("RAY_ADDRESS") or "in-process"
+        raise TrainingError(
+            f"cannot start Ray ({where}): {' '.join(str(exc).split())[:300]}",
+            hint="see the logs under /tmp/ray/session_latest/logs; on an overloaded machine, retry",
+        ) from exc
+    finally:
+        _keep_sigterm_handler(sigterm)
     _log.debug("ray resources: %s", ray.cluster_resources())
 
 
@@ -112,3 +123,10 @@ def _start_local(*, num_cpus: int | None, level: int, log_to_driver: bool) -> No
                     "with `ray start --head` and pass --address auto",
                 ) from None
             _log.warning("local Ray did not start in time (try %d of %d); retrying", attempt, _START_ATTEMPTS)
+
+
+def _keep_sigterm_handler(handler: object) -> None:
+    """`ray.init` replaces the driver's SIGTERM handler with ``sys.exit``; keep the caller's own
+    (the CLI's turns SIGTERM into an interrupt, so MLflow runs end KILLED rather than FAILED)."""
+    if callable(handler) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tsdl.cli._common import add_config_args, config_from_args
 from tsdl.config import commented_default_yaml, dump_config
-from tsdl.errors import ConfigError
+from tsdl.errors import ConfigError, writing
 
 __all__ = ["register"]
 
@@ -35,7 +35,8 @@ def _init(args: argparse.Namespace) -> int:
     path = Path(args.output)
     if path.exists() and not args.force:
         raise ConfigError(f"{path} already exists", hint="pass --force to overwrite it")
-    path.write_text(text)
+    with writing(path, "config"):
+        path.write_text(text)
     print(f"wrote {path}")
     return 0
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 
 from tsdl import __version__
-from tsdl.errors import TsdlError
+from tsdl.cli.failures import failure_line, sigterm_interrupts
 from tsdl.runtime import configure_output
 
 __all__ = ["build_parser", "main"]
@@ -36,6 +37,10 @@ typical flow:
   tsdl train -c config.yaml               train with Ray Train, track in MLflow
   tsdl tune -c config.yaml --budget small ASHA + Optuna TPE study
   tsdl render -c config.yaml              the KubeRay RayJob for the same config
+
+exit codes: 0 success; 1 a check or comparison failed (check-data, doctor, --reproduce);
+  2 a user error (one line: what, where, and the fix); 3 an unexpected error (rerun with
+  --debug for the traceback); 130 Ctrl-C; 143 SIGTERM
 """
 
 
@@ -81,18 +86,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     configure_output(verbose=args.verbose or args.debug)
+    _quiet_libraries(verbose=args.verbose or args.debug)
     try:
-        return int(args.handler(args) or 0)
-    except TsdlError as exc:
+        with sigterm_interrupts():
+            return int(args.handler(args) or 0)
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the one place every failure becomes one line
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"  fix: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: finished work is kept (see --resume)", file=sys.stderr)
-        return 130
+        line, code = failure_line(exc)
+        print(line, file=sys.stderr)
+        return code
+
+
+def _quiet_libraries(*, verbose: bool) -> None:
+    """Beyond `configure_output`: urllib3 warns on every retry against an unreachable API server,
+    and MLflow resets its logger on import (its level comes from the environment)."""
+    if not verbose:
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 if __name__ == "__main__":

@@ -112,6 +112,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{verdict}: run {outcome.original_run_id} -> {outcome.result.mlflow_run_id}")
         return 0 if outcome.match else 1
 
+    if args.resume:
+        _refuse_config_flags_on_resume(args)
     overrides = list(args.overrides)
     if args.num_workers is not None:
         overrides.append(f"resources.num_workers={args.num_workers}")
@@ -131,6 +133,27 @@ def _train(args: argparse.Namespace) -> int:
     )
     print(_summary(result, quiet=args.quiet))
     return 0
+
+
+def _refuse_config_flags_on_resume(args: argparse.Namespace) -> None:
+    """A resumed run keeps the config its checkpoints were written with; say so, don't drop flags."""
+    given = [
+        flag
+        for flag, value in (
+            ("-c", args.config),
+            ("--set", args.overrides),
+            ("--num-workers", args.num_workers),
+            ("--gpus", args.gpus),
+        )
+        if value
+    ]
+    if given:
+        raise ConfigError(
+            f"--resume {args.resume} continues the run with its stored config; "
+            f"{', '.join(given)} would be ignored",
+            hint="drop them to resume as is, or start a new run from its weights: "
+            "`tsdl train -c NEW.yaml --init-from <its MLflow run id>`",
+        )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -180,7 +203,7 @@ def _summary(result, *, quiet: bool = False) -> str:
         table,
         "",
         f"run:        {result.run_name}  (resume with `tsdl train --resume {result.run_name}`)",
-        f"checkpoint: {result.checkpoint_dir}",
+        f"checkpoint: {result.checkpoint_dir or f'{result.storage_path}/{result.run_name}'}",
     ]
     if result.mlflow_run_id:
         lines.append(f"mlflow run: {result.mlflow_run_id}  (browse with `mlflow ui`)")

@@ -34,7 +34,15 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         raise ConfigError(
             f"config file {path} does not exist", hint="run `tsdl config init -o config.yaml`"
         )
-    text = path.read_text()
+    if not path.is_file():
+        raise ConfigError(f"config {path} is not a file", hint="give the YAML file itself, e.g. -c config.yaml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte offset {exc.start})",
+            hint="give a YAML config; save it as UTF-8",
+        ) from None
     try:
         node = yaml.compose(text)
         raw = yaml.safe_load(text)
@@ -148,6 +156,8 @@ def _to_config_error(exc: ValidationError, *, source: str, node: yaml.Node | Non
     message = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    if not loc:  # a rule across sections: its message names the fields and the fix
+        return ConfigError(f"{where}: {message}", hint="change one of the fields it names")
     return ConfigError(f"{where}: {dotted}: {message}{shown}", hint=_hint_for(loc, kind))
 
 

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from tsdl.config.base import StrictModel
 
-__all__ = ["LossConfig", "LossName"]
+__all__ = ["NONNEGATIVE_TARGET_LOSSES", "LossConfig", "LossName"]
 
 LossName = Literal[
     "mae",
@@ -21,6 +21,10 @@ LossName = Literal[
     "tweedie",
     "zinb",
 ]
+
+NONNEGATIVE_TARGET_LOSSES = frozenset({"log_mse", "tweedie", "zinb"})
+"""Losses undefined for a negative target (their ``requires_nonnegative_target``); a scaler that
+centres the target (standard, robust) or can push val/test below zero (minmax) breaks them."""
 
 
 class LossConfig(StrictModel):

@@ -8,7 +8,7 @@ from tsdl.config.base import StrictModel
 from tsdl.config.data import DataConfig
 from tsdl.config.deploy import DeployConfig
 from tsdl.config.finetune import FinetuneConfig
-from tsdl.config.loss import LossConfig
+from tsdl.config.loss import NONNEGATIVE_TARGET_LOSSES, LossConfig
 from tsdl.config.model import LOG_SCALE_LOSSES, DLinearConfig, ModelConfig
 from tsdl.config.tracking import TrackingConfig
 from tsdl.config.training import ResourcesConfig, TrainingConfig
@@ -46,5 +46,16 @@ class TsdlConfig(StrictModel):
             raise ValueError(
                 f"model.instance_norm={self.model.instance_norm!r} cannot be undone for "
                 f"loss.name={self.loss.name!r} (a log/count-scale head); set model.instance_norm: none"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _loss_fits_the_scaled_target(self) -> TsdlConfig:
+        """Fail in milliseconds, not after Ray retried a worker that can never succeed."""
+        if self.loss.name in NONNEGATIVE_TARGET_LOSSES and self.data.scaler != "none":
+            raise ValueError(
+                f"loss.name {self.loss.name!r} needs a non-negative target, but data.scaler "
+                f"{self.data.scaler!r} can make scaled targets negative: set data.scaler: none "
+                "(or use loss mse, mae or a probabilistic loss with this scaler)"
             )
         return self

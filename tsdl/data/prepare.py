@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tsdl.config.data import DataConfig
+from tsdl.config.loss import NONNEGATIVE_TARGET_LOSSES
 from tsdl.config.root import TsdlConfig
 from tsdl.data.calendar import calendar_features, calendar_names
 from tsdl.data.checks import check_frame
@@ -186,6 +187,7 @@ def prepare_data(
     rows = table.series_of_rows()
     idx = np.asarray(scalers.index_of(table.ids), np.int64)[rows]
     scaled = (values - scalers.center[idx]) / scalers.scale[idx]
+    _check_target_domain(config, checked.frame.source, checked.frame.target_name, table, scaled[:, 0])
     cal = calendar_features(table.times, data.covariates.calendar, data.covariates.holidays_country)
     cal_names = calendar_names(data.covariates.calendar, data.covariates.holidays_country)
     flat = np.concatenate([scaled.astype(np.float32), cal], axis=1)
@@ -208,6 +210,20 @@ def prepare_data(
         _table=table,
         _plan=plan,
         _data=flat,
+    )
+
+
+def _check_target_domain(config: TsdlConfig, source: str, target: str, table: SeriesTable, y: np.ndarray) -> None:
+    """A loss that needs y >= 0 fails before Ray starts, not in a worker after every retry."""
+    if config.loss.name not in NONNEGATIVE_TARGET_LOSSES or not (y < 0).any():
+        return
+    row = int(np.argmin(y))
+    series = table.ids[int(table.series_of_rows()[row])]
+    raise DataError(
+        f"{source}: loss.name {config.loss.name!r} needs a non-negative target, but {target!r} has "
+        f"{int((y < 0).sum())} negative values (min {float(y[row]):.4g} in series {series!r})",
+        hint="use loss mse, mae or a probabilistic loss for targets that can be negative, "
+        "or shift the target to be >= 0",
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -309,6 +310,7 @@ class RayJobClient:
 
 
 def _default_api_client() -> Any:
+    import yaml
     from kubernetes import client, config
 
     try:
@@ -320,6 +322,14 @@ def _default_api_client() -> Any:
             raise DeployError(
                 f"no Kubernetes credentials: {' '.join(str(exc).split())}",
                 hint="point KUBECONFIG at your cluster (kubectl config current-context must work)",
+            ) from None
+        # A kubeconfig that is not YAML, or YAML of the wrong shape, fails inside the loader.
+        except (yaml.YAMLError, TypeError, AttributeError, KeyError, ValueError) as exc:
+            where = os.environ.get("KUBECONFIG") or "~/.kube/config"
+            raise DeployError(
+                f"malformed kubeconfig {where}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}",
+                hint="fix or regenerate it (`kubectl config view` must print it), or point KUBECONFIG "
+                "at a working one",
             ) from None
     return client.ApiClient()
 
@@ -379,8 +389,12 @@ def _api_error(exc: Exception, action: str) -> DeployError:
     """An ApiException (or a connection failure) as one line: what, HTTP status, server message."""
     code = _status_code(exc)
     if code is None:
+        # urllib3's MaxRetryError wraps the real reason (connection refused, DNS, TLS) in .reason
+        reason = getattr(exc, "reason", None) or exc
+        pool = vars(exc).get("pool") or vars(exc).get("conn")
+        at = f" at {pool.host}:{pool.port}" if getattr(pool, "host", None) else ""
         return DeployError(
-            f"{action}: cannot reach the Kubernetes API ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})",
+            f"{action}: cannot reach the Kubernetes API{at} ({_short(reason)})",
             hint="check the cluster address in your kubeconfig and that the cluster is up",
         )
     try:
@@ -399,3 +413,9 @@ def _api_error(exc: Exception, action: str) -> DeployError:
         422: "the API server rejected the object; fix the field named in the message",
     }
     return DeployError(f"{action}: HTTP {code}: {message}", hint=hints.get(code, "see the message"))
+
+
+def _short(reason: object) -> str:
+    """The last, most specific part of a urllib3 error ("[Errno 111] Connection refused")."""
+    text = " ".join(str(reason).split())
+    return text.rsplit(": ", 1)[-1].strip("\"')") if "Errno" in text else text[:200]

@@ -49,7 +49,17 @@ class RunRecord:
                 "resources.storage_path), and the same --set resources.storage_path if you changed it",
             )
         with fs.open_input_stream(path) as f:
-            return cls(**json.loads(f.read()))
+            raw = f.read()
+        try:
+            fields = json.loads(raw)
+            return cls(**fields)
+        except (ValueError, TypeError) as exc:  # truncated, overwritten or from another version
+            raise TrainingError(
+                f"cannot resume run '{run_name}': {storage_path}/{run_name}/{_RECORD_FILE} is "
+                f"unreadable ({' '.join(str(exc).split())[:200]})",
+                hint="start a new run with `tsdl train -c CONFIG` (optionally --init-from the "
+                "old run's MLflow run id to keep its weights)",
+            ) from None
 
 
 def _filesystem(storage_path: str):

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tsdl.config import TsdlConfig, dump_config
-from tsdl.errors import StorageError, TuneError
+from tsdl.config import TsdlConfig, dump_config, parse_config
+from tsdl.errors import ConfigError, StorageError, TuneError
 from tsdl.tune.budget import BudgetName, StudyPlan, plan_study
 from tsdl.tune.results import AshaStats, StudyResult, TrialRecord, leaderboard, trial_records
 from tsdl.tune.space import apply_params, narrow_space, reference_point, resolve_value, select_space
@@ -241,7 +241,8 @@ def _save_state(root: str, config: TsdlConfig, budget: str) -> None:
 def _load_state(storage: str, name: str) -> tuple[TsdlConfig, BudgetName]:
     from tsdl.storage import filesystem, join
 
-    fs, base = filesystem(join(storage, name))
+    root = join(storage, name)
+    fs, base = filesystem(root)
     try:
         with fs.open_input_stream(f"{base}/{_STATE}") as src:
             state = json.loads(src.read().decode())
@@ -251,7 +252,22 @@ def _load_state(storage: str, name: str) -> tuple[TsdlConfig, BudgetName]:
             f"no study '{name}' under {storage} (missing {_STATE})",
             hint=f"studies there: {', '.join(known)}" if known else "check resources.storage_path / -c",
         ) from None
-    return TsdlConfig.model_validate(state["config"]), state["budget"]
+    except ValueError as exc:  # invalid JSON or not UTF-8: a truncated or overwritten file
+        raise _corrupt_state(root, f"not valid JSON ({exc})") from None
+    if not isinstance(state, dict) or not {"config", "budget"} <= state.keys():
+        raise _corrupt_state(root, "it lacks the 'config' and 'budget' entries tsdl writes")
+    try:
+        return parse_config(state["config"], source=f"{root}/{_STATE}"), state["budget"]
+    except ConfigError as exc:
+        raise _corrupt_state(root, exc.message) from None
+
+
+def _corrupt_state(root: str, why: str) -> TuneError:
+    return TuneError(
+        f"cannot resume the study in {root}: {_STATE} is unreadable: {why}",
+        hint="start a new study with `tsdl tune -c CONFIG` (the trials under that directory stay "
+        "readable by Ray Tune)",
+    )
 
 
 def _studies(storage: str) -> list[str]:
