@@ -89,6 +89,8 @@ def _cases() -> dict[str, Case | Callable[[], Case]]:
             ["check-data", "l.csv"], 2, "non-numeric value", {"l.csv": b"ds,y\n2020-01-01,1\n2020-01-02,2\xe9\n"}
         ),
         "check-data-nothing": Case(["check-data"], 2, "needs -c CONFIG or a FILE"),
+        "datasets-unknown": Case(["datasets", "fetch", "NoSuchSet"], 2, "NoSuchSet"),
+        "datasets-no-action": Case(["datasets"], 2, "required", usage=True),
         # train
         "train-missing-config": Case(["train", "-c", "nope.yaml"], 2, "does not exist"),
         "train-resume-with-config": Case(["train", "--resume", "ghost", "-c", "s.yaml"], 2, "-c would be ignored", {"s.yaml": _STORE}),
