@@ -60,8 +60,8 @@ def measure_case(
     """Run one case in this process and print its JSON line (peaks relative to post-import RSS)."""
     import torch
 
-    from tsdl.data import WindowSet, prepare_data
-    from tsdl.data.ray_data import encode_rows
+    from tsdl.data import prepare_data
+    from tsdl.data.ray_data import encode_rows, windows_from_rows
     from tsdl.losses import build_loss
     from tsdl.models import build_model
     from tsdl.train import model_dims
@@ -81,7 +81,7 @@ def measure_case(
     train = prepared.windows("train")
     _, after_prepare = _rss_mb()
     rows = encode_rows(train, num_workers=1)
-    worker = WindowSet.from_rows(
+    worker = windows_from_rows(
         rows, input_chunk_length=input_chunk_length, output_chunk_length=output_chunk_length
     )
     del rows

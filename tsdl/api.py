@@ -241,12 +241,13 @@ def _stored_config(raw: Any, where: str) -> TsdlConfig:
     return parse_config(raw, source=where)
 
 
-def tune(config: TsdlConfig, **kwargs: Any):
+def tune(config: TsdlConfig, *, final_fit: bool = False, **kwargs: Any):
     """Run (or resume) a tuning study and record it in MLflow (see `tsdl.tune.run_study`).
 
     Keyword arguments are those of `run_study`: budget, address, resume, name,
-    resume_if_exists, final_fit, progress. The tracking store and the storage path are probed
-    first: the study logs to MLflow only when it ends, which must not be hours too late.
+    resume_if_exists, progress. The tracking store and the storage path are probed first: the
+    study logs to MLflow only when it ends, which must not be hours too late. With ``final_fit``
+    the best config is retrained with `train` (same Ray address) and tested.
     """
     from tsdl.tracking.study import log_study
     from tsdl.tune import run_study
@@ -257,7 +258,10 @@ def tune(config: TsdlConfig, **kwargs: Any):
     study = kwargs.get("resume") or (kwargs.get("name") if kwargs.get("resume_if_exists") else None)
     probed = (stored_config(storage, study) if study else None) or config
     _preflight(probed, storage, None, progress=kwargs.get("progress", True))
-    return run_study(config, study_logger=log_study, **kwargs)
+    refit = None
+    if final_fit:
+        refit = functools.partial(train, address=kwargs.get("address"), progress=kwargs.get("progress", True))
+    return run_study(config, study_logger=log_study, final_fit=refit, **kwargs)
 
 
 def _fit(config: TsdlConfig, prepared, *, in_process: bool, run_name: str, storage_path: str, **loop):

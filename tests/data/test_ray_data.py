@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tsdl.data import prepare_data
-from tsdl.data.ray_data import decode_rows, encode_rows
+from tsdl.data.ray_data import decode_rows, encode_rows, windows_from_rows, windows_from_shard
 from tsdl.data.windows import WindowSet
 
 from .conftest import make_config
@@ -30,7 +30,7 @@ def test_rows_roundtrip_to_the_same_windows_without_ray() -> None:
     rows = encode_rows(train, num_workers=3, rows_per_worker=2)
     sizes = [r["n_windows"] for r in rows]
     assert len(rows) == 6 and max(sizes) - min(sizes) <= 1 and sum(sizes) == len(train)
-    rebuilt = WindowSet.from_rows(rows, input_chunk_length=12, output_chunk_length=6, stride=2)
+    rebuilt = windows_from_rows(rows, input_chunk_length=12, output_chunk_length=6, stride=2)
     assert _keys(rebuilt) == _keys(train)
     order = np.argsort(rebuilt.series_ids, kind="stable")
     ref = np.argsort(train.series_ids, kind="stable")
@@ -66,7 +66,7 @@ def test_two_torch_workers_get_balanced_disjoint_windows(ray_local: None, tmp_pa
 
     def loop_with_sink(config: dict) -> None:
         shard = rt.get_dataset_shard("train")
-        ws = WindowSet.from_shard(shard, input_chunk_length=12, output_chunk_length=6, stride=2)
+        ws = windows_from_shard(shard, input_chunk_length=12, output_chunk_length=6, stride=2)
         keys = [f"{s}|{t}" for s, t in zip(ws.series_ids, ws.window_times.astype(np.int64), strict=True)]
         ray.get(config["sink"].add.remote({"rank": rt.get_context().get_world_rank(), "keys": keys}))
 

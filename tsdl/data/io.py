@@ -9,13 +9,13 @@ one-line :class:`~tsdl.errors.DataError` naming the file, the column and the fix
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
 from tsdl.config.data import DataConfig
+from tsdl.data.frame import ID_COL, TARGET_COL, TIME_COL, SeriesFrame
 from tsdl.errors import DataError
 from tsdl.storage import absolute, filesystem, require_file
 
@@ -28,34 +28,7 @@ __all__ = [
     "read_series_frame",
 ]
 
-# Internal column names of the long frame; dunder names so they never clash with user columns.
-ID_COL = "__id"
-TIME_COL = "__ds"
-TARGET_COL = "__y"
-
 _TZ_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
-
-
-@dataclass(slots=True)
-class SeriesFrame:
-    """The long frame plus what the checklist needs to know about how it was read.
-
-    Attributes:
-        frame: columns ``ID_COL`` (str), ``TIME_COL`` (naive datetime64), ``TARGET_COL``
-            (float64) and one float64 column per covariate (past, future, static).
-        source: the file path, or ``"synthetic"``.
-        target_name: the user-facing name of the target (for feature lists).
-        content_hash: sha256 of the file bytes, or of the synthetic parameters.
-        tz_aware_rows / tz_naive_rows / tz_offsets: what the timestamp strings carried.
-    """
-
-    frame: pd.DataFrame
-    source: str
-    target_name: str
-    content_hash: str
-    tz_aware_rows: int = 0
-    tz_naive_rows: int = 0
-    tz_offsets: list[str] = field(default_factory=list)
 
 
 def file_sha256(path: str | Path) -> str:

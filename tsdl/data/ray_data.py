@@ -1,4 +1,7 @@
-"""Window sets as Ray Datasets whose rows hold equal numbers of windows.
+"""Window sets as Ray Datasets whose rows hold equal numbers of windows, and back.
+
+This module owns the row format in both directions (`encode_rows`, `windows_from_rows`), so
+:mod:`tsdl.data.windows` knows nothing about Ray.
 
 Ray Train shards a dataset by rows (``streaming_split(n, equal=True)``). If a row were a
 series, a worker holding the long series would get most of the windows. Here the windows of a
@@ -17,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tsdl.data.windows import WindowSet
+from tsdl.errors import DataError
 
 if TYPE_CHECKING:
     import ray.data
+    from ray.data import DataIterator
 
-__all__ = ["decode_rows", "encode_rows", "to_ray_dataset"]
+__all__ = ["decode_rows", "encode_rows", "to_ray_dataset", "windows_from_rows", "windows_from_shard"]
 
 
 def encode_rows(windows: WindowSet, *, num_workers: int, rows_per_worker: int = 4) -> list[dict[str, Any]]:
@@ -111,6 +116,58 @@ def decode_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "static": np.asarray(static, np.float32).reshape(len(name_index), n_static),
         "n_windows": n_windows,
     }
+
+
+def windows_from_rows(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    input_chunk_length: int,
+    output_chunk_length: int,
+    stride: int | None = None,
+) -> WindowSet:
+    """A worker's windows from rows written by :func:`encode_rows` (its shard)."""
+    parts = decode_rows(rows)
+    if stride is not None and parts["n_windows"] and parts["stride"] != stride:
+        raise DataError(
+            f"shard windows were cut with stride {parts['stride']}, not {stride}",
+            hint="pass the same data.stride to prepare_data and windows_from_shard",
+        )
+    if parts["input_chunk_length"] not in (None, input_chunk_length) or parts[
+        "output_chunk_length"
+    ] not in (None, output_chunk_length):
+        raise DataError(
+            f"shard windows were cut for L={parts['input_chunk_length']}, "
+            f"H={parts['output_chunk_length']}, not L={input_chunk_length}, H={output_chunk_length}",
+            hint="build the Ray datasets and the worker windows from the same config",
+        )
+    return WindowSet(
+        parts["data"],
+        parts["times"],
+        parts["segments"],
+        parts["series_names"],
+        parts["static"],
+        input_chunk_length=input_chunk_length,
+        output_chunk_length=output_chunk_length,
+        n_future=parts["n_future"],
+        stride=parts["stride"] if parts["n_windows"] else (stride or 1),
+        freq=parts["freq"],
+    )
+
+
+def windows_from_shard(
+    shard: DataIterator,
+    *,
+    input_chunk_length: int,
+    output_chunk_length: int,
+    stride: int | None = None,
+) -> WindowSet:
+    """Build a worker's windows from ``ray.train.get_dataset_shard(split)``."""
+    return windows_from_rows(
+        shard.iter_rows(),
+        input_chunk_length=input_chunk_length,
+        output_chunk_length=output_chunk_length,
+        stride=stride,
+    )
 
 
 def to_ray_dataset(windows: WindowSet, *, num_workers: int, rows_per_worker: int = 4) -> ray.data.Dataset:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from tsdl.config.data import SyntheticDataConfig
-from tsdl.data.io import ID_COL, TARGET_COL, TIME_COL, SeriesFrame
+from tsdl.data.frame import ID_COL, TARGET_COL, TIME_COL, SeriesFrame
 from tsdl.errors import DataError
 
 __all__ = ["synthetic_frame"]

@@ -9,8 +9,8 @@ with windows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,9 +19,6 @@ import torch
 from tsdl.config.training import AugmentConfig
 from tsdl.data.batch import Batch
 from tsdl.errors import DataError
-
-if TYPE_CHECKING:
-    from ray.data import DataIterator
 
 __all__ = ["WindowSet"]
 
@@ -192,60 +189,4 @@ class WindowSet:
                 "series": series,
                 "forecast_start": self.window_times,
             }
-        )
-
-    @classmethod
-    def from_rows(
-        cls,
-        rows: Iterable[Mapping[str, Any]],
-        *,
-        input_chunk_length: int,
-        output_chunk_length: int,
-        stride: int | None = None,
-    ) -> WindowSet:
-        """Concatenate rows written by :func:`tsdl.data.ray_data.encode_rows` (a worker's shard)."""
-        from tsdl.data.ray_data import decode_rows
-
-        parts = decode_rows(rows)
-        if stride is not None and parts["n_windows"] and parts["stride"] != stride:
-            raise DataError(
-                f"shard windows were cut with stride {parts['stride']}, not {stride}",
-                hint="pass the same data.stride to prepare_data and WindowSet.from_shard",
-            )
-        if parts["input_chunk_length"] not in (None, input_chunk_length) or parts[
-            "output_chunk_length"
-        ] not in (None, output_chunk_length):
-            raise DataError(
-                f"shard windows were cut for L={parts['input_chunk_length']}, "
-                f"H={parts['output_chunk_length']}, not L={input_chunk_length}, H={output_chunk_length}",
-                hint="build the Ray datasets and the worker windows from the same config",
-            )
-        return cls(
-            parts["data"],
-            parts["times"],
-            parts["segments"],
-            parts["series_names"],
-            parts["static"],
-            input_chunk_length=input_chunk_length,
-            output_chunk_length=output_chunk_length,
-            n_future=parts["n_future"],
-            stride=parts["stride"] if parts["n_windows"] else (stride or 1),
-            freq=parts["freq"],
-        )
-
-    @classmethod
-    def from_shard(
-        cls,
-        shard: DataIterator,
-        *,
-        input_chunk_length: int,
-        output_chunk_length: int,
-        stride: int | None = None,
-    ) -> WindowSet:
-        """Build a worker's windows from ``ray.train.get_dataset_shard(split)``."""
-        return cls.from_rows(
-            shard.iter_rows(),
-            input_chunk_length=input_chunk_length,
-            output_chunk_length=output_chunk_length,
-            stride=stride,
         )

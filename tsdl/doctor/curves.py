@@ -23,8 +23,8 @@ do not depend on the loss's units or on a data set.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -108,40 +108,114 @@ def classify_curves(
         The first matching :class:`CurveDiagnosis` in the order of the module docstring.
     """
     t = thresholds or CurveThresholds()
-    epochs = np.asarray([float(row.get("epoch", i + 1)) for i, row in enumerate(history)])
-    train = _column(history, "train_loss")
-    val = _column(history, "val_loss")
-    has_val = bool(np.isfinite(val).any())
+    curves = _Curves.of(history, reference_loss)
+    for rule in _EARLY_RULES:
+        if (found := rule(curves, t)) is not None:
+            return found
+    curves = curves.with_summary()
+    for rule in _RULES:
+        if (found := rule(curves, t)) is not None:
+            return found
+    return _healthy(curves, t)
 
-    bad = ~np.isfinite(train) | (~np.isfinite(val) if has_val else np.zeros_like(train, bool))
-    present = np.asarray([row.get("train_loss") is not None for row in history])
-    nonfinite = bad & present
-    if nonfinite.any():
-        first = float(epochs[np.argmax(nonfinite)])
-        return CurveDiagnosis(
-            "divergence",
-            f"loss became non-finite (NaN/inf) at epoch {_e(first)}",
-            (f"last finite train_loss: {_last_finite(train[: int(np.argmax(nonfinite))])}",),
-            {"non-finite": first},
-        )
-    if len(train) < t.min_epochs:
-        return CurveDiagnosis(
-            "too_short",
-            f"only {len(train)} epoch(s) logged; at least {t.min_epochs} are needed to read a curve",
+
+@dataclass(frozen=True)
+class _Curves:
+    """The per-epoch arrays and the summary numbers the rules read."""
+
+    epochs: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    present: np.ndarray
+    reference: float | None
+    has_val: bool
+    i_min: int = 0
+    first: float = math.nan
+    last: float = math.nan
+    low: float = math.nan
+    v_min: float = math.nan
+    skill: float | None = None
+
+    @classmethod
+    def of(cls, history: Sequence[Mapping[str, float]], reference: float | None) -> _Curves:
+        val = _column(history, "val_loss")
+        return cls(
+            epochs=np.asarray([float(row.get("epoch", i + 1)) for i, row in enumerate(history)]),
+            train=_column(history, "train_loss"),
+            val=val,
+            present=np.asarray([row.get("train_loss") is not None for row in history], dtype=bool),
+            reference=reference,
+            has_val=bool(np.isfinite(val).any()),
         )
 
-    i_min = int(np.argmin(train))
-    first, last, low = float(train[0]), float(train[-1]), float(train[i_min])
-    if last > low + (t.divergence_factor - 1.0) * abs(low) and last > first:
-        return CurveDiagnosis(
-            "divergence",
-            f"train_loss grew to {_f(last)} at epoch {_e(epochs[-1])}, {last / low if low > 0 else math.inf:.1f}x "
-            f"its minimum {_f(low)} (epoch {_e(epochs[i_min])}) and above its start {_f(first)}",
-            (),
-            {"train min": float(epochs[i_min])},
+    def with_summary(self) -> _Curves:
+        """Minimum, first and last train loss, best val loss and skill (finite curves only)."""
+        i_min = int(np.argmin(self.train))
+        v_min = float(np.nanmin(self.val)) if self.has_val else math.nan
+        ref = self.reference
+        skill = 1.0 - v_min / ref if self.has_val and ref and ref > 0 else None
+        return replace(
+            self, i_min=i_min, first=float(self.train[0]), last=float(self.train[-1]),
+            low=float(self.train[i_min]), v_min=v_min, skill=skill,
         )
 
-    for name, curve in (("train_loss", train), ("val_loss", val)):
+    @property
+    def decrease(self) -> float:
+        return (self.first - self.low) / abs(self.first) if self.first != 0 else 0.0
+
+    @property
+    def reference_line(self) -> tuple[str, ...]:
+        if self.skill is None:
+            return ()
+        return (
+            f"best val_loss {_f(self.v_min)} vs reference (seasonal naive) {_f(self.reference)}: "
+            f"skill {self.skill:+.0%}",
+        )
+
+    def lines(self) -> tuple[str, str]:
+        return _curve_line("train_loss", self.train, self.epochs), _curve_line("val_loss", self.val, self.epochs)
+
+
+_Rule = Callable[[_Curves, CurveThresholds], "CurveDiagnosis | None"]
+
+
+def _nonfinite(c: _Curves, t: CurveThresholds) -> CurveDiagnosis | None:
+    bad = ~np.isfinite(c.train) | (~np.isfinite(c.val) if c.has_val else np.zeros_like(c.train, bool))
+    nonfinite = bad & c.present
+    if not nonfinite.any():
+        return None
+    first = float(c.epochs[np.argmax(nonfinite)])
+    return CurveDiagnosis(
+        "divergence",
+        f"loss became non-finite (NaN/inf) at epoch {_e(first)}",
+        (f"last finite train_loss: {_last_finite(c.train[: int(np.argmax(nonfinite))])}",),
+        {"non-finite": first},
+    )
+
+
+def _too_short(c: _Curves, t: CurveThresholds) -> CurveDiagnosis | None:
+    if len(c.train) >= t.min_epochs:
+        return None
+    return CurveDiagnosis(
+        "too_short", f"only {len(c.train)} epoch(s) logged; at least {t.min_epochs} are needed to read a curve"
+    )
+
+
+def _grew(c: _Curves, t: CurveThresholds) -> CurveDiagnosis | None:
+    if not (c.last > c.low + (t.divergence_factor - 1.0) * abs(c.low) and c.last > c.first):
+        return None
+    times = c.last / c.low if c.low > 0 else math.inf
+    return CurveDiagnosis(
+        "divergence",
+        f"train_loss grew to {_f(c.last)} at epoch {_e(c.epochs[-1])}, {times:.1f}x "
+        f"its minimum {_f(c.low)} (epoch {_e(c.epochs[c.i_min])}) and above its start {_f(c.first)}",
+        (),
+        {"train min": float(c.epochs[c.i_min])},
+    )
+
+
+def _oscillating(c: _Curves, t: CurveThresholds) -> CurveDiagnosis | None:
+    for name, curve in (("train_loss", c.train), ("val_loss", c.val)):
         osc = _oscillation(curve, t)
         if osc is not None:
             reversals, moves, step = osc
@@ -149,66 +223,89 @@ def classify_curves(
                 "oscillating",
                 f"{name} reversed direction {reversals} times in {moves} epoch-to-epoch moves, "
                 f"median step {step:.0%} of its level",
-                (_curve_line("train_loss", train, epochs), _curve_line("val_loss", val, epochs)),
+                c.lines(),
             )
+    return None
 
-    decrease = (first - low) / abs(first) if first != 0 else 0.0
-    v_min = float(np.nanmin(val)) if has_val else math.nan
-    skill = 1.0 - v_min / reference_loss if has_val and reference_loss and reference_loss > 0 else None
-    ref_line = () if skill is None else (
-        f"best val_loss {_f(v_min)} vs reference (seasonal naive) {_f(reference_loss)}: skill {skill:+.0%}",
+
+def _not_decreasing(c: _Curves, t: CurveThresholds) -> CurveDiagnosis | None:
+    beats_reference = c.skill is not None and c.skill >= t.underfit_skill
+    if c.decrease >= t.min_decrease or beats_reference:
+        return None
+    return CurveDiagnosis(
+        "not_decreasing",
+        f"train_loss fell only {c.decrease:.1%} over {len(c.train)} epochs "
+        f"({_f(c.first)} -> best {_f(c.low)}; needs {t.min_decrease:.0%})",
+        c.reference_line,
     )
-    beats_reference = skill is not None and skill >= t.underfit_skill
-    if decrease < t.min_decrease and not beats_reference:
-        return CurveDiagnosis(
-            "not_decreasing",
-            f"train_loss fell only {decrease:.1%} over {len(train)} epochs "
-            f"({_f(first)} -> best {_f(low)}; needs {t.min_decrease:.0%})",
-            ref_line,
-        )
 
-    if reference_loss is not None and reference_loss > 0 and low > t.divergence_reference * reference_loss:
-        return CurveDiagnosis(
-            "divergence",
-            f"train_loss never got below {_f(low)}, {low / reference_loss:.0f}x the loss of a "
-            f"seasonal-naive forecast ({_f(reference_loss)}): the weights blew up early",
-            (_curve_line("train_loss", train, epochs), _curve_line("val_loss", val, epochs)),
-        )
 
-    plateaued = _plateaued(train, t.plateau_share)
-    if has_val:
-        k = int(np.nanargmin(val))
-        after = len(val) - 1 - k
-        rise = (float(val[-1]) - v_min) / abs(v_min) if v_min != 0 else math.inf
-        if after >= t.overfit_patience and rise >= t.overfit_rise and float(train[-1]) < float(train[k]):
-            return CurveDiagnosis(
-                "overfitting",
-                f"val_loss rose {rise:.0%} after its best at epoch {_e(epochs[k])} "
-                f"({_f(v_min)} -> {_f(val[-1])}) while train_loss fell {_f(train[k])} -> {_f(train[-1])}",
-                (_gap_line(train, val),),
-                {"val rises": float(epochs[k])},
-                plateaued,
-            )
-        gap = (v_min - low) / abs(low) if low != 0 else math.inf
-        if skill is not None and skill < t.underfit_skill and gap <= t.underfit_gap:
-            state = "both plateaued" if plateaued else "train_loss still falling slowly"
-            return CurveDiagnosis(
-                "underfitting",
-                f"best val_loss {_f(v_min)} beats the seasonal-naive reference {_f(reference_loss)} "
-                f"by only {skill:+.0%}; train and val are close ({gap:+.0%}), {state}",
-                (_curve_line("train_loss", train, epochs), _curve_line("val_loss", val, epochs)),
-                {"best val": float(epochs[k])},
-                plateaued,
-            )
-    evidence = [f"train_loss fell {decrease:.0%} ({_f(first)} -> {_f(low)})"]
-    if has_val:
-        evidence.append(_gap_line(train, val))
-    evidence += ref_line
-    if reference_loss is None:
+def _blew_up_early(c: _Curves, t: CurveThresholds) -> CurveDiagnosis | None:
+    ref = c.reference
+    if ref is None or ref <= 0 or c.low <= t.divergence_reference * ref:
+        return None
+    return CurveDiagnosis(
+        "divergence",
+        f"train_loss never got below {_f(c.low)}, {c.low / ref:.0f}x the loss of a "
+        f"seasonal-naive forecast ({_f(ref)}): the weights blew up early",
+        c.lines(),
+    )
+
+
+def _overfitting(c: _Curves, t: CurveThresholds) -> CurveDiagnosis | None:
+    if not c.has_val:
+        return None
+    k = int(np.nanargmin(c.val))
+    after = len(c.val) - 1 - k
+    rise = (float(c.val[-1]) - c.v_min) / abs(c.v_min) if c.v_min != 0 else math.inf
+    if not (after >= t.overfit_patience and rise >= t.overfit_rise and float(c.train[-1]) < float(c.train[k])):
+        return None
+    return CurveDiagnosis(
+        "overfitting",
+        f"val_loss rose {rise:.0%} after its best at epoch {_e(c.epochs[k])} "
+        f"({_f(c.v_min)} -> {_f(c.val[-1])}) while train_loss fell {_f(c.train[k])} -> {_f(c.train[-1])}",
+        (_gap_line(c.train, c.val),),
+        {"val rises": float(c.epochs[k])},
+        _plateaued(c.train, t.plateau_share),
+    )
+
+
+def _underfitting(c: _Curves, t: CurveThresholds) -> CurveDiagnosis | None:
+    if not c.has_val:
+        return None
+    gap = (c.v_min - c.low) / abs(c.low) if c.low != 0 else math.inf
+    if not (c.skill is not None and c.skill < t.underfit_skill and gap <= t.underfit_gap):
+        return None
+    plateaued = _plateaued(c.train, t.plateau_share)
+    state = "both plateaued" if plateaued else "train_loss still falling slowly"
+    return CurveDiagnosis(
+        "underfitting",
+        f"best val_loss {_f(c.v_min)} beats the seasonal-naive reference {_f(c.reference)} "
+        f"by only {c.skill:+.0%}; train and val are close ({gap:+.0%}), {state}",
+        c.lines(),
+        {"best val": float(c.epochs[int(np.nanargmin(c.val))])},
+        plateaued,
+    )
+
+
+def _healthy(c: _Curves, t: CurveThresholds) -> CurveDiagnosis:
+    evidence = [f"train_loss fell {c.decrease:.0%} ({_f(c.first)} -> {_f(c.low)})"]
+    if c.has_val:
+        evidence.append(_gap_line(c.train, c.val))
+    evidence += c.reference_line
+    if c.reference is None:
         evidence.append("no reference loss: underfitting (a too-high plateau) was not judged")
-    marks = {"best val": float(epochs[int(np.nanargmin(val))])} if has_val else {}
-    return CurveDiagnosis("healthy", "loss decreased steadily; no sign of a problem",
-                          tuple(evidence), marks, plateaued)
+    marks = {"best val": float(c.epochs[int(np.nanargmin(c.val))])} if c.has_val else {}
+    return CurveDiagnosis(
+        "healthy", "loss decreased steadily; no sign of a problem", tuple(evidence), marks,
+        _plateaued(c.train, t.plateau_share),
+    )
+
+
+# The order of the module docstring; the first rule that matches wins. The early rules run on
+# the raw curves, the others once the curves are known to be finite and long enough.
+_EARLY_RULES: tuple[_Rule, ...] = (_nonfinite, _too_short)
+_RULES: tuple[_Rule, ...] = (_grew, _oscillating, _not_decreasing, _blew_up_early, _overfitting, _underfitting)
 
 
 def _column(history: Sequence[Mapping[str, float]], key: str) -> np.ndarray:

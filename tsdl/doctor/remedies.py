@@ -6,6 +6,8 @@ a value to try, so a user can apply one with ``--set key=value``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tsdl.config import TsdlConfig
 from tsdl.doctor.curves import CurveKind
 from tsdl.doctor.report import Remedy
@@ -29,75 +31,93 @@ def remedies_for(
     Returns:
         The remedies (empty for ``healthy``).
     """
-    c = config
-    if kind == "divergence":
-        return (
-            _scale("lower the learning rate 10x", "training.optimizer.lr", c, 0.1),
-            _clip(c),
-            Remedy("inspect the first batch and the first backward pass for NaN/inf: "
-                   "`tsdl doctor -c CONFIG`"),
-            Remedy("use full precision while debugging", "training.precision",
-                   _val(c, lambda c: c.training.precision), '"32"'),
-        )
-    if kind == "not_decreasing":
-        return (
-            Remedy("run the LR range test and use its suggestion: `tsdl lr-find -c CONFIG --apply`",
-                   "training.optimizer.lr", _val(c, lambda c: c.training.optimizer.lr)),
-            Remedy("log per-layer gradient norms to find vanishing or disconnected layers",
-                   "tracking.log_per_layer_grad_norms",
-                   _val(c, lambda c: c.tracking.log_per_layer_grad_norms), "true"),
-            Remedy("inspect a batch and overfit one batch (shapes, scale, wiring): "
-                   "`tsdl doctor -c CONFIG`"),
-        )
-    if kind == "oscillating":
-        return (
-            _scale("lower the learning rate 3x", "training.optimizer.lr", c, 1 / 3),
-            _scale("use a larger batch (less gradient noise)", "training.batch_size", c, 2, integer=True),
-            _clip(c),
-        )
-    if kind == "overfitting":
-        remedies = [
-            Remedy("more dropout", "model.dropout", _val(c, lambda c: c.model.dropout),
-                   None if c is None else f"{min(c.model.dropout + 0.1, _MAX_DROPOUT):.2g}"),
-            _scale("more weight decay", "training.optimizer.weight_decay", c, 10.0, floor=1e-4),
-        ]
-        if c is None or c.model.name != "dlinear":
-            remedies.append(_scale("a smaller model", "model.hidden_size", c, 0.5, integer=True))
-        horizon = None if c is None else max(1, c.data.output_chunk_length // 4)
-        remedies += [
-            Remedy("window jitter augmentation (random shift of training window starts)",
-                   "training.augment.window_jitter",
-                   _val(c, lambda c: c.training.augment.window_jitter),
-                   None if horizon is None else str(horizon)),
-            Remedy("magnitude-scaling augmentation", "training.augment.magnitude_scaling",
-                   _val(c, lambda c: c.training.augment.magnitude_scaling), "0.1"),
-            _early_stopping(c),
-        ]
-        return tuple(remedies)
-    if kind == "underfitting":
-        capacity = [] if c is not None and c.model.name == "dlinear" else [
-            _scale("more capacity", "model.hidden_size", c, 2, integer=True)
-        ]
-        if c is not None and c.model.name == "dlinear":
-            capacity.append(Remedy("a model with hidden layers (DLinear is linear)", "model.name",
-                                   "dlinear", "nhits"))
-        longer = _scale("train longer", "training.max_epochs", c, 2, integer=True)
-        steps = [
-            *capacity,
-            _scale("a longer lookback", "data.input_chunk_length", c, 2, integer=True),
-            Remedy("add calendar or external covariates", "data.covariates.calendar",
-                   _val(c, lambda c: c.data.covariates.calendar), "[hour, dayofweek]"),
-            longer,
-        ]
-        if not plateaued:
-            steps.remove(longer)
-            steps.insert(0, longer)
-        if c is not None and c.model.dropout > 0:
-            steps.append(Remedy("less regularization", "model.dropout", str(c.model.dropout), "0.0"))
-        return tuple(steps)
-    if kind == "too_short":
-        return (_scale("log more epochs before diagnosing", "training.max_epochs", c, 2, integer=True),)
-    return ()
+    playbook = _PLAYBOOK.get(kind)
+    return () if playbook is None else playbook(config, plateaued)
+
+
+def _for_divergence(c: TsdlConfig | None, plateaued: bool) -> tuple[Remedy, ...]:
+    return (
+        _scale("lower the learning rate 10x", "training.optimizer.lr", c, 0.1),
+        _clip(c),
+        Remedy("inspect the first batch and the first backward pass for NaN/inf: "
+               "`tsdl doctor -c CONFIG`"),
+        Remedy("use full precision while debugging", "training.precision",
+               _val(c, lambda c: c.training.precision), '"32"'),
+    )
+
+
+def _for_not_decreasing(c: TsdlConfig | None, plateaued: bool) -> tuple[Remedy, ...]:
+    return (
+        Remedy("run the LR range test and use its suggestion: `tsdl lr-find -c CONFIG --apply`",
+               "training.optimizer.lr", _val(c, lambda c: c.training.optimizer.lr)),
+        Remedy("log per-layer gradient norms to find vanishing or disconnected layers",
+               "tracking.log_per_layer_grad_norms",
+               _val(c, lambda c: c.tracking.log_per_layer_grad_norms), "true"),
+        Remedy("inspect a batch and overfit one batch (shapes, scale, wiring): "
+               "`tsdl doctor -c CONFIG`"),
+    )
+
+
+def _for_oscillating(c: TsdlConfig | None, plateaued: bool) -> tuple[Remedy, ...]:
+    return (
+        _scale("lower the learning rate 3x", "training.optimizer.lr", c, 1 / 3),
+        _scale("use a larger batch (less gradient noise)", "training.batch_size", c, 2, integer=True),
+        _clip(c),
+    )
+
+
+def _for_overfitting(c: TsdlConfig | None, plateaued: bool) -> tuple[Remedy, ...]:
+    remedies = [
+        Remedy("more dropout", "model.dropout", _val(c, lambda c: c.model.dropout),
+               None if c is None else f"{min(c.model.dropout + 0.1, _MAX_DROPOUT):.2g}"),
+        _scale("more weight decay", "training.optimizer.weight_decay", c, 10.0, floor=1e-4),
+    ]
+    if c is None or c.model.name != "dlinear":
+        remedies.append(_scale("a smaller model", "model.hidden_size", c, 0.5, integer=True))
+    horizon = None if c is None else max(1, c.data.output_chunk_length // 4)
+    remedies += [
+        Remedy("window jitter augmentation (random shift of training window starts)",
+               "training.augment.window_jitter",
+               _val(c, lambda c: c.training.augment.window_jitter),
+               None if horizon is None else str(horizon)),
+        Remedy("magnitude-scaling augmentation", "training.augment.magnitude_scaling",
+               _val(c, lambda c: c.training.augment.magnitude_scaling), "0.1"),
+        _early_stopping(c),
+    ]
+    return tuple(remedies)
+
+
+def _for_underfitting(c: TsdlConfig | None, plateaued: bool) -> tuple[Remedy, ...]:
+    """More capacity and context first; "train longer" first when training had not flattened."""
+    linear = c is not None and c.model.name == "dlinear"
+    capacity = [] if linear else [_scale("more capacity", "model.hidden_size", c, 2, integer=True)]
+    if linear:
+        capacity.append(Remedy("a model with hidden layers (DLinear is linear)", "model.name", "dlinear", "nhits"))
+    longer = _scale("train longer", "training.max_epochs", c, 2, integer=True)
+    steps = [
+        *capacity,
+        _scale("a longer lookback", "data.input_chunk_length", c, 2, integer=True),
+        Remedy("add calendar or external covariates", "data.covariates.calendar",
+               _val(c, lambda c: c.data.covariates.calendar), "[hour, dayofweek]"),
+    ]
+    steps = [longer, *steps] if not plateaued else [*steps, longer]
+    if c is not None and c.model.dropout > 0:
+        steps.append(Remedy("less regularization", "model.dropout", str(c.model.dropout), "0.0"))
+    return tuple(steps)
+
+
+def _for_too_short(c: TsdlConfig | None, plateaued: bool) -> tuple[Remedy, ...]:
+    return (_scale("log more epochs before diagnosing", "training.max_epochs", c, 2, integer=True),)
+
+
+_PLAYBOOK: dict[str, Callable[[TsdlConfig | None, bool], tuple[Remedy, ...]]] = {
+    "divergence": _for_divergence,
+    "not_decreasing": _for_not_decreasing,
+    "oscillating": _for_oscillating,
+    "overfitting": _for_overfitting,
+    "underfitting": _for_underfitting,
+    "too_short": _for_too_short,
+}
 
 
 def _val(config: TsdlConfig | None, get) -> str | None:

@@ -95,7 +95,9 @@ class RayTrainRuntime:
         import ray.train
 
         data = self._config["config"]["data"]
-        return WindowSet.from_shard(
+        from tsdl.data.ray_data import windows_from_shard
+
+        return windows_from_shard(
             ray.train.get_dataset_shard(split),
             input_chunk_length=data["input_chunk_length"],
             output_chunk_length=data["output_chunk_length"],

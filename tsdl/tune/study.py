@@ -22,11 +22,13 @@ from tsdl.tune.budget import BudgetName, StudyPlan, plan_study
 from tsdl.tune.results import AshaStats, StudyResult, TrialRecord, leaderboard, trial_records
 from tsdl.tune.space import apply_params, narrow_space, reference_point, resolve_value, select_space
 
-__all__ = ["StudyLogger", "finished_trials", "run_study", "stored_config"]
+__all__ = ["FinalFit", "StudyLogger", "finished_trials", "run_study", "stored_config"]
 
 StudyLogger = Callable[
     [TsdlConfig, StudyResult, StudyPlan, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], str | None
 ]
+FinalFit = Callable[..., Any]
+"""``final_fit(config, tags={...})``: train ``config`` and evaluate it on test (`tsdl.api.train`)."""
 
 _log = logging.getLogger(__name__)
 _STATE = "study.json"
@@ -40,7 +42,7 @@ def run_study(
     resume: str | None = None,
     name: str | None = None,
     resume_if_exists: bool = False,
-    final_fit: bool = False,
+    final_fit: FinalFit | None = None,
     progress: bool = True,
     study_logger: StudyLogger | None = None,
 ) -> StudyResult:
@@ -57,7 +59,9 @@ def run_study(
             refused unless ``resume_if_exists``.
         resume_if_exists: with ``name``: resume that study if it exists, else start it (what a
             RayJob retry needs: a deterministic name, and no finished trial lost or rerun).
-        final_fit: retrain the best config with ``tsdl.api.train`` and evaluate it on test.
+        final_fit: ``(best_config, tags=...) -> result`` that retrains the best config and
+            evaluates it on test (``tsdl.api.tune`` passes ``tsdl.api.train``; training and
+            tracking sit above tune in the layering, so they come in as a function).
         progress: print a line per finished trial, status lines and the study's plan (tsdl.tune.progress).
         study_logger: ``(config, result, plan, spaces, data_stats) -> run id`` that records the
             finished study (``tsdl.api.tune`` passes the MLflow one; tracking is a later stage).
@@ -103,10 +107,8 @@ def run_study(
         stats = prepared[config.data.input_chunk_length].stats()
         spaces = {"stage1": space1, "stage2": space2}
         result.mlflow_run_id = study_logger(config, result, plan, spaces, stats)
-    if final_fit:
-        from tsdl.api import train
-
-        result.final_fit = train(result.best_config, address=address, progress=progress, tags={"tsdl.study": name})
+    if final_fit is not None:
+        result.final_fit = final_fit(result.best_config, tags={"tsdl.study": name})
     return result
 
 
