@@ -65,9 +65,12 @@ def test_memory_scaling_smoke(tmp_path: Path) -> None:
     small, large = result["cases"]
     assert large["rows"] == 10 * small["rows"] and large["train_windows"] > small["train_windows"]
     assert all(_positive(case["epoch_peak_mb"]) for case in result["cases"])
-    # The study's point: nothing per window is allocated, so the peak is far below what
-    # materializing every window would take.
-    assert large["epoch_peak_mb"] < large["materialized_mb"] + large["raw_mb"] * 20 + 64
+    # The study's point: nothing per window is allocated. Measured as what each phase adds to
+    # the peak (no constant to hide behind): encoding the shard and training an epoch each add
+    # less than half of what materializing the windows would (a few MiB here, ~0.5 MiB measured).
+    shard_extra = large["shard_peak_mb"] - large["prepare_peak_mb"]
+    epoch_extra = large["epoch_peak_mb"] - large["shard_peak_mb"]
+    assert max(shard_extra, epoch_extra) < 0.5 * large["materialized_mb"], large
     assert (tmp_path / "memory_scaling.smoke.png").stat().st_size > 0
 
 
@@ -131,7 +134,6 @@ def test_gpu_smoke_runs_on_cpu_and_cuda_mode_skips_cleanly(tmp_path: Path) -> No
 @pytest.mark.ray
 @pytest.mark.slow
 def test_hpo_smoke(tmp_path: Path) -> None:
-    pytest.importorskip("tsdl.tune", reason="tsdl.tune (run_study) is not in this checkout")
     result = _run("hpo", tmp_path)
     rows = {row["study"]: row for row in result["summary"]}
     assert set(rows) == {"asha_tpe", "full_tpe", "random"}

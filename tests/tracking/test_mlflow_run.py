@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mlflow  # a core dependency: a broken import must fail, not skip
 import pytest
 import yaml
 
@@ -20,8 +21,6 @@ from tsdl.tracking import (
     worker_logger,
 )
 from tsdl.tracking.mlflow_run import _param_value
-
-mlflow = pytest.importorskip("mlflow")
 
 DATA_STATS = {
     "n_series": 3,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import mlflow  # a core dependency: a broken import must fail, not skip
 import pytest
 
 from tsdl.config import parse_config
 from tsdl.tracking import MlflowRun, worker_logger
-
-mlflow = pytest.importorskip("mlflow")
 
 
 @pytest.mark.ray

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from tsdl.data import WindowSet
 from tsdl.data.history import WindowHistory
@@ -18,8 +19,6 @@ from tsdl.errors import TrainingError
 from tsdl.evaluation import CRPS_LEVELS, crps_from_quantiles
 from tsdl.losses import GaussianNLLLoss, MSELoss, PinballLoss
 from tsdl.train.inference import evaluate_windows
-
-stats = pytest.importorskip("scipy.stats")
 
 _L, _H = 8, 6
 
