@@ -83,7 +83,7 @@ def _cases() -> dict[str, Case | Callable[[], Case]]:
         # check-data
         "check-data-missing": Case(["check-data", "nope.csv"], 2, "does not exist"),
         "check-data-binary": Case(
-            ["check-data", "bin.csv"], 2, "not UTF-8 text", {"bin.csv": b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe,\n1,2\n"}
+            ["check-data", "bin.csv"], 2, "bin.csv: not UTF-8 text", {"bin.csv": b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe,\n1,2\n"}
         ),
         "check-data-latin1-value": Case(
             ["check-data", "l.csv"], 2, "non-numeric value", {"l.csv": b"ds,y\n2020-01-01,1\n2020-01-02,2\xe9\n"}

@@ -73,7 +73,13 @@ def read_series_frame(data: DataConfig) -> SeriesFrame:
             f"{path}: no data rows (only a header with columns {', '.join(table.column_names)})",
             hint="add rows to the file",
         )
-    raw = table.to_pandas()
+    try:
+        raw = table.to_pandas()
+    except UnicodeDecodeError as exc:  # pyarrow reads CSV text as UTF-8; names are decoded here
+        raise DataError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} in the header or a column)",
+            hint="give a CSV/Parquet file; re-encode a non-UTF-8 CSV, e.g. `iconv -f latin1 -t utf-8`",
+        ) from None
     layout = _detect_layout(raw, data, path)
     times, tz = _parse_times(raw, data.time_col, path)
     frame = _long(raw, times, data, path) if layout == "long" else _wide(raw, times, data, path)
