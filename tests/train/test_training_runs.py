@@ -9,7 +9,7 @@ import pytest
 
 from tsdl import api
 from tsdl.errors import TrainingError
-from tsdl.train.hooks import EpochLog, FailOnce
+from tsdl.train.hooks import EpochLog, FailOnce, KillOnce
 
 pytestmark = [pytest.mark.ray]
 
@@ -103,3 +103,31 @@ def test_resume_continues_an_interrupted_run(ray_local, make_config, tmp_path: P
     started = [int(x) for x in (tmp_path / "started.log").read_text().split()]
     assert started == [1, 2, 3, 3, 4]
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+
+
+@pytest.mark.xfail(
+    reason="found 2026-12-02: after a SIGKILL of a DDP worker, Ray Train resumed from an older "
+    "checkpoint than the last finished epoch (started log [1, 2, 3, 4, 2, 3, ...]): finished "
+    "epochs are rerun. Open; not strict because the kill's timing varies.",
+    strict=False,
+)
+def test_killed_worker_process_resumes_without_losing_or_repeating_a_finished_epoch(
+    ray_local, make_config, tmp_path: Path
+) -> None:
+    # A DDP run (2 workers: Ray Train, not the in-process path); rank 1's process is SIGKILLed
+    # shortly after epoch 3 starts. Ray restarts the group from the last committed checkpoint.
+    config = make_config(
+        training__max_epochs=5, resources__num_workers=2, resources__max_failures=1, tracking__enabled=False
+    )
+    marker = tmp_path / "killed"
+    hooks = (EpochLog(str(tmp_path / "started.log")), KillOnce(3, str(marker), rank=1, delay_s=0.05))
+    result = api.train(config, epoch_hooks=hooks, progress=False)
+    assert marker.exists(), "the worker was never killed"
+    started = [int(x) for x in (tmp_path / "started.log").read_text().split()]
+    restart = next(i for i in range(1, len(started)) if started[i] <= started[i - 1])
+    resumed_at = started[restart]
+    assert started[:restart] == list(range(1, restart + 1)), started  # in order until the kill
+    assert started[restart:] == list(range(resumed_at, 6)), started  # then on from the checkpoint
+    assert resumed_at >= 3, started  # epochs 1-2 (checkpointed before the kill) never rerun
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]  # none repeated, none lost
+
