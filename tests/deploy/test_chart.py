@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import pytest
 import yaml
 
@@ -17,8 +18,6 @@ from tsdl.config import DeployConfig, parse_config
 from tsdl.deploy.chart import CHART_DIR, render_chart
 from tsdl.deploy.values import deploy_values
 from tsdl.errors import DeployError
-
-helm = pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
 
 PRESETS = sorted(p.name for p in (CHART_DIR / "ci").glob("*-values.yaml"))
 # Feature switches beyond the presets, each rendered and validated like a preset.

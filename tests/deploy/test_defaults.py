@@ -16,8 +16,6 @@ from tsdl.deploy.chart import CHART_DIR, render_chart
 from tsdl.deploy.sizing import parse_quantity
 from tsdl.errors import DeployError
 
-pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
-
 _GPU = {"resources": {"use_gpu": True}}
 PRESETS = sorted(p.name for p in (CHART_DIR / "ci").glob("*-values.yaml"))
 

@@ -12,8 +12,6 @@ from tests.deploy._schemas import ObjectValidator
 from tsdl.config import parse_config
 from tsdl.deploy.chart import K8S_DIR, K8S_VARIANTS, k8s_manifest_text
 
-pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
-
 FILES = sorted(K8S_VARIANTS)
 
 

@@ -109,7 +109,6 @@ def test_each_run_logs_to_its_own_experiment(tmp_path: Path) -> None:
 def test_the_smoke_pods_fit_a_default_docker_desktop() -> None:
     """4 CPUs / 8 GB (about 7.7Gi allocatable), minus kube-system's requests (950m, ~0.4Gi) and
     the KubeRay operator's (100m, 512Mi), with some room to spare."""
-    pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
     preset = yaml.safe_load((CHART_DIR / "ci" / "kind-cpu-values.yaml").read_text())
     cpu = memory = 0.0
     for obj in render_chart(preset, release="tsdl-smoke", namespace="tsdl-e2e"):
@@ -152,7 +151,6 @@ def test_the_image_is_the_cpu_target_for_this_architecture() -> None:
 
 
 def test_installed_values_render_and_validate(tmp_path: Path, validator: ObjectValidator) -> None:
-    pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
     out = tmp_path / "e2e-values.yaml"
     _source_and_call("write_e2e_values", str(out))
     preset = yaml.safe_load((CHART_DIR / "ci" / "kind-cpu-values.yaml").read_text())

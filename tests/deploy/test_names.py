@@ -12,8 +12,6 @@ from tsdl.deploy import build_manifests, job_name
 from tsdl.deploy.chart import render_chart
 from tsdl.errors import ConfigError, DeployError
 
-pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
-
 _GPU = {"resources": {"use_gpu": True}}
 
 

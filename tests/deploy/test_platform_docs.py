@@ -8,14 +8,12 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import kubernetes_validate
-import pytest
 import yaml
 
 from tests.deploy._helm_cli import helm_cli_merge as _helm_cli_merge
 from tsdl.deploy.chart import CHART_DIR, render_chart
-
-helm = pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 

@@ -18,8 +18,6 @@ from tsdl.deploy import build_manifests
 from tsdl.deploy.chart import render_chart
 from tsdl.errors import ConfigError, DeployError
 
-pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
-
 _CPU = {"deploy": {"worker": {"gpu": 0, "tolerations": []}}}
 
 

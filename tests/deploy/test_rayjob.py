@@ -16,8 +16,6 @@ from tsdl.deploy import build_manifests, chart_values, job_name, with_overrides
 from tsdl.deploy.chart import render_chart
 from tsdl.errors import DeployError
 
-pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
-
 # The only difference allowed: who created the object (Helm vs tsdl).
 _CREATOR_LABEL = "app.kubernetes.io/managed-by"
 

@@ -22,8 +22,6 @@ from tsdl.config import parse_config
 from tsdl.deploy import chart_values
 from tsdl.deploy.chart import CHART_DIR, render_chart
 
-pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
-
 # A typical user config: what to train, and one deployment choice.
 USER_CONFIG: dict[str, Any] = {
     "experiment": {"name": "etth1-nightly"},
