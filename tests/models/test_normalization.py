@@ -115,8 +115,12 @@ def test_log_scale_losses_refuse_instance_norm_at_validation(loss_name: str) -> 
         )
     with pytest.raises(ConfigError, match="set model.instance_norm: none"):  # PatchTST's default
         parse_config({"model": {"name": "patchtst"}, "loss": {"name": loss_name}})
-    config = parse_config(
-        {"model": {"name": "patchtst", "instance_norm": "none"}, "loss": {"name": loss_name}}
+    config = parse_config(  # log-scale losses also need unscaled (non-negative) targets
+        {
+            "model": {"name": "patchtst", "instance_norm": "none"},
+            "loss": {"name": loss_name},
+            "data": {"scaler": "none"},
+        }
     )
     assert config.model.instance_norm == "none"
     with pytest.raises(ConfigError, match="log/count scale"):
