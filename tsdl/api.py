@@ -120,7 +120,7 @@ def train(
         record = RunRecord.load(storage, resume)
         config = _stored_config(record.config, f"{storage}/{resume}/tsdl_run.json")
         run_name = resume
-    run_name = run_name or f"{config.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_name = run_name or _fresh_run_name(storage, config.experiment.name)
     _preflight(config, storage, tracking_uri, progress=progress)
     with tempfile.TemporaryDirectory(prefix="tsdl-parent-") as scratch:  # a downloaded parent
         setup = _setup_run(config, init_from, Path(scratch), progress=progress)
@@ -136,6 +136,19 @@ def train(
             return _train_and_evaluate(
                 setup, record, tracker, address=address, epoch_hooks=epoch_hooks, progress=progress
             )
+
+
+def _fresh_run_name(storage: str, experiment: str) -> str:
+    """``<experiment>-<timestamp>``, suffixed when a run started in the same second already has it
+    (a generated name must never resume someone else's checkpoints)."""
+    from tsdl.train import RunRecord
+
+    base = f"{experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name, n = base, 1
+    while RunRecord.exists(storage, name):
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 @dataclass

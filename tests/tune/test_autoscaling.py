@@ -67,6 +67,7 @@ def test_the_deployed_head_carries_the_worker_groups_upper_bound() -> None:
             "deploy": {
                 "autoscaling": True,
                 "worker": {"replicas": 0, "min_replicas": 0, "max_replicas": 4, "cpu": "7500m"},
+                "storage": {"uri": "s3://tsdl-results/runs"},  # several nodes need shared storage
             },
         }
     )
