@@ -151,6 +151,20 @@ def _fresh_run_name(storage: str, experiment: str) -> str:
     return name
 
 
+def _evaluate_test(model: Any, loss: Any, prepared: Any) -> Any:
+    """Score the test windows on the original scale, with each series' history for the baselines."""
+    from tsdl.train import evaluate_windows
+
+    return evaluate_windows(
+        model,
+        loss,
+        prepared.windows("test"),
+        inverse=_inverse(prepared.scalers),
+        history=prepared.history("test"),
+        season_length=prepared.season_length,
+    )
+
+
 @dataclass
 class _RunSetup:
     """What a run needs before Ray starts: the final config, scaled data, the parent to start from."""
@@ -351,7 +365,7 @@ def _start_tracking(config: TsdlConfig, prepared, run_name: str, record, tags, t
 def _finish_run(
     config, prepared, result, run_name: str, storage: str, tracker, lineage=None
 ) -> TrainResult:
-    from tsdl.train import evaluate_windows, load_forecaster
+    from tsdl.train import load_forecaster
     from tsdl.train.checkpointing import load_last
 
     if result.checkpoint is None:
@@ -359,14 +373,7 @@ def _finish_run(
     with _local_copy(result.checkpoint) as (local_dir, kept):
         history = load_last(local_dir).history
         model, loss, _, best = load_forecaster(local_dir)
-        evaluation = evaluate_windows(
-            model,
-            loss,
-            prepared.windows("test"),
-            inverse=_inverse(prepared.scalers),
-            history=prepared.history("test"),
-            season_length=prepared.season_length,
-        )
+        evaluation = _evaluate_test(model, loss, prepared)
         if tracker is not None:
             with _logging_results(tracker, f"{storage}/{run_name}"):
                 _log_outcome(tracker, config, prepared, evaluation, history, local_dir, best, lineage)
@@ -499,7 +506,7 @@ def evaluate(
     its own train split by default (as a fine-tuning run would), or the trained ones with ``parent``.
     """
     from tsdl.data import prepare_data
-    from tsdl.train import evaluate_windows, load_forecaster
+    from tsdl.train import load_forecaster
 
     with _checkpoint_from(checkpoint, run_id, tracking_uri) as checkpoint_dir:
         model, loss, trained_config, best = load_forecaster(checkpoint_dir)
@@ -508,14 +515,7 @@ def evaluate(
         prepared = prepare_data(config)  # new series: scalers fitted on their own train split
     else:
         prepared = prepare_data(data_config, fit_scalers=False, scaler_state=best.scaler_state)
-    return evaluate_windows(
-        model,
-        loss,
-        prepared.windows("test"),
-        inverse=_inverse(prepared.scalers),
-        history=prepared.history("test"),
-        season_length=prepared.season_length,
-    )
+    return _evaluate_test(model, loss, prepared)
 
 
 def predict(
