@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.models, args.horizons = ["dlinear", "patchtst"], [12]
 
     from tsdl import api
-    from tsdl.runtime import ensure_ray
+    from tsdl.ray_connection import ensure_ray
 
     ensure_ray(num_cpus=2)
     rows: list[dict[str, Any]] = []
@@ -193,7 +193,7 @@ def table_main(args) -> dict[str, Any]:
     cells: dict[str, Any] = json.loads(store.read_text())["cells"] if store.exists() else {}
     if not args.print_only:
         from tsdl import api
-        from tsdl.runtime import ensure_ray
+        from tsdl.ray_connection import ensure_ray
 
         ensure_ray(num_cpus=2)
         for dataset in args.datasets:

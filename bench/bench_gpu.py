@@ -88,7 +88,7 @@ def step_throughput(
 def _ddp_scaling(n_gpus: int, *, smoke: bool) -> list[dict[str, Any]]:
     """Full-path windows/s of PatchTST on ETTh1 with 1..n_gpus GPU workers (global batch fixed)."""
     from tsdl import api
-    from tsdl.runtime import ensure_ray
+    from tsdl.ray_connection import ensure_ray
 
     ensure_ray()
     rows = []

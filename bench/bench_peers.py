@@ -159,7 +159,7 @@ def _child_tsdl(model: str, epochs: int, smoke: bool) -> dict[str, Any]:
     import torch
 
     from tsdl import api
-    from tsdl.runtime import ensure_ray
+    from tsdl.ray_connection import ensure_ray
 
     torch.set_num_threads(1)
     overrides = [

@@ -111,7 +111,7 @@ def _child(path: str, smoke: bool, stamps: str) -> None:
     if path == "ray":
         import ray  # noqa: F401
 
-        from tsdl.runtime import ensure_ray
+        from tsdl.ray_connection import ensure_ray
         from tsdl.train import build_trainer
     marks["imports"] = time.time()
     config = _run_config(smoke, Path(stamps).parent / "results")
@@ -198,7 +198,7 @@ def _study_seconds(trials: int, smoke: bool, storage: Path) -> dict[str, float]:
 
 
 def _measure_trial(smoke: bool, tmp: Path) -> dict[str, float]:
-    from tsdl.runtime import ensure_ray
+    from tsdl.ray_connection import ensure_ray
 
     ensure_ray(num_cpus=2)  # shared by both studies, like one driver running studies back to back
     n_few, n_many = (1, 2) if smoke else (2, 6)

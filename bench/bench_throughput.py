@@ -65,7 +65,7 @@ def tsdl_loop(config, *, storage: Path, path: str) -> dict[str, Any]:
 
 def _ray_history(config, storage: Path, *, workers: int) -> list[dict[str, float]]:
     from tsdl.data import prepare_data
-    from tsdl.runtime import ensure_ray
+    from tsdl.ray_connection import ensure_ray
     from tsdl.train import build_trainer, load_last
 
     ensure_ray(num_cpus=_CORES)

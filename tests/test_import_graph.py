@@ -2,7 +2,7 @@
 
 No module may import a later stage (function-level imports included, ``from tsdl import X``
 resolved to ``tsdl.X``). `api` and `cli` are the shell around the stages: they may import any
-stage, and no stage may import them. `runtime` (starting Ray) is used by train and tune. On
+stage, and no stage may import them. `ray_connection` (starting Ray) is used by train and tune. On
 top of the stage order, no two modules may import each other, directly or through others
 (imports under ``if TYPE_CHECKING:`` do not count: they never run).
 """
@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tsdl"
 
 STAGE = {
     "errors": 0,
-    "runtime": 3,
+    "ray_connection": 3,
     "config": 0,
     "storage": 0,
     "data": 1,

@@ -171,7 +171,7 @@ class _RunSetup:
 
     config: TsdlConfig
     prepared: Any  # tsdl.data.PreparedData
-    parent: Any  # tsdl.train.parent.ParentCheckpoint | None
+    parent: Any  # tsdl.train.pretrained.ParentCheckpoint | None
     lineage: dict[str, Any] | None
     tags: dict[str, str]
 
@@ -180,7 +180,7 @@ def _setup_run(config: TsdlConfig, init_from: str | None, scratch: Path, *, prog
     """Everything that can fail on the user's input fails here, in seconds, before Ray starts."""
     from tsdl.train import model_dims
     from tsdl.train.finetune import check_finetune, lineage, lineage_tags
-    from tsdl.train.parent import prepare_finetune_data, resolve_init_from
+    from tsdl.train.pretrained import prepare_finetune_data, resolve_init_from
 
     download = functools.partial(_download_parent, config, into=scratch)
     config, parent = resolve_init_from(config, init_from, download=download)
@@ -212,7 +212,7 @@ def _run_ends(tracker, record) -> Iterator[None]:
 
 
 def _train_and_evaluate(setup: _RunSetup, record, tracker, *, address, epoch_hooks, progress) -> TrainResult:
-    from tsdl.runtime import ensure_ray
+    from tsdl.ray_connection import ensure_ray
     from tsdl.train.direct import trains_in_process
     from tsdl.train.progress import ProgressPrinter
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from tsdl.cli.main import main
-from tsdl.runtime import is_verbose
+from tsdl.ray_connection import is_verbose
 
 _ENV = ("TSDL_VERBOSE", "RAY_AIR_NEW_OUTPUT", "MLFLOW_LOGGING_LEVEL", "RAY_worker_maximum_startup_concurrency")
 

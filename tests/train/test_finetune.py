@@ -14,7 +14,7 @@ from tsdl.losses import build_loss
 from tsdl.models import build_model
 from tsdl.train.checkpointing import BestWeights, TrainState, save_checkpoint
 from tsdl.train.finetune import apply_finetune, check_finetune, lineage
-from tsdl.train.parent import load_parent, load_weights, prepare_finetune_data, resolve_parent
+from tsdl.train.pretrained import load_parent, load_weights, prepare_finetune_data, resolve_parent
 
 DIMS = dict(
     input_chunk_length=24, output_chunk_length=6, n_past_features=1, n_future_features=0, n_static=0

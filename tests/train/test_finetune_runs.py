@@ -12,7 +12,7 @@ from tsdl import api
 from tsdl.errors import ConfigError
 from tsdl.train import build_trainer
 from tsdl.train.checkpointing import load_best
-from tsdl.train.parent import prepare_finetune_data
+from tsdl.train.pretrained import prepare_finetune_data
 
 pytestmark = [pytest.mark.ray]
 

@@ -16,7 +16,7 @@ from tsdl import api
 from tsdl.cli.main import main
 from tsdl.errors import ConfigError, TrainingError
 from tsdl.train import RunRecord
-from tsdl.train.hooks import EpochLog, FailOnce
+from tsdl.train.epoch_hooks import EpochLog, FailOnce
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import pytest
 
 from tsdl import api
 from tsdl.errors import TrainingError
-from tsdl.train.hooks import EpochLog, FailOnce, KillOnce
+from tsdl.train.epoch_hooks import EpochLog, FailOnce, KillOnce
 
 pytestmark = [pytest.mark.ray]
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from tsdl import __version__
 from tsdl.cli.failures import failure_line, sigterm_interrupts
-from tsdl.runtime import configure_output
+from tsdl.ray_connection import configure_output
 
 __all__ = ["build_parser", "main"]
 

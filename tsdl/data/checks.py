@@ -1,7 +1,7 @@
 """The pre-training checklist over the long frame: time zones, order, duplicates, grid, gaps,
 missing values, short series and covariate leakage.
 
-Each check appends one :class:`~tsdl.data.report.CheckResult` and, where the config allows,
+Each check appends one :class:`~tsdl.data.check_report.CheckResult` and, where the config allows,
 repairs the data (sorts, fills, drops) so that later checks still see meaningful input. Checks
 never raise for bad data; :func:`tsdl.data.prepare.prepare_data` turns failed checks into one
 :class:`~tsdl.errors.DataError`.
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from tsdl.config.data import DataConfig
+from tsdl.data.check_report import CheckReport
 from tsdl.data.io import ID_COL, TARGET_COL, TIME_COL, SeriesFrame
-from tsdl.data.report import CheckReport
 from tsdl.data.table import SeriesTable
 
 __all__ = ["check_frame"]

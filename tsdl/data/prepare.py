@@ -13,10 +13,10 @@ from tsdl.config.data import DataConfig
 from tsdl.config.loss import NONNEGATIVE_TARGET_LOSSES
 from tsdl.config.root import TsdlConfig
 from tsdl.data.calendar import calendar_features, calendar_names
+from tsdl.data.check_report import CheckReport
 from tsdl.data.checks import check_frame
 from tsdl.data.history import WindowHistory
 from tsdl.data.io import SeriesFrame, read_series_frame
-from tsdl.data.report import CheckReport
 from tsdl.data.scalers import SeriesScalers
 from tsdl.data.seasons import season_length
 from tsdl.data.split import SPLITS, SplitPlan, check_split, plan_split

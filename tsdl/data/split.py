@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tsdl.config.data import DataConfig
-from tsdl.data.report import CheckReport
+from tsdl.data.check_report import CheckReport
 from tsdl.data.table import SeriesTable
 
 __all__ = ["SPLITS", "SplitName", "SplitPlan", "check_split", "plan_split"]

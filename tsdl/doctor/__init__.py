@@ -4,6 +4,7 @@ Nothing in tsdl imports the doctor except the CLI and the API shell.
 """
 
 from tsdl.doctor.curves import CurveDiagnosis, CurveKind, CurveThresholds, classify_curves
+from tsdl.doctor.findings import DoctorReport, Finding, Remedy, Status
 from tsdl.doctor.gradients import GradientProbe, gradient_findings, probe_gradients
 from tsdl.doctor.lr_find import (
     LRFindResult,
@@ -15,7 +16,6 @@ from tsdl.doctor.lr_find import (
 )
 from tsdl.doctor.preflight import check_first_batch, overfit_one_batch, run_preflight
 from tsdl.doctor.remedies import remedies_for
-from tsdl.doctor.report import DoctorReport, Finding, Remedy, Status
 
 __all__ = [
     "CurveDiagnosis",

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from tsdl.data import Batch
-from tsdl.doctor.report import Finding, Remedy
+from tsdl.doctor.findings import Finding, Remedy
 from tsdl.losses import BaseLoss
 
 __all__ = ["GradientProbe", "gradient_findings", "probe_gradients"]

@@ -19,8 +19,8 @@ import numpy as np
 from tsdl.config import TsdlConfig, load_config
 from tsdl.config.tracking import TrackingConfig
 from tsdl.doctor.curves import CurveDiagnosis, classify_curves
+from tsdl.doctor.findings import DoctorReport, Finding, Status
 from tsdl.doctor.remedies import remedies_for
-from tsdl.doctor.report import DoctorReport, Finding, Status
 from tsdl.errors import TrackingError, TsdlError
 from tsdl.tracking import MlflowRun, connect, resolve_tracking_uri
 from tsdl.tracking.mlflow_run import get_run

@@ -20,9 +20,9 @@ import torch
 
 from tsdl.config import TsdlConfig
 from tsdl.data import Batch, PreparedData
+from tsdl.doctor.findings import DoctorReport, Finding, Remedy
 from tsdl.doctor.gradients import gradient_findings, probe_gradients
 from tsdl.doctor.lr_find import find_lr, lr_find_png
-from tsdl.doctor.report import DoctorReport, Finding, Remedy
 from tsdl.errors import DataError
 from tsdl.losses import BaseLoss, build_loss
 from tsdl.models import BaseForecaster, build_model

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from tsdl.config import TsdlConfig
 from tsdl.doctor.curves import CurveKind
-from tsdl.doctor.report import Remedy
+from tsdl.doctor.findings import Remedy
 
 __all__ = ["remedies_for"]
 

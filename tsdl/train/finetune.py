@@ -21,7 +21,7 @@ import torch
 
 from tsdl.config import TsdlConfig
 from tsdl.errors import ConfigError
-from tsdl.train.parent import ParentCheckpoint, WeightLoad, check_architecture, load_weights
+from tsdl.train.pretrained import ParentCheckpoint, WeightLoad, check_architecture, load_weights
 
 __all__ = [
     "DEFAULT_HEADS",

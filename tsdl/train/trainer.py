@@ -43,7 +43,7 @@ def build_trainer(
         callbacks: Ray Train `UserCallback`s (e.g. Tune's `TuneReportCallback`).
         logger_factory: picklable ``factory(rank=...) -> MetricsLogger`` for per-step/epoch metrics.
         epoch_hooks: picklable ``hook(epoch, rank)`` called at the start of every epoch.
-        init_state: a parent run's weights (`tsdl.train.parent.ParentCheckpoint.weights`) to
+        init_state: a parent run's weights (`tsdl.train.pretrained.ParentCheckpoint.weights`) to
             start from, per `config.finetune`; pickled to every worker with the loop config.
             None with `finetune.init_from` set to a checkpoint directory loads it here (how Tune
             trials built from one config all start from the same pretrained run).
@@ -103,7 +103,7 @@ def make_loop_config(
 ) -> dict[str, Any]:
     """The picklable argument of `tsdl.train.loop.run_worker` (see `build_trainer` for the fields)."""
     if init_state is None and config.finetune.init_from is not None:
-        from tsdl.train.parent import resolve_parent
+        from tsdl.train.pretrained import resolve_parent
 
         init_state = resolve_parent(config.finetune.init_from).weights
     return {

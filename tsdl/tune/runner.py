@@ -9,7 +9,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from tsdl.config import TsdlConfig
 from tsdl.config.tune import ParamSpec
-from tsdl.runtime import is_verbose
+from tsdl.ray_connection import is_verbose
 from tsdl.tune.budget import StudyPlan
 from tsdl.tune.progress import StudyProgress
 from tsdl.tune.resources import (

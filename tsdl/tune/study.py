@@ -69,7 +69,7 @@ def run_study(
     Returns:
         The leaderboard, best config, reference val_loss and ASHA savings.
     """
-    from tsdl.runtime import ensure_ray
+    from tsdl.ray_connection import ensure_ray
     from tsdl.storage import absolute, join
 
     storage = absolute(config.resources.storage_path)
