@@ -63,7 +63,7 @@ def diagnose_run(
         run_id: an MLflow run id (a training run or a study's parent run).
         tracking_uri: the MLflow store (default: $MLFLOW_TRACKING_URI, else the local store).
         out_dir: where to write the report and plots (default: a temporary directory).
-        log_to_run: log ``doctor/report.md``, ``doctor/diagnosis.json`` and the plots to each
+        log_to_run: log ``doctor/doctor_report.md``, ``doctor/diagnosis.json`` and the plots to each
             diagnosed run, and tag it ``doctor.diagnosis``.
         with_reference: score a seasonal-naive forecast on the run's validation split (point
             losses only) so underfitting can be judged.
