@@ -32,6 +32,7 @@ __all__ = [
     "BestWeights",
     "TrainState",
     "checkpoint_config",
+    "checkpoint_dir_name",
     "load_best",
     "load_last",
     "save_checkpoint",
@@ -67,6 +68,14 @@ class BestWeights:
     config: dict[str, Any]
     dims: dict[str, int]
     scaler_state: dict[str, Any]
+
+
+def checkpoint_dir_name(epoch: int) -> str:
+    """The directory of the checkpoint reported after `epoch`: names sort by epoch, on any storage.
+
+    Ray Train and the in-process path both use it, so either can resume the other's run.
+    """
+    return f"checkpoint_epoch-{epoch:06d}"
 
 
 def save_checkpoint(directory: Path, *, last: TrainState, best: BestWeights | None) -> None:

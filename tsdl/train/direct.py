@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tsdl.config import TsdlConfig
-from tsdl.train.checkpointing import META_FILE
+from tsdl.train.checkpointing import META_FILE, checkpoint_dir_name
 from tsdl.train.loop import run_worker
 from tsdl.train.seeding import set_deterministic
 
@@ -176,7 +176,7 @@ def _persist(run_dir: Path, metrics: dict[str, Any], checkpoint_dir: str | None)
     """Keep only the newest checkpoint; it appears under its final name complete or not at all."""
     if checkpoint_dir is None:
         return
-    final = run_dir / f"checkpoint_epoch-{int(metrics['epoch']):06d}"
+    final = run_dir / checkpoint_dir_name(int(metrics["epoch"]))
     staging = run_dir / f".{final.name}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(checkpoint_dir, staging)

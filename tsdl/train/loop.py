@@ -34,10 +34,18 @@ from tsdl.data import Batch, WindowSet
 from tsdl.errors import TrainingError
 from tsdl.losses import BaseLoss, build_loss
 from tsdl.models import BaseForecaster, build_model
-from tsdl.train.checkpointing import BestWeights, TrainState, load_best, load_last, save_checkpoint
+from tsdl.train.checkpointing import (
+    BestWeights,
+    TrainState,
+    checkpoint_dir_name,
+    load_best,
+    load_last,
+    save_checkpoint,
+)
 from tsdl.train.early_stopping import EarlyStopping
 from tsdl.train.finetune import FinetunePlan, apply_finetune
 from tsdl.train.precision import MixedPrecision
+from tsdl.train.recovery import EpochCheckpoints
 from tsdl.train.seeding import epoch_seed, rng_state, seed_everything, set_rng_state
 
 __all__ = [
@@ -85,6 +93,7 @@ class RayTrainRuntime:
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
         self._config = loop_config
+        self._checkpoints = EpochCheckpoints()
 
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         import ray.train.torch
@@ -107,13 +116,16 @@ class RayTrainRuntime:
     def checkpoint(self) -> Any | None:
         import ray.train
 
-        return ray.train.get_checkpoint()
+        # Not just Ray's registered checkpoint: after a worker died it can be epochs behind storage.
+        return self._checkpoints.resume_from(ray.train.get_checkpoint())
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         import ray.train
 
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=checkpoint_dir_name(metrics["epoch"]))
+        if checkpoint is not None:
+            self._checkpoints.reported(metrics["epoch"])
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
