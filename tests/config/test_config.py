@@ -30,7 +30,7 @@ def test_defaults_are_the_training_template() -> None:
     assert cfg.model.dropout == 0.1
     assert (t.early_stopping.patience, t.early_stopping.monitor) == (15, "val_loss")
     assert t.seed == 42
-    assert (t.num_workers, t.pin_memory, t.log_every_n_steps, t.val_check_interval) == (4, True, 10, 1.0)
+    assert (t.pin_memory, t.log_every_n_steps, t.val_check_interval) == (True, 10, 1.0)
 
 
 def test_commented_template_round_trips_to_defaults() -> None:
@@ -55,6 +55,17 @@ def test_unknown_key_names_the_path_line_and_allowed_keys(tmp_path: Path) -> Non
         load_config(path)
     msg = str(info.value)
     assert f"{path}:3" in msg and "training.optimzer" in msg and "optimizer" in msg
+
+
+def test_a_removed_key_says_why_it_went(tmp_path: Path) -> None:
+    # training.num_workers (loader threads) was documented but never read: there is no loader.
+    path = tmp_path / "old.yaml"
+    path.write_text("training:\n  num_workers: 4\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    msg = str(info.value)
+    assert f"{path}:2" in msg and "'training.num_workers' was removed" in msg and "resources.num_workers" in msg
+    assert "num_workers" not in TsdlConfig().training.model_dump()
 
 
 def test_out_of_range_value_names_value_and_range(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def e2e_values() -> dict[str, Any]:
             "input_chunk_length": 24,
             "output_chunk_length": 6,
         },
-        "training": {"max_epochs": 1, "batch_size": 32, "num_workers": 0, "limit_train_batches": 4},
+        "training": {"max_epochs": 1, "batch_size": 32, "limit_train_batches": 4},
         "resources": {"use_gpu": False, "num_workers": 1, "cpus_per_worker": 1},
         "tune": {
             "stage1_trials": STAGE1_TRIALS,

@@ -37,7 +37,7 @@ def _etth1_config(tmp_path: Path):
                 "split": {"method": "rows", "train_rows": 2400, "val_rows": 480, "test_rows": 480},
             },
             "model": {"name": "dlinear"},
-            "training": {"batch_size": 64, "num_workers": 0, "limit_train_batches": 6, "optimizer": {"lr": 1e-4}},
+            "training": {"batch_size": 64, "limit_train_batches": 6, "optimizer": {"lr": 1e-4}},
             "resources": {"storage_path": str(tmp_path / "results"), "max_failures": 0},
             "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
             "tune": {
@@ -107,7 +107,7 @@ def _synthetic_yaml(tmp_path: Path) -> Path:
         "data": {"synthetic": {"n_series": 4, "n_timesteps": 400, "seed": 1}, "input_chunk_length": 48,
                  "output_chunk_length": 12, "stride": 2},
         "model": {"name": "dlinear"},
-        "training": {"batch_size": 32, "limit_train_batches": 4, "num_workers": 0},
+        "training": {"batch_size": 32, "limit_train_batches": 4},
         "resources": {"storage_path": str(tmp_path / "results"), "max_failures": 0},
         "tracking": {"enabled": False},
         "tune": {

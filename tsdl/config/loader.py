@@ -138,6 +138,13 @@ def config_hash(config: TsdlConfig) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+REMOVED_KEYS = {
+    "training.num_workers": "batches are slices of windows already in memory, so there were never "
+    "loader threads to set (DDP ranks are resources.num_workers)",
+}
+"""Keys older configs may still hold, with why they went: a clearer error than 'unknown key'."""
+
+
 def _to_config_error(exc: ValidationError, *, source: str, node: yaml.Node | None) -> ConfigError:
     err = exc.errors(include_url=False)[0]
     loc = [p for p in err["loc"] if not _is_union_tag(p)]
@@ -145,6 +152,8 @@ def _to_config_error(exc: ValidationError, *, source: str, node: yaml.Node | Non
     line = _line_of(node, loc)
     where = f"{source}:{line}" if line else source
     kind = err["type"]
+    if kind == "extra_forbidden" and dotted in REMOVED_KEYS:
+        return ConfigError(f"{where}: '{dotted}' was removed: {REMOVED_KEYS[dotted]}", hint="delete it")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         return ConfigError(

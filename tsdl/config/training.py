@@ -68,8 +68,6 @@ class TrainingConfig(StrictModel):
     seed: int = Field(42, ge=0)
     deterministic: bool = True
     """torch.use_deterministic_algorithms(True) (+ CUBLAS workspace setting on GPU)."""
-    num_workers: int = Field(4, ge=0, le=64)
-    """Data-loading threads per training worker (capped by the worker's CPUs)."""
     pin_memory: bool = True
     """Pin host batches for faster host-to-GPU copies (GPU only)."""
     log_every_n_steps: int = Field(10, ge=1)

@@ -13,7 +13,7 @@ def example_config(overrides: list[str] | tuple[str, ...] = ()) -> TsdlConfig:
         "experiment": {"name": "example"},
         "data": {"input_chunk_length": 96, "output_chunk_length": 24, "synthetic": {"n_series": 8, "n_timesteps": 1200}},
         "model": {"name": "dlinear"},
-        "training": {"batch_size": 64, "num_workers": 0, "early_stopping": {"patience": 3}},
+        "training": {"batch_size": 64, "early_stopping": {"patience": 3}},
         "tune": {
             "budget": "smoke",
             "search_space": {
