@@ -33,6 +33,14 @@ def test_learning_curve_png(tmp_path: Path) -> None:
         learning_curve_png([], tmp_path / "empty.png")
 
 
+@pytest.mark.filterwarnings("error")
+def test_learning_curve_png_of_a_run_whose_only_epoch_is_nan(tmp_path: Path) -> None:
+    # What a run that failed on a non-finite loss in epoch 1 logged (`tsdl doctor --run-id` plots it).
+    out = learning_curve_png([{"epoch": 1.0, "train_loss": float("nan")}], tmp_path / "lc.png",
+                             marks={"divergence: non-finite": 1.0})
+    assert _png_size(out)[0] > 400
+
+
 def test_forecast_png(tmp_path: Path) -> None:
     t = pd.date_range("2021-01-01", periods=36, freq="h")
     y = np.sin(np.arange(36) / 4)

@@ -3,7 +3,8 @@
 A run of ``tsdl train`` has per-epoch metrics ``train_loss`` / ``val_loss`` / ``lr`` /
 ``grad_norm`` (step = epoch) and a ``config.yaml`` artifact. A Tune study is a parent run whose
 trials are child runs (tag ``mlflow.parentRunId``); the doctor then diagnoses the best and the
-worst trial by their lowest ``val_loss``. Runs still in progress are read as far as they got.
+worst trial by their lowest ``val_loss``. Runs still in progress are read as far as they got; a
+run that failed on a NaN/inf loss logged that epoch's ``train_loss`` as NaN (divergence).
 """
 
 from __future__ import annotations

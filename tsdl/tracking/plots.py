@@ -75,7 +75,7 @@ def learning_curve_png(
     lr_ax.set_xlabel("epoch")
     for ax in (loss_ax, lr_ax):
         ax.grid(alpha=0.3)
-        if ax.lines:
+        if ax.get_legend_handles_labels()[0]:  # not for marks alone (a run whose only epoch is NaN)
             ax.legend(loc="upper right", fontsize=8)
     return _save(fig, path)
 

@@ -150,7 +150,12 @@ def run_worker(loop_config: dict[str, Any], runtime: WorkerRuntime) -> None:
     for epoch in range(worker.state.epoch + 1, config.training.max_epochs + 1):
         for hook in loop_config.get("epoch_hooks", []):
             hook(epoch, runtime.rank)
-        metrics, improved = worker.run_epoch(epoch)
+        try:
+            metrics, improved = worker.run_epoch(epoch)
+        except _NonFiniteLoss:
+            # The run fails, but its curve must show why: `tsdl doctor --run-id` reads this epoch.
+            worker.logger.log_epoch(epoch, {"train_loss": math.nan})
+            raise
         worker.publish(epoch, metrics, improved, loop_config)
         if worker.stopper.should_stop:
             break
@@ -392,10 +397,14 @@ def _train_step(
     return loss.detach(), norm.detach()
 
 
+class _NonFiniteLoss(TrainingError):
+    """The training loss became NaN/inf: the run fails after logging the epoch as NaN."""
+
+
 def _check_finite(value: torch.Tensor, global_step: int) -> None:
     """Fail the run on a NaN/inf training loss (``value`` is a loss or a running sum of losses)."""
     if not bool(torch.isfinite(value)):
-        raise TrainingError(
+        raise _NonFiniteLoss(
             f"training loss became non-finite ({float(value)}) by global step {global_step}",
             hint="lower training.optimizer.lr, keep gradient_clip_val set, or run `tsdl doctor`",
         )
