@@ -1,14 +1,20 @@
-"""`tsdl lr-find` and `tsdl doctor` through the real CLI entry point."""
+"""`tsdl lr-find` and `tsdl doctor` through the real CLI entry point, on a real `tsdl train` run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
-from tests.doctor._runs import train_and_log
 from tsdl.cli.main import main
-from tsdl.config import dump_config, load_config
+from tsdl.config import load_config
+from tsdl.tracking import connect
+from tsdl.train import RunRecord
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SMALL = {
     "data": {
@@ -40,7 +46,7 @@ def test_lr_find_writes_plot_and_applied_config(tmp_path: Path, capsys) -> None:
     assert load_config(cfg).training.optimizer.lr == 0.003  # the original file is untouched
 
 
-def test_doctor_preflight_and_postmortem(tmp_path: Path, capsys) -> None:
+def test_doctor_preflight(tmp_path: Path, capsys) -> None:
     cfg = _config_file(tmp_path)
     out_dir = tmp_path / "doc"
     code = main(["doctor", "-c", str(cfg), "--out", str(out_dir), "--lr-steps", "0", "--overfit-steps", "150"])
@@ -48,15 +54,34 @@ def test_doctor_preflight_and_postmortem(tmp_path: Path, capsys) -> None:
     assert code == 0, text
     assert "[PASS] overfit_one_batch" in text and (out_dir / "doctor_report.md").exists()
 
+
+def test_doctor_diagnoses_a_tsdl_train_run_that_blew_up(tmp_path: Path, capsys) -> None:
+    """`tsdl train` (a real process) with lr 5 on an MLP: the loss is inf by step 10 and the run
+    fails; `tsdl doctor --run-id` then reads the NaN epoch the run logged before failing."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = load_config(cfg, overrides=[f"tracking.tracking_uri={store}", "training.optimizer.lr=1e-7",
-                                         "training.max_epochs=4"])
-    (tmp_path / "run.yaml").write_text(dump_config(config))
-    run_id = train_and_log(config)
-    code = main(["doctor", "--run-id", run_id, "-c", str(tmp_path / "run.yaml"), "--out", str(out_dir)])
+    raw = {**SMALL, "model": {"name": "nhits", "hidden_size": 64},
+           "training": {**SMALL["training"], "max_epochs": 3, "seed": 7, "optimizer": {"lr": 5.0}},
+           "resources": {"storage_path": str(tmp_path / "results"), "max_failures": 0},
+           "tracking": {"tracking_uri": store}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tsdl.cli.main", "train", "-c", "run.yaml", "--run-name", "blew-up", "--quiet"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "training loss became non-finite" in proc.stderr.strip().splitlines()[-1], proc.stderr
+    run_id = RunRecord.load(str(tmp_path / "results"), "blew-up").mlflow_run_id
+
+    code = main(["doctor", "--run-id", run_id, "-c", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "doc")])
     text = capsys.readouterr().out
-    assert code == 1  # "not decreasing" is a failed check
-    assert "not decreasing" in text and "training.optimizer.lr" in text
+    assert code == 1, text
+    assert "[FAIL] learning_curve  divergence: loss became non-finite (NaN/inf) at epoch 1" in text
+    assert "1. lower the learning rate 10x (training.optimizer.lr: 5 -> 0.5)" in text
+    run = connect(store).get_run(run_id)
+    assert run.info.status == "FAILED"  # logging the diagnosis does not reopen the run
+    assert run.data.tags["doctor.diagnosis"] == "divergence"
 
 
 def test_doctor_without_config_or_run_is_a_one_line_error(capsys) -> None:
