@@ -36,7 +36,7 @@ CORPUS: dict[str, tuple[dict, str, int]] = {
     "large_gaps.csv": ({}, "gaps: 10 missing grid points in 1 series (worst: 's0' 16.7%)", 1),
     "short_series.csv": ({"short_series": "fail"}, "short_series: 1 series shorter than input+output = 12 points (tiny)", 1),
     "target_copy_covariate.csv": ({"covariates": {"past": ["y_copy"]}}, "leakage: 'y_copy' ~ the target (corr +1.000)", 1),
-    "future_target_covariate.csv": ({"covariates": {"future": ["next_y"]}}, "'next_y' ~ the target 1 step(s) ahead", 1),
+    "future_target_covariate.csv": ({"covariates": {"future": ["next_y"]}}, "'next_y' is a copy of the target 1 step(s) ahead", 1),
     "past_declared_future.csv": ({"covariates": {"future": ["lag_y"]}}, "known-future 'lag_y' ~ the target 2 step(s) back", 1),
 }
 

@@ -91,6 +91,9 @@ class ChecksConfig(StrictModel):
     """Shifts of the target (in steps, both directions) compared against each covariate."""
     max_gap_share: float = Field(0.05, ge=0.0, le=1.0)
     """Share of missing grid points per series above which the gap check fails (else warns)."""
+    skip_columns: list[str] = Field(default_factory=list)
+    """Unused file columns left out of the leakage scan: known copies of the target kept for
+    other tools (e.g. an unscaled 'y_raw'). Every other numeric column is scanned."""
 
 
 class SyntheticDataConfig(StrictModel):

@@ -9,6 +9,9 @@ never raise for bad data; :func:`tsdl.data.prepare.prepare_data` turns failed ch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
 
@@ -33,7 +36,8 @@ def check_frame(sf: SeriesFrame, data: DataConfig, report: CheckReport) -> Serie
     table = _check_missing(table, data, report)
     _check_static(df, static_names, report)
     table = _check_short(table, data, report)
-    _check_leakage(table, data, report)
+    _check_leakage(table, df, sf, data, report)
+    _check_unused(sf, report)
     return table
 
 
@@ -322,38 +326,82 @@ def _check_short(table: SeriesTable, data: DataConfig, report: CheckReport) -> S
     return table.select(~short)
 
 
-def _check_leakage(table: SeriesTable, data: DataConfig, report: CheckReport) -> None:
-    """Correlate each covariate with the target shifted by -k..k steps (per-series z-scores)."""
-    if not table.covariates:
-        report.add("leakage", "pass", "no covariates")
+@dataclass(frozen=True)
+class _Target:
+    """The target as the leakage scan compares against it: raw values, per-series z-scores, series."""
+
+    values: np.ndarray
+    sid: np.ndarray
+
+    @cached_property
+    def z(self) -> np.ndarray:
+        return _zscore(self.values, self.sid)
+
+
+def _check_leakage(table: SeriesTable, df: pd.DataFrame, sf: SeriesFrame, data: DataConfig, report: CheckReport) -> None:
+    """Correlate each covariate, and each numeric column the config leaves out, with the shifted target.
+
+    Unused columns are scanned too: training ignores them, but a column that copies the target
+    (or its future) is a sign of a leaky export, and one step from being declared a covariate.
+    They are scanned on the file's rows (sorted, deduplicated), covariates on the repaired table.
+    """
+    if not table.covariates and not sf.audited:
+        report.add("leakage", "pass", "no covariates or other numeric columns")
         return
-    threshold, max_shift = data.checks.leakage_correlation, data.checks.leakage_max_shift
-    sid = table.series_of_rows()
-    y = _zscore(table.target, sid)
-    future = set(data.covariates.future)
-    problems: list[tuple[str, str]] = []
-    for name, values in table.covariates.items():
-        x = _zscore(values, sid)
-        for shift in range(-max_shift, max_shift + 1):
-            corr = _shifted_corr(x, y, sid, shift)
-            if not np.isfinite(corr) or abs(corr) < threshold:
-                continue
-            if shift >= 0:
-                when = "the target" if shift == 0 else f"the target {shift} step(s) ahead"
-                problems.append(("fail", f"'{name}' ~ {when} (corr {corr:+.3f})"))
-            elif name in future:
-                problems.append(
-                    ("fail", f"known-future '{name}' ~ the target {-shift} step(s) back (corr {corr:+.3f}): "
-                     "it is past-only; move it to data.covariates.past")
-                )
-            else:
-                problems.append(("warn", f"past '{name}' ~ the target {-shift} step(s) back (corr {corr:+.3f})"))
-            break
+    declared = _Target(table.target, table.series_of_rows())
+    raw = _Target(df[TARGET_COL].to_numpy(np.float64), pd.factorize(df[ID_COL])[0])
+    found = [_leak(name, values, declared, data, unused=False) for name, values in table.covariates.items()]
+    found += [_leak(name, df[name].to_numpy(np.float64), raw, data, unused=True) for name in sf.audited]
+    problems = [p for p in found if p is not None]
     if not problems:
-        report.add("leakage", "pass", f"{len(table.covariates)} covariates, |corr| < {threshold} at shifts +-{max_shift}")
+        threshold, max_shift = data.checks.leakage_correlation, data.checks.leakage_max_shift
+        scanned = f"{len(table.covariates)} covariates" + (f", {len(sf.audited)} unused columns" if sf.audited else "")
+        report.add("leakage", "pass", f"{scanned}: |corr| < {threshold} at shifts +-{max_shift}")
         return
     status = "fail" if any(s == "fail" for s, _ in problems) else "warn"
-    report.add("leakage", status, "; ".join(d for _, d in problems))
+    fix = ""
+    if any("not in data.covariates" in d and s == "fail" for s, d in problems):
+        fix = " (unused columns: drop them from the file, or list known copies in data.checks.skip_columns)"
+    report.add("leakage", status, "; ".join(d for _, d in problems) + fix)
+
+
+def _leak(name: str, values: np.ndarray, target: _Target, data: DataConfig, *, unused: bool) -> tuple[str, str] | None:
+    """(status, detail) when `values` copies or tracks the target at some shift, else None."""
+    threshold, max_shift = data.checks.leakage_correlation, data.checks.leakage_max_shift
+    x = _zscore(values, target.sid)
+    label = f"'{name}' (not in data.covariates)" if unused else f"'{name}'"
+    for shift in range(-max_shift, max_shift + 1):
+        corr = _shifted_corr(x, target.z, target.sid, shift)
+        if not np.isfinite(corr) or abs(corr) < threshold:
+            continue
+        if shift >= 0:
+            when = "the target" if shift == 0 else f"the target {shift} step(s) ahead"
+            copy = "is a copy of" if _shifted_equal(values, target.values, target.sid, shift) else "~"
+            return "fail", f"{label} {copy} {when} (corr {corr:+.3f})"
+        if unused:
+            return None  # a lag of the target: a fair past feature, and ignored anyway
+        if name in data.covariates.future:
+            return (
+                "fail",
+                f"known-future {label} ~ the target {-shift} step(s) back (corr {corr:+.3f}): "
+                "it is past-only; move it to data.covariates.past",
+            )
+        return "warn", f"past {label} ~ the target {-shift} step(s) back (corr {corr:+.3f})"
+    return None
+
+
+def _check_unused(sf: SeriesFrame, report: CheckReport) -> None:
+    """List the file's columns that training will ignore (not in data.covariates)."""
+    if not sf.unused:
+        report.add("unused_columns", "pass", "every column of the file is used")
+        return
+    shown = ", ".join(f"'{c}'" for c in sf.unused[:8]) + (f" and {len(sf.unused) - 8} more" if len(sf.unused) > 8 else "")
+    report.add(
+        "unused_columns",
+        "pass",
+        f"{len(sf.unused)} column(s) not in the config, ignored by training: {shown} "
+        "(declare them in data.covariates to use them)",
+    )
 
 
 def _zscore(values: np.ndarray, sid: np.ndarray) -> np.ndarray:
@@ -379,3 +427,12 @@ def _shifted_corr(x: np.ndarray, y: np.ndarray, sid: np.ndarray, shift: int) -> 
     xs, ys = xs - xs.mean(), ys - ys.mean()
     denom = np.sqrt((xs * xs).sum() * (ys * ys).sum())
     return float((xs * ys).sum() / denom) if denom > 0 else float("nan")
+
+
+def _shifted_equal(x: np.ndarray, y: np.ndarray, sid: np.ndarray, shift: int) -> bool:
+    """Whether ``x[t] == y[t + shift]`` (to float tolerance) wherever both exist in one series."""
+    n = len(x)
+    lo, hi = max(0, -shift), n - max(0, shift)
+    xs, ys = x[lo:hi], y[lo + shift : hi + shift]
+    valid = (sid[lo:hi] == sid[lo + shift : hi + shift]) & np.isfinite(xs) & np.isfinite(ys)
+    return bool(valid.any()) and bool(np.allclose(xs[valid], ys[valid], rtol=1e-9, atol=1e-12))

@@ -24,7 +24,9 @@ class SeriesFrame:
 
     Attributes:
         frame: columns ``ID_COL`` (str), ``TIME_COL`` (naive datetime64), ``TARGET_COL``
-            (float64) and one float64 column per covariate (past, future, static).
+            (float64), one float64 column per covariate (past, future, static) and one per
+            numeric column the config does not use (``audited``: the checklist scans them for
+            copies of the target, then they are dropped).
         source: the file path, or ``"synthetic"``.
         target_name: the user-facing name of the target (for feature lists).
         content_hash: sha256 of the file bytes, or of the synthetic parameters.
@@ -38,3 +40,7 @@ class SeriesFrame:
     tz_aware_rows: int = 0
     tz_naive_rows: int = 0
     tz_offsets: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    """The file's columns the config does not use (training ignores them)."""
+    audited: list[str] = field(default_factory=list)
+    """The numeric ones among them that are in ``frame`` for the leakage audit."""
