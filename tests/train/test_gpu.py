@@ -31,6 +31,23 @@ def test_amp_training_on_gpu(make_config, precision: str) -> None:
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
+def test_pinned_host_batches_change_the_transfer_not_the_result(make_config) -> None:
+    """`training.pin_memory` pins each host batch before its non-blocking copy to the GPU."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
+    runs = [
+        api.train(
+            make_config(training__pin_memory=pin, resources__use_gpu=True, tracking__enabled=False),
+            progress=False,
+            run_name=f"pin-{pin}",
+        )
+        for pin in (True, False)
+    ]
+    assert [h["train_loss"] for h in runs[0].history] == [h["train_loss"] for h in runs[1].history]
+
+
 _SMALL_MODELS = {
     "dlinear": {"name": "dlinear"},
     "nhits": {"name": "nhits", "hidden_size": 32},

@@ -317,11 +317,13 @@ class _Worker:
         seed = epoch_seed(tcfg.seed, epoch, self.runtime.rank)
         batches = self.train_set.batches(self.batch_size, shuffle=True, seed=seed, augment=tcfg.augment)
         val_every = max(1, math.ceil(self.steps_per_epoch * tcfg.val_check_interval))
-        non_blocking = tcfg.pin_memory and device.type == "cuda"
+        # Pinned (page-locked) host memory is what lets a non-blocking copy overlap the GPU's work;
+        # a non-blocking copy from pageable memory is synchronous.
+        pin = tcfg.pin_memory and device.type == "cuda"
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         n_windows, norm = 0, torch.zeros((), device=device)
         for step, batch in enumerate(islice(batches, self.steps_per_epoch), start=1):
-            batch = batch.to(device, non_blocking=non_blocking)
+            batch = (batch.pin_memory() if pin else batch).to(device, non_blocking=pin)
             loss, norm = _train_step(
                 self.model, self.loss_fn, self.optimizer, self.amp, batch, tcfg.gradient_clip_val, self.finetune
             )
