@@ -70,59 +70,61 @@ class DatasetSpec:
     """Read hints: the ETT files are wide (a ``date`` column plus one column per channel)."""
 
 
+def _ett(name: str, *, sha256: str, size: int | None, rows: int, freq: str, what: str) -> DatasetSpec:
+    """One ETT file: the four share their repository, file naming, license and citation."""
+    file = f"{name}.csv"
+    return DatasetSpec(
+        name=name,
+        file=file,
+        url=_ETT_URL.format(file=file),
+        sha256=sha256,
+        size=size,
+        rows=rows,
+        freq=freq,
+        description=f"{what}, 7 channels (HUFL..OT), 2016-07 to 2018-06",
+        license=_ETT_LICENSE,
+        citation=_ETT_CITATION,
+    )
+
+
 # SHA-256 of the upstream files. ETTh1's was computed from the copy this project tests against
 # (ETDataset commit 1d16c8f4); all four agree with the hashes published independently by the
 # tsdm project (randolf-scholz/tsdm, src/tsdm/datasets/ett.py, `rawdata_hashes`).
 DATASETS: dict[str, DatasetSpec] = {
-    "ETTh1": DatasetSpec(
-        name="ETTh1",
-        file="ETTh1.csv",
-        url=_ETT_URL.format(file="ETTh1.csv"),
+    "ETTh1": _ett(
+        "ETTh1",
         sha256="f18de3ad269cef59bb07b5438d79bb3042d3be49bdeecf01c1cd6d29695ee066",
         size=2_589_657,
         rows=17_420,
         freq="h",
-        description="electricity transformer 1, hourly, 7 channels (HUFL..OT), 2016-07 to 2018-06",
-        license=_ETT_LICENSE,
-        citation=_ETT_CITATION,
+        what="electricity transformer 1, hourly",
     ),
-    "ETTh2": DatasetSpec(
-        name="ETTh2",
-        file="ETTh2.csv",
-        url=_ETT_URL.format(file="ETTh2.csv"),
+    "ETTh2": _ett(
+        "ETTh2",
         sha256="a3dc2c597b9218c7ce1cd55eb77b283fd459a1d09d753063f944967dd6b9218b",
         size=None,
         rows=17_420,
         freq="h",
-        description="electricity transformer 2, hourly, 7 channels (HUFL..OT), 2016-07 to 2018-06",
-        license=_ETT_LICENSE,
-        citation=_ETT_CITATION,
+        what="electricity transformer 2, hourly",
     ),
-    "ETTm1": DatasetSpec(
-        name="ETTm1",
-        file="ETTm1.csv",
-        url=_ETT_URL.format(file="ETTm1.csv"),
+    "ETTm1": _ett(
+        "ETTm1",
         sha256="6ce1759b1a18e3328421d5d75fadcb316c449fcd7cec32820c8dafda71986c9e",
         size=None,
         rows=69_680,
         freq="15min",
-        description="electricity transformer 1, 15-minute, 7 channels (HUFL..OT), 2016-07 to 2018-06",
-        license=_ETT_LICENSE,
-        citation=_ETT_CITATION,
+        what="electricity transformer 1, 15-minute",
     ),
-    "ETTm2": DatasetSpec(
-        name="ETTm2",
-        file="ETTm2.csv",
-        url=_ETT_URL.format(file="ETTm2.csv"),
+    "ETTm2": _ett(
+        "ETTm2",
         sha256="db973ca252c6410a30d0469b13d696cf919648d0f3fd588c60f03fdbdbadd1fd",
         size=None,
         rows=69_680,
         freq="15min",
-        description="electricity transformer 2, 15-minute, 7 channels (HUFL..OT), 2016-07 to 2018-06",
-        license=_ETT_LICENSE,
-        citation=_ETT_CITATION,
+        what="electricity transformer 2, 15-minute",
     ),
 }
+
 
 def get_dataset(name: str) -> DatasetSpec:
     """The registered dataset ``name`` (exact spelling), or a DataError listing the known ones."""
@@ -224,19 +226,19 @@ def _download(url: str, partial: Path, spec: DatasetSpec, target: Path) -> tuple
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc
         if received:
-            raise DataError(
-                f"download of {spec.name} from {url} broke off after {received} bytes ({reason}); "
-                "nothing was kept",
-                hint=f"run `tsdl datasets fetch {spec.name}` again, or {manual}",
-            ) from None
+            raise _broke_off(spec, url, f"{received} bytes ({reason})", manual) from None
         raise DataError(f"cannot download {spec.name} from {url}: {reason}", hint=manual) from None
     if expected is not None and expected.isdigit() and int(expected) != received:
-        raise DataError(
-            f"download of {spec.name} from {url} broke off after {received} of {expected} bytes; "
-            "nothing was kept",
-            hint=f"run `tsdl datasets fetch {spec.name}` again, or {manual}",
-        )
+        raise _broke_off(spec, url, f"{received} of {expected} bytes", manual)
     return digest.hexdigest(), received
+
+
+def _broke_off(spec: DatasetSpec, url: str, so_far: str, manual: str) -> DataError:
+    """A download that stopped early (connection dropped, or fewer bytes than announced): retry."""
+    return DataError(
+        f"download of {spec.name} from {url} broke off after {so_far}; nothing was kept",
+        hint=f"run `tsdl datasets fetch {spec.name}` again, or {manual}",
+    )
 
 
 def _verify_cached(spec: DatasetSpec, path: Path) -> None:
