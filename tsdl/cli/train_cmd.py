@@ -6,7 +6,7 @@ import argparse
 import textwrap
 from pathlib import Path
 
-from tsdl.cli._common import add_config_args, config_from_args
+from tsdl.cli._common import add_config_args, add_name_args, check_name_args, config_from_args
 from tsdl.errors import ConfigError
 
 __all__ = ["register"]
@@ -41,14 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--gpus", action="store_true", help="one GPU per worker (AMP per training.precision)")
     train.add_argument("--address", metavar="ADDR", help="Ray address: auto | ray://host:10001 (default: in-process)")
     train.add_argument("--resume", metavar="RUN", help="continue the named run from its last checkpoint")
-    train.add_argument(
-        "--run-name", metavar="NAME", help="name of a new run (default: <experiment>-<time>); an existing name is refused"
-    )
-    train.add_argument(
-        "--resume-if-exists",
-        action="store_true",
-        help="with --run-name: resume that run if it exists under resources.storage_path, else start it",
-    )
+    add_name_args(train, "run", default="<experiment>-<time>", found="under resources.storage_path")
     train.add_argument(
         "--init-from",
         metavar="RUN_ID|CHECKPOINT",
@@ -101,8 +94,7 @@ def _add_tracking_uri(parser: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace) -> int:
     from tsdl import api
 
-    if args.resume_if_exists and not args.run_name:
-        raise ConfigError("--resume-if-exists needs --run-name NAME", hint="e.g. --run-name my-job --resume-if-exists")
+    check_name_args(args, "run", example="my-job")
     if args.reproduce:
         outcome = api.reproduce(args.reproduce, tracking_uri=args.tracking_uri, address=args.address)
         print(outcome.table)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from tsdl.cli._common import add_config_args, config_from_args
-from tsdl.errors import ConfigError
+from tsdl.cli._common import add_config_args, add_name_args, check_name_args, config_from_args
 
 __all__ = ["register"]
 
@@ -37,14 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget", choices=("smoke", "small", "full"), help="trial/epoch preset (default: tune.budget)")
     parser.add_argument("--address", metavar="ADDR", help="Ray address: auto | ray://host:10001 (default: in-process)")
     parser.add_argument("--resume", metavar="STUDY", help="continue the named study under resources.storage_path")
-    parser.add_argument(
-        "--study-name", metavar="NAME", help="name of a new study (default: <experiment>-study-<time>); an existing name is refused"
-    )
-    parser.add_argument(
-        "--resume-if-exists",
-        action="store_true",
-        help="with --study-name: resume that study if it exists (finished trials kept), else start it",
-    )
+    add_name_args(parser, "study", default="<experiment>-study-<time>", found="(finished trials kept)")
     parser.add_argument("--final-fit", action="store_true", help="retrain the best config and evaluate on test")
     parser.add_argument("--example", action="store_true", help="run the demo study on generated data")
     parser.add_argument("--top", type=int, default=10, metavar="N", help="leaderboard rows to print (default 10)")
@@ -56,8 +48,7 @@ def _tune(args: argparse.Namespace) -> int:
     from tsdl.api import tune
     from tsdl.tune import render_leaderboard
 
-    if args.resume_if_exists and not args.study_name:
-        raise ConfigError("--resume-if-exists needs --study-name NAME", hint="e.g. --study-name my-study --resume-if-exists")
+    check_name_args(args, "study", example="my-study")
 
     if args.example:
         from tsdl.tune.example import example_config
