@@ -86,22 +86,10 @@ def quantile_metrics(
         ``coverage`` (share of values inside the outermost interval [min level, max level]) and
         ``interval_width`` (mean width of that interval).
     """
-    y_true = np.asarray(y_true, dtype=np.float64)
-    q_pred = np.asarray(q_pred, dtype=np.float64)
-    lv = np.asarray(levels, dtype=np.float64)
-    if q_pred.ndim != 3 or q_pred.shape[:2] != y_true.shape or q_pred.shape[2] != lv.size:
-        raise ValueError(
-            f"q_pred must be [N, H, Q] with [N, H] = {y_true.shape} and Q = {lv.size} levels, "
-            f"but got {q_pred.shape}"
-        )
-    if lv.size == 0 or np.any((lv <= 0.0) | (lv >= 1.0)):
-        raise ValueError(
-            f"quantile levels must lie strictly between 0 and 1, but got {list(levels)}"
-        )
+    y_true, q_pred, lv = _quantile_inputs(y_true, q_pred, levels, "q_pred", increasing=False)
     _check_pair(y_true, q_pred[..., 0], "q_pred")
     _check_finite(q_pred, "q_pred")
-    diff = y_true[..., None] - q_pred  # [N, H, Q]
-    pinball = float(np.mean(np.maximum(lv * diff, (lv - 1.0) * diff)))
+    pinball = float(np.mean(_pinball(y_true, q_pred, lv)))
     lo, hi = q_pred[..., int(np.argmin(lv))], q_pred[..., int(np.argmax(lv))]
     return {
         "pinball": pinball,
@@ -156,27 +144,17 @@ def crps_from_quantiles(
 
     Args:
         y_true: ``[N, H]`` observed values.
-        q_grid: ``[N, H, K]`` forecast quantiles at ``levels``.
-        levels: ``K`` increasing levels in (0, 1).
+        q_grid: ``[N, H, Q]`` forecast quantiles at ``levels``.
+        levels: ``Q`` increasing levels in (0, 1).
 
     Returns:
         ``[N, H]`` CRPS of every forecast point (average it for the metric).
     """
-    y_true = np.asarray(y_true, dtype=np.float64)
-    q_grid = np.asarray(q_grid, dtype=np.float64)
-    lv = np.asarray(levels, dtype=np.float64)
-    if q_grid.ndim != 3 or q_grid.shape[:2] != y_true.shape or q_grid.shape[2] != lv.size:
-        raise ValueError(
-            f"q_grid must be [N, H, K] with [N, H] = {y_true.shape} and K = {lv.size} levels, "
-            f"but got {q_grid.shape}"
-        )
-    if lv.size == 0 or np.any((lv <= 0.0) | (lv >= 1.0)) or np.any(np.diff(lv) <= 0.0):
-        raise ValueError(f"levels must increase strictly inside (0, 1), but got {list(levels)}")
+    y_true, q_grid, lv = _quantile_inputs(y_true, q_grid, levels, "q_grid", increasing=True)
     _check_finite(q_grid, "q_grid")
     edges = np.concatenate([[0.0], (lv[1:] + lv[:-1]) / 2.0, [1.0]])
     weights = np.diff(edges)
-    diff = y_true[..., None] - q_grid
-    return 2.0 * np.sum(np.maximum(lv * diff, (lv - 1.0) * diff) * weights, axis=-1)
+    return 2.0 * np.sum(_pinball(y_true, q_grid, lv) * weights, axis=-1)
 
 
 def interval_coverage(y_true: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
@@ -269,6 +247,44 @@ def _mase(abs_err: np.ndarray, scale: np.ndarray) -> float:
     if not np.any(usable):
         return math.nan
     return float(np.mean(abs_err[usable].mean(axis=1) / scale[usable]))
+
+
+def _quantile_inputs(
+    y_true: np.ndarray, q: np.ndarray, levels: Sequence[float], name: str, *, increasing: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shapes and levels of a quantile forecast, checked the same way for every score of one.
+
+    Args:
+        y_true: ``[N, H]`` observed values.
+        q: ``[N, H, Q]`` forecast quantiles, one slice per level.
+        levels: ``Q`` levels, each strictly inside (0, 1).
+        name: what ``q`` is called in the error.
+        increasing: also require strictly increasing levels (an integral over them needs it).
+
+    Returns:
+        ``y_true``, ``q`` and the levels as float64 arrays.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    lv = np.asarray(levels, dtype=np.float64)
+    if q.ndim != 3 or q.shape[:2] != y_true.shape or q.shape[2] != lv.size:
+        raise ValueError(
+            f"{name} must be [N, H, Q] with [N, H] = {y_true.shape} and Q = {lv.size} levels, "
+            f"but got {q.shape}"
+        )
+    inside = lv.size > 0 and not np.any((lv <= 0.0) | (lv >= 1.0))
+    if not inside or (increasing and np.any(np.diff(lv) <= 0.0)):
+        order = " and increase strictly" if increasing else ""
+        raise ValueError(
+            f"quantile levels must lie strictly between 0 and 1{order}, but got {list(levels)}"
+        )
+    return y_true, q, lv
+
+
+def _pinball(y_true: np.ndarray, q: np.ndarray, lv: np.ndarray) -> np.ndarray:
+    """``[N, H, Q]`` pinball loss of each quantile: ``max(tau * d, (tau - 1) * d)``, ``d = y - q``."""
+    diff = y_true[..., None] - q
+    return np.maximum(lv * diff, (lv - 1.0) * diff)
 
 
 def _check_pair(y_true: np.ndarray, other: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
