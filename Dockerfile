@@ -8,6 +8,10 @@
 # build the cpu target with --build-arg RAY_CPU_IMAGE=rayproject/ray:2.60.0-py311-aarch64.
 # The Ray images' user `ray` (uid 1000, gid 100 `users`) owns the Python env; the Helm chart's
 # securityContext runs every container as that uid with a read-only root filesystem.
+# The cpu and gpu stages are the same instructions on another base image and torch index. They
+# stay two copies because a stage cannot see which --target was asked for: one shared stage would
+# need a --build-arg that repeats the target on every build. tests/deploy/test_dockerfile.py
+# fails when they differ in anything else (comments aside).
 ARG RAY_CPU_IMAGE=rayproject/ray:2.60.0-py311
 ARG RAY_GPU_IMAGE=rayproject/ray:2.60.0-py311-gpu
 
@@ -23,7 +27,8 @@ FROM ${RAY_CPU_IMAGE} AS cpu
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_CPU_INDEX_URL=https://download.pytorch.org/whl/cpu
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# No compilers: purge the base image's toolchain (only packages that are
+
+# No compilers in the final image: purge the base image's toolchain (only packages that are
 # installed; lib* runtime packages stay). Nothing compiles at run time then (no torch.compile,
 # no runtime_env pip installs of sdists); the layers below the purge keep their size.
 USER 0
@@ -43,6 +48,7 @@ RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_CP
     && rm -rf /tmp/wheels \
     && tsdl --version \
     && python -c "import ray, torch; assert ray.__version__ == '2.60.0', ray.__version__"
+
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     XDG_CACHE_HOME=/tmp/.cache \
@@ -92,4 +98,5 @@ LABEL org.opencontainers.image.title="tsdl (gpu)" \
       org.opencontainers.image.description="Train and tune time-series deep-learning models on Ray/KubeRay; CUDA torch" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/tsdl/tsdl"
+# KubeRay sets the container command (ray start ... / ray job submit ...); this is for `docker run`.
 CMD ["tsdl", "--help"]

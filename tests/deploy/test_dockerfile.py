@@ -3,6 +3,7 @@ versions, non-root, lean context."""
 
 from __future__ import annotations
 
+import difflib
 import re
 import shutil
 import subprocess
@@ -83,6 +84,36 @@ def test_each_target_runs_non_root_and_installs_its_torch(target: str, index: st
     # Build tools are purged, never installed, in the final stages.
     assert "apt-get install" not in stage
     assert "apt-get purge" in stage and "g++" in stage
+
+
+def _instructions(target: str) -> str:
+    """The stage without comments and blank lines, with the per-target names and values neutral."""
+    upper = target.upper()
+    lines = [
+        line
+        for line in _target(target).splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    text = "\n".join(lines)
+    for per_target, neutral in (
+        (f"RAY_{upper}_IMAGE", "RAY_<T>_IMAGE"),
+        (f" AS {target}", " AS <t>"),
+        (f"TORCH_{upper}_INDEX_URL", "TORCH_<T>_INDEX_URL"),
+        (f'"tsdl ({target})"', '"tsdl (<t>)"'),
+    ):
+        assert per_target in text, (target, per_target)
+        text = text.replace(per_target, neutral)
+    text = re.sub(r"^(ARG TORCH_<T>_INDEX_URL=)\S+$", r"\1<index>", text, flags=re.MULTILINE)
+    return re.sub(r"; (CPU|CUDA) torch\"", '; <kind> torch"', text)
+
+
+def test_the_cpu_and_gpu_stages_differ_only_in_base_index_and_labels() -> None:
+    """The two targets are one recipe written twice (a stage cannot see --target): a purge, an
+    install step, an ENV or a label changed in one stage only fails here."""
+    cpu, gpu = _instructions("cpu"), _instructions("gpu")
+    assert cpu == gpu, "\n".join(
+        difflib.unified_diff(cpu.splitlines(), gpu.splitlines(), "cpu", "gpu", lineterm="")
+    )
 
 
 def test_dockerignore_sends_only_the_package() -> None:
