@@ -10,8 +10,15 @@ from tsdl.config.loss import LossConfig
 from tsdl.losses import LOSSES, build_loss
 from tsdl.models import MODELS
 
-_LOSS_NAMES = [name for name in ("mse", "pinball", "gaussian_nll", "zinb") if name in LOSSES]
+# One loss per head shape (point, quantile, distribution, count); named, so a rename fails here.
+_LOSS_NAMES = ["mse", "pinball", "gaussian_nll", "zinb"]
 _COVARIATES = {"none": (1, 0, 0), "all": (3, 2, 4)}
+
+
+def test_contract_losses_are_registered() -> None:
+    """A renamed or removed loss must fail loudly, not shrink the contract matrix."""
+    missing = sorted(set(_LOSS_NAMES) - set(LOSSES))
+    assert not missing, f"contract losses not in the registry: {missing}"
 
 
 @pytest.mark.parametrize("covariates", sorted(_COVARIATES))
