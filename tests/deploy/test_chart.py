@@ -135,16 +135,16 @@ def test_every_container_is_locked_down_and_sized() -> None:
         "worker": {"maxReplicas": 2},
         "storage": {"accessModes": ["ReadWriteMany"], "storageClassName": "efs-sc"},
     }
-    for obj in render_chart(values, release="sec"):
-        for pod in _pod_specs(obj):
-            assert pod["securityContext"]["runAsNonRoot"] is True
-            containers = [*pod["containers"], *([] if obj["kind"] != "RayJob" else [])]
-            for container in containers:
-                security = container["securityContext"]
-                assert security["allowPrivilegeEscalation"] is False
-                assert security["readOnlyRootFilesystem"] is True
-                assert set(container["resources"]["requests"]) >= {"cpu", "memory"}
-                assert container["resources"]["limits"] == container["resources"]["requests"]
+    pods = [pod for obj in render_chart(values, release="sec") for pod in _pod_specs(obj)]
+    assert len(pods) == 4  # submitter, head, worker group, MLflow server
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in [*pod["containers"], *pod.get("initContainers", [])]:
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["readOnlyRootFilesystem"] is True
+            assert set(container["resources"]["requests"]) >= {"cpu", "memory"}
+            assert container["resources"]["limits"] == container["resources"]["requests"]
 
 
 def _pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
