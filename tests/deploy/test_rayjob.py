@@ -14,7 +14,7 @@ from tsdl.cli.main import main
 from tsdl.config import TsdlConfig, parse_config
 from tsdl.deploy import build_manifests, chart_values, job_name, with_overrides
 from tsdl.deploy.chart import render_chart
-from tsdl.errors import DeployError
+from tsdl.errors import ConfigError, DeployError
 
 # The only difference allowed: who created the object (Helm vs tsdl).
 _CREATOR_LABEL = "app.kubernetes.io/managed-by"
@@ -180,7 +180,7 @@ def test_flag_overrides_are_validated_like_config() -> None:
         changed.deploy.worker.replicas,
         changed.deploy.worker.max_replicas,
     ) == (2, 4, 4)
-    with pytest.raises(Exception, match="deploy.namespace"):
+    with pytest.raises(ConfigError, match=r"^command line: deploy\.namespace: .*Not_A_Namespace"):
         with_overrides(config, namespace="Not_A_Namespace")
 
 
