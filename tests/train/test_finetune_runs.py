@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from tsdl import api
+from tsdl.data import prepare_data
 from tsdl.errors import ConfigError
-from tsdl.train import build_trainer
+from tsdl.train import build_trainer, load_forecaster
 from tsdl.train.checkpointing import load_best
 from tsdl.train.pretrained import prepare_finetune_data
 
@@ -121,7 +123,17 @@ def test_zero_shot_evaluate_on_new_series(parent) -> None:
     zero_shot = api.evaluate(
         new, run_id=parent_result.mlflow_run_id, tracking_uri=parent_config.tracking.tracking_uri
     )
-    assert zero_shot.n_windows > 0 and zero_shot.model["MSE"] != same.model["MSE"]
+    # The parent's weights (from its checkpoint dir, not the MLflow download) on the new series'
+    # test windows, scaled by scalers refit on their own train split (finetune.scalers="refit").
+    model, loss, _, _ = load_forecaster(parent_result.checkpoint_dir)
+    windows = prepare_data(new).windows("test")
+    batch = windows.batch_at(np.arange(len(windows)))
+    with torch.no_grad():
+        point = loss.point(model(batch.past, batch.future, batch.static)).numpy()
+    expected = float(np.mean((point - batch.target.numpy()) ** 2))
+    assert zero_shot.n_windows == len(windows) > 0
+    assert zero_shot.model["MSE"] == pytest.approx(expected, rel=1e-5)
+    assert zero_shot.model["MSE"] != pytest.approx(same.model["MSE"], rel=1e-3)
 
 
 def test_build_trainer_loads_init_from_directory(parent, tmp_path: Path) -> None:
