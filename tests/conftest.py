@@ -10,12 +10,26 @@ import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tsdl.config import TsdlConfig, parse_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 ETTH1 = SHARED / "data" / "ETTh1.csv"
+
+def config_with(raw: dict[str, Any], **overrides: Any) -> TsdlConfig:
+    """``raw`` validated as a config after ``a__b=value`` overrides of nested keys."""
+    for dotted, value in overrides.items():
+        cursor = raw
+        *parents, leaf = dotted.split("__")
+        for part in parents:
+            cursor = cursor.setdefault(part, {})
+        cursor[leaf] = value
+    return parse_config(raw)
+
 
 # Tests import the dev-extra tools they need (helm-python-sdk, moto, ...) directly, where they
 # use them: a missing or broken one fails those tests instead of skipping them. In CI the whole

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tsdl.config import TsdlConfig, parse_config
+from tests.conftest import config_with
+from tsdl.config import TsdlConfig
 
 
 def doctor_config(**overrides: Any) -> TsdlConfig:
@@ -22,13 +23,7 @@ def doctor_config(**overrides: Any) -> TsdlConfig:
         "model": {"name": "dlinear"},
         "training": {"max_epochs": 3, "batch_size": 32, "seed": 7},
     }
-    for dotted, value in overrides.items():
-        cursor = raw
-        *parents, leaf = dotted.split("__")
-        for part in parents:
-            cursor = cursor.setdefault(part, {})
-        cursor[leaf] = value
-    return parse_config(raw)
+    return config_with(raw, **overrides)
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tsdl.config import TsdlConfig, parse_config
+from tests.conftest import config_with
+from tsdl.config import TsdlConfig
 
 
 def small_config(tmp_path: Path, **overrides) -> TsdlConfig:
@@ -23,13 +24,7 @@ def small_config(tmp_path: Path, **overrides) -> TsdlConfig:
         "resources": {"num_workers": 1, "storage_path": str(tmp_path / "results"), "max_failures": 0},
         "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
     }
-    for dotted, value in overrides.items():
-        cursor = raw
-        *parents, leaf = dotted.split("__")
-        for part in parents:
-            cursor = cursor.setdefault(part, {})
-        cursor[leaf] = value
-    return parse_config(raw)
+    return config_with(raw, **overrides)
 
 
 @pytest.fixture
