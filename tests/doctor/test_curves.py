@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tsdl.config import parse_config
-from tsdl.doctor import CurveThresholds, classify_curves, remedies_for
+from tsdl.doctor import CurveThresholds, Finding, Remedy, classify_curves, remedies_for
 
 EPOCHS = np.arange(1, 16, dtype=float)
 
@@ -147,3 +147,52 @@ def test_loss_far_above_the_reference_is_divergence() -> None:
     d = classify_curves(_history(train, train * 0.9), reference_loss=0.3)
     assert d.kind == "divergence"
     assert "seasonal-naive" in d.summary
+
+
+_KINDS = ("divergence", "not_decreasing", "oscillating", "overfitting", "underfitting", "too_short")
+
+# A run already at the values the playbook would suggest: full precision, dropout at the cap,
+# per-layer grad norms on, the suggested augmentations and calendar features, patience 1.
+_AT_THE_SUGGESTIONS = {
+    "data": {"input_chunk_length": 48, "output_chunk_length": 24,
+             "covariates": {"calendar": ["hour", "dayofweek"]}},
+    "model": {"name": "nhits", "hidden_size": 64, "dropout": 0.5},
+    "training": {"precision": "32", "early_stopping": {"enabled": True, "patience": 1},
+                 "augment": {"window_jitter": 6, "magnitude_scaling": 0.1}},
+    "tracking": {"log_per_layer_grad_norms": True},
+}
+
+
+@pytest.mark.parametrize("kind", _KINDS)
+def test_no_remedy_suggests_the_value_the_run_already_has(kind) -> None:
+    """A step like `training.precision: 32 -> "32"` changes nothing; values compare as YAML."""
+    import yaml
+
+    config = parse_config(_AT_THE_SUGGESTIONS)
+    for remedy in remedies_for(kind, config, plateaued=True) + remedies_for(kind, config, plateaued=False):
+        if remedy.current is not None and remedy.suggested is not None:
+            same = str(yaml.safe_load(remedy.current)) == str(yaml.safe_load(remedy.suggested))
+            assert not same, remedy.render()
+
+
+def test_full_precision_is_a_divergence_remedy_only_for_mixed_precision_runs() -> None:
+    def precision_steps(precision: str) -> list[str]:
+        config = parse_config({"training": {"precision": precision}})
+        return [r.render() for r in remedies_for("divergence", config) if r.key == "training.precision"]
+
+    assert precision_steps("32") == []
+    assert precision_steps("bf16-mixed") == ['use full precision while debugging (training.precision: bf16-mixed -> "32")']
+    assert precision_steps("16-mixed") == ['use full precision while debugging (training.precision: 16-mixed -> "32")']
+    assert [r.key for r in remedies_for("divergence", parse_config({}))][:2] == [
+        "training.optimizer.lr", "training.gradient_clip_val"]
+
+
+def test_a_finding_drops_remedies_that_keep_the_current_value() -> None:
+    """Remedies built outside the playbook (preflight's `data.scaler: standard -> standard`) too."""
+    keep = Remedy("scale every channel per series", "data.scaler", "none", "standard")
+    same = Remedy("scale every channel per series", "data.scaler", "standard", "standard")
+    command = Remedy("re-run the data checklist: `tsdl check-data -c CONFIG`")
+    finding = Finding("value_scale", "warn", "unscaled", remedies=(same, keep, command))
+    assert finding.remedies == (keep, command)
+    assert Remedy("more dropout", "model.dropout", "0.50", "0.5").changes_nothing
+    assert not Remedy("more dropout", "model.dropout", "0.4", "0.5").changes_nothing

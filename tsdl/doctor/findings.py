@@ -6,6 +6,7 @@ A :class:`DoctorReport` renders the same content twice: an aligned terminal repo
 
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Literal
@@ -49,6 +50,18 @@ class Remedy:
             return None
         return f"{self.key}={self.suggested}"
 
+    @property
+    def changes_nothing(self) -> bool:
+        """True when the value to try is the run's value already (``precision: 32 -> "32"``).
+
+        Such a step sends a user to rerun with an override that changes nothing, so findings
+        drop it. Values are compared as YAML scalars would be: ``"32"`` is ``32``, ``0.50`` is
+        ``0.5``, ``[hour, dayofweek]`` is ``['hour', 'dayofweek']``.
+        """
+        if self.current is None or self.suggested is None:
+            return False
+        return _canonical(self.current) == _canonical(self.suggested)
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -67,6 +80,10 @@ class Finding:
     summary: str
     evidence: tuple[str, ...] = ()
     remedies: tuple[Remedy, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Whatever built the remedies, a step that keeps the current value is never shown.
+        object.__setattr__(self, "remedies", tuple(r for r in self.remedies if not r.changes_nothing))
 
 
 @dataclass(slots=True)
@@ -138,6 +155,15 @@ class DoctorReport:
                 lines += [f"{i}. {_md_remedy(r)}" for i, r in enumerate(f.remedies, start=1)]
         lines += ["", f"_{self.summary()}_", ""]
         return "\n".join(lines)
+
+
+def _canonical(text: str) -> float | str:
+    """A config value's text without quotes and spaces, as a number when it is one."""
+    flat = re.sub(r"[\s'\"]", "", text).lower()
+    try:
+        return float(flat)
+    except ValueError:
+        return flat
 
 
 def _wrap(text: str, *, indent: str, hang: int = 0) -> list[str]:

@@ -29,21 +29,27 @@ def remedies_for(
             comes first).
 
     Returns:
-        The remedies (empty for ``healthy``).
+        The remedies (empty for ``healthy``); never one whose value to try is the run's value
+        already (more dropout at the cap, grad-norm logging that is on).
     """
     playbook = _PLAYBOOK.get(kind)
-    return () if playbook is None else playbook(config, plateaued)
+    if playbook is None:
+        return ()
+    return tuple(r for r in playbook(config, plateaued) if not r.changes_nothing)
 
 
 def _for_divergence(c: TsdlConfig | None, plateaued: bool) -> tuple[Remedy, ...]:
-    return (
+    """Full precision is a step only for a mixed-precision run (or an unknown config)."""
+    remedies = [
         _scale("lower the learning rate 10x", "training.optimizer.lr", c, 0.1),
         _clip(c),
         Remedy("inspect the first batch and the first backward pass for NaN/inf: "
                "`tsdl doctor -c CONFIG`"),
-        Remedy("use full precision while debugging", "training.precision",
-               _val(c, lambda c: c.training.precision), '"32"'),
-    )
+    ]
+    if c is None or c.training.precision != "32":
+        remedies.append(Remedy("use full precision while debugging", "training.precision",
+                               _val(c, lambda c: c.training.precision), '"32"'))
+    return tuple(remedies)
 
 
 def _for_not_decreasing(c: TsdlConfig | None, plateaued: bool) -> tuple[Remedy, ...]:
@@ -131,6 +137,8 @@ def _text(value: object) -> str:
         return str(value).lower()
     if isinstance(value, float):
         return f"{value:.3g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_text(v) for v in value) + "]"
     return str(value)
 
 
