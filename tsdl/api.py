@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tsdl.config import TsdlConfig
-from tsdl.errors import ConfigError, TrackingError, TrainingError, os_error_hint, writing
+from tsdl.errors import ConfigError, TrackingError, TrainingError, TsdlError, os_error_hint, writing
 
 __all__ = [
     "Reproduction",
@@ -245,10 +245,7 @@ def _train_and_evaluate(setup: _RunSetup, record, tracker, *, address, epoch_hoo
                 init_state=setup.parent.weights if setup.parent is not None else None,
             )
     except Exception as exc:  # Ray wraps worker errors; surface the worker's own message
-        raise TrainingError(
-            f"training run '{run_name}' failed: {_root_cause(exc)}",
-            hint=f"fix the cause, then continue with `tsdl train --resume {run_name}`",
-        ) from exc
+        raise _worker_failure(exc, run_name, tracker.run_id if tracker else None) from exc
 
     outcome = _finish_run(
         config, setup.prepared, result, run_name, record.storage_path, tracker, setup.lineage
@@ -581,13 +578,39 @@ def _checkpoint_from(
         yield download_checkpoint(run_id, tracking_uri, dst=tmp)
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The innermost exception message (Ray nests the worker's error several levels deep)."""
+def _worker_failure(exc: BaseException, run_name: str, mlflow_run_id: str | None) -> TrainingError:
+    """The run's failure with exactly one fix: the worker's own when it raised a TsdlError (it
+    knows the cause; resuming with the same stored config would fail the same way), else resume.
+
+    A NaN/inf loss names `tsdl doctor --run-id` for this run when it is tracked in MLflow.
+    """
+    from tsdl.train import NonFiniteLoss
+
+    root = _root_cause(exc)
+    if isinstance(root, NonFiniteLoss) and mlflow_run_id:
+        root = root.for_run(mlflow_run_id)
+    if isinstance(root, TsdlError):
+        message, hint = root.message, root.hint
+    else:  # only the text came through: a TsdlError's own "(fix: ...)" is split off, not doubled
+        text = str(root).strip().splitlines()
+        message, _, hint = (text[-1] if text else type(root).__name__).partition(" (fix: ")
+        hint = hint.removesuffix(")") or None
+    return TrainingError(
+        f"training run '{run_name}' failed: {message}",
+        hint=hint or f"fix the cause, then continue with `tsdl train --resume {run_name}`",
+    )
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception: Ray nests a worker's error several levels deep (RayTaskError's
+    ``cause``, Ray Train's ``worker_failures`` by rank or ``controller_failure``)."""
     seen = exc
-    while True:
-        nxt = getattr(seen, "cause", None) or seen.__cause__
-        if nxt is None or nxt is seen:
+    for _ in range(32):  # a cycle-proof bound; real chains are a few levels deep
+        failures = getattr(seen, "worker_failures", None)
+        first_worker = failures[min(failures)] if isinstance(failures, dict) and failures else None
+        nxt = (getattr(seen, "cause", None) or first_worker
+               or getattr(seen, "controller_failure", None) or seen.__cause__)
+        if not isinstance(nxt, BaseException) or nxt is seen:
             break
         seen = nxt
-    text = str(seen).strip().splitlines()
-    return text[-1] if text else type(seen).__name__
+    return seen

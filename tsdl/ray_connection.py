@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 
-from tsdl.errors import TrainingError
+from tsdl.errors import TrainingError, TsdlError
 
 __all__ = ["configure_output", "ensure_ray", "is_verbose"]
 
@@ -84,6 +84,8 @@ def ensure_ray(
             f"cannot connect to Ray at {address or os.environ.get('RAY_ADDRESS')}: {exc}",
             hint="start a cluster with `ray start --head`, or drop --address to run in-process",
         ) from None
+    except TsdlError:  # _start_local's own one-line error already names its fix: never wrap it
+        raise
     except Exception as exc:  # raylet/GCS start-up failures are plain Exceptions in Ray
         where = address or os.environ.get("RAY_ADDRESS") or "in-process"
         raise TrainingError(

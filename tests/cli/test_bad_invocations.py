@@ -236,4 +236,5 @@ def test_bad_invocation_is_one_line(name: str, tmp_path: Path) -> None:
     assert len(err_lines) == 1, shown
     assert err_lines[0].startswith(("error: ", "internal error: ")), shown
     assert case.fragment in err_lines[0], shown
+    assert err_lines[0].count("(fix:") <= 1, shown  # a wrapper never adds a second fix
     assert proc.stdout.strip() == "" or name.startswith(("train", "tune")), shown  # their progress

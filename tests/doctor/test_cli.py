@@ -71,8 +71,12 @@ def test_doctor_diagnoses_a_tsdl_train_run_that_blew_up(tmp_path: Path, capsys) 
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 2, proc.stderr
-    assert "training loss became non-finite" in proc.stderr.strip().splitlines()[-1], proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
     run_id = RunRecord.load(str(tmp_path / "results"), "blew-up").mlflow_run_id
+    assert "training loss became non-finite" in line, proc.stderr
+    # One fix, and a useful one: the config change and the doctor for this run (not --resume).
+    assert line.count("(fix:") == 1 and "lower training.optimizer.lr (now 5)" in line, line
+    assert f"`tsdl doctor --run-id {run_id}`" in line and "--resume" not in line, line
 
     code = main(["doctor", "--run-id", run_id, "-c", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "doc")])
     text = capsys.readouterr().out

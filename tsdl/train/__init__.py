@@ -2,7 +2,7 @@
 
 from tsdl.train.checkpointing import BestWeights, TrainState, load_best, load_last
 from tsdl.train.inference import Evaluation, Forecast, evaluate_windows, forecast, load_forecaster
-from tsdl.train.loop import EpochHook, MetricsLogger, train_loop_per_worker
+from tsdl.train.loop import EpochHook, MetricsLogger, NonFiniteLoss, train_loop_per_worker
 from tsdl.train.runs import RunRecord
 from tsdl.train.trainer import build_trainer, model_dims, resolve_storage_path
 
@@ -12,6 +12,7 @@ __all__ = [
     "Evaluation",
     "Forecast",
     "MetricsLogger",
+    "NonFiniteLoss",
     "RunRecord",
     "TrainState",
     "build_trainer",

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 
-from tsdl.config import TsdlConfig
+from tsdl.config import TrainingConfig, TsdlConfig
 from tsdl.data import Batch, WindowSet
 from tsdl.errors import TrainingError
 from tsdl.losses import BaseLoss, build_loss
@@ -51,6 +51,7 @@ from tsdl.train.seeding import epoch_seed, rng_state, seed_everything, set_rng_s
 __all__ = [
     "EpochHook",
     "MetricsLogger",
+    "NonFiniteLoss",
     "RayTrainRuntime",
     "WorkerRuntime",
     "run_worker",
@@ -152,7 +153,7 @@ def run_worker(loop_config: dict[str, Any], runtime: WorkerRuntime) -> None:
             hook(epoch, runtime.rank)
         try:
             metrics, improved = worker.run_epoch(epoch)
-        except _NonFiniteLoss:
+        except NonFiniteLoss:
             # The run fails, but its curve must show why: `tsdl doctor --run-id` reads this epoch.
             worker.logger.log_epoch(epoch, {"train_loss": math.nan})
             raise
@@ -331,7 +332,7 @@ class _Worker:
             n_windows += len(batch)
             self.state.global_step += 1
             if step % _CHECK_EVERY == 0 or step == self.steps_per_epoch:
-                _check_finite(loss_sum, self.state.global_step)
+                _check_finite(loss_sum, self.state.global_step, tcfg)
             if self.state.global_step % tcfg.log_every_n_steps == 0:
                 self._log_step(loss, norm)
             if step % val_every == 0 and step < self.steps_per_epoch:
@@ -341,7 +342,7 @@ class _Worker:
         return float(loss_sum), n_windows, float(norm)
 
     def _log_step(self, loss: torch.Tensor, norm: torch.Tensor) -> None:
-        _check_finite(loss, self.state.global_step)
+        _check_finite(loss, self.state.global_step, self.config.training)
         metrics = {"step_loss": float(loss), "step_grad_norm": float(norm)}
         if self.config.tracking.log_per_layer_grad_norms:
             metrics |= _per_layer_grad_norms(self.model)
@@ -399,16 +400,38 @@ def _train_step(
     return loss.detach(), norm.detach()
 
 
-class _NonFiniteLoss(TrainingError):
-    """The training loss became NaN/inf: the run fails after logging the epoch as NaN."""
+class NonFiniteLoss(TrainingError):
+    """The training loss became NaN/inf: the run fails after logging the epoch as NaN.
+
+    Its one fix names the config change and the doctor, which reads that NaN epoch; `for_run`
+    names the doctor command for the run's MLflow id once the caller knows it.
+
+    Args:
+        message: what became non-finite, and by which step.
+        change: the config change to try (lower lr, clip gradients).
+        mlflow_run_id: the run's MLflow id, when it is tracked.
+    """
+
+    def __init__(self, message: str, *, change: str = "lower training.optimizer.lr",
+                 mlflow_run_id: str | None = None) -> None:
+        doctor = f"tsdl doctor --run-id {mlflow_run_id}" if mlflow_run_id else "tsdl doctor -c CONFIG"
+        super().__init__(message, hint=f"{change}; diagnose with `{doctor}`")
+        self.change = change
+
+    def for_run(self, mlflow_run_id: str) -> NonFiniteLoss:
+        """The same failure, its fix naming `tsdl doctor --run-id` for this run."""
+        return NonFiniteLoss(self.message, change=self.change, mlflow_run_id=mlflow_run_id)
 
 
-def _check_finite(value: torch.Tensor, global_step: int) -> None:
+def _check_finite(value: torch.Tensor, global_step: int, training: TrainingConfig) -> None:
     """Fail the run on a NaN/inf training loss (``value`` is a loss or a running sum of losses)."""
     if not bool(torch.isfinite(value)):
-        raise _NonFiniteLoss(
-            f"training loss became non-finite ({float(value)}) by global step {global_step}",
-            hint="lower training.optimizer.lr, keep gradient_clip_val set, or run `tsdl doctor`",
+        clip = training.gradient_clip_val
+        lr = f"lower training.optimizer.lr (now {training.optimizer.lr:.3g})"
+        change = (f"{lr} or enable gradient clipping (training.gradient_clip_val=1.0)" if clip is None
+                  else f"{lr} or clip gradients tighter (training.gradient_clip_val, now {clip:.3g})")
+        raise NonFiniteLoss(
+            f"training loss became non-finite ({float(value)}) by global step {global_step}", change=change
         )
 
 
