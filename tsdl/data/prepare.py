@@ -15,6 +15,7 @@ from tsdl.config.root import TsdlConfig
 from tsdl.data.calendar import calendar_features, calendar_names
 from tsdl.data.check_report import CheckReport
 from tsdl.data.checks import check_frame
+from tsdl.data.future_rows import future_values, split_future_rows
 from tsdl.data.history import WindowHistory
 from tsdl.data.io import SeriesFrame, read_series_frame
 from tsdl.data.scalers import SeriesScalers
@@ -184,9 +185,8 @@ def prepare_data(
     else:
         scalers = SeriesScalers.from_state(scaler_state)
         _check_scaler_fits(scalers, table, columns)
-    rows = table.series_of_rows()
-    idx = np.asarray(scalers.index_of(table.ids), np.int64)[rows]
-    scaled = (values - scalers.center[idx]) / scalers.scale[idx]
+    idx = np.asarray(scalers.index_of(table.ids), np.int64)[table.series_of_rows()]
+    scaled = _scale(scalers, idx, values)
     _check_target_domain(config, checked.frame.source, checked.frame.target_name, table, scaled[:, 0])
     cal = calendar_features(table.times, data.covariates.calendar, data.covariates.holidays_country)
     cal_names = calendar_names(data.covariates.calendar, data.covariates.holidays_country)
@@ -211,6 +211,12 @@ def prepare_data(
         _plan=plan,
         _data=flat,
     )
+
+
+def _scale(scalers: SeriesScalers, series: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``[T, C]`` values (target, past, known-future columns) scaled by the scalers of their
+    ``[T]`` series indices: the one transform of training and prediction."""
+    return (values - scalers.center[series]) / scalers.scale[series]
 
 
 def _check_target_domain(config: TsdlConfig, source: str, target: str, table: SeriesTable, y: np.ndarray) -> None:
@@ -262,44 +268,48 @@ def _split_windows(prepared: PreparedData, split: str) -> WindowSet:
 def prepare_inference(config: TsdlConfig, path: str | Path, scaler_state: dict) -> WindowSet:
     """One window per series of ``path``: its last ``L`` points, scaled with the stored scalers.
 
-    The horizon rows carry generated calendar features; their target is NaN (unknown).
+    The horizon rows carry generated calendar features and, for a model trained with
+    ``data.covariates.future``, those covariates' values from the ``H`` rows that end each
+    series in the file (:mod:`tsdl.data.future_rows`); their target is NaN (unknown).
     """
     data = config.data
-    if data.covariates.future:
-        raise DataError(
-            "prediction with user known-future covariates (data.covariates.future) is not supported yet",
-            hint="use calendar features (data.covariates.calendar) for known-future inputs",
-        )
     L, H = data.input_chunk_length, data.output_chunk_length
+    past, future = list(data.covariates.past), list(data.covariates.future)
     # Only the lookback must exist: check as if the horizon were zero steps long.
     infer_cfg = data.model_copy(
         update={"path": str(path), "dataset": None, "output_chunk_length": 0, "short_series": "fail"}
     )
     frame = read_series_frame(infer_cfg)
+    future_rows = None
+    if future:
+        frame, future_rows = split_future_rows(frame, H, future)
     report = CheckReport(source=frame.source)
     table = check_frame(frame, infer_cfg, report)
     if not report.ok:
         failed = "; ".join(f"{r.name}: {r.detail}" for r in report.failed)
         raise DataError(f"{frame.source}: data checklist failed: {failed}", hint="fix the input file")
     scalers = SeriesScalers.from_state(scaler_state)
-    columns = [frame.target_name, *data.covariates.past]
-    _check_scaler_fits(scalers, table, [*columns, *scalers.columns[len(columns):]])
+    columns = [frame.target_name, *past, *future]
+    _check_scaler_fits(scalers, table, columns)
     n = table.n_series
     ends = table.offsets[1:]
     look = ends[:, None] - L + np.arange(L)  # [N, L]
-    values = np.stack([table.target, *(table.covariates[c] for c in data.covariates.past)], axis=1)
-    idx = np.asarray(scalers.index_of(table.ids), np.int64)
-    scaled = (values[look] - scalers.center[idx][:, None, : values.shape[1]]) / scalers.scale[idx][
-        :, None, : values.shape[1]
-    ]
-    last = pd.DatetimeIndex(table.times[ends - 1].view("datetime64[ns]"))
+    values = np.stack([table.target, *(table.covariates[c] for c in [*past, *future])], axis=1)
+    last = table.times[ends - 1]
     horizon = np.stack(
-        [pd.date_range(t, periods=H + 1, freq=table.freq)[1:].asi8 for t in last]
+        [pd.date_range(pd.Timestamp(int(t)), periods=H + 1, freq=table.freq)[1:].asi8 for t in last]
     ) if n else np.zeros((0, H), np.int64)
+    ahead = np.full((n, H, values.shape[1]), np.nan)  # target and past covariates: unknown
+    if future_rows is not None:
+        ahead[:, :, 1 + len(past):] = future_values(
+            future_rows, table.ids, last, horizon, future, source=frame.source, freq=table.freq
+        )
+    body = np.concatenate([values[look], ahead], axis=1).reshape(n * (L + H), -1)
+    idx = np.asarray(scalers.index_of(table.ids), np.int64)
+    scaled = _scale(scalers, np.repeat(idx, L + H), body)
     times = np.concatenate([table.times[look], horizon], axis=1).reshape(-1)
-    body = np.concatenate([scaled, np.full((n, H, values.shape[1]), np.nan)], axis=1).reshape(n * (L + H), -1)
     cal = calendar_features(times, data.covariates.calendar, data.covariates.holidays_country)
-    flat = np.concatenate([body.astype(np.float32), cal], axis=1)
+    flat = np.concatenate([scaled.astype(np.float32), cal], axis=1)
     starts = np.arange(n, dtype=np.int64) * (L + H)
     segments = np.stack([starts, starts + L + H, starts, np.ones(n, np.int64), np.arange(n)], axis=1)
     return WindowSet(
@@ -310,7 +320,7 @@ def prepare_inference(config: TsdlConfig, path: str | Path, scaler_state: dict) 
         table.static,
         input_chunk_length=L,
         output_chunk_length=H,
-        n_future=cal.shape[1],
+        n_future=len(future) + cal.shape[1],
         stride=1,
         freq=table.freq,
     )
