@@ -525,6 +525,8 @@ def predict(
 ) -> str:
     """Forecast the next horizon of every series in `input_path`; write long-format Parquet.
 
+    For a model with ``data.covariates.future`` each series in `input_path` ends with the ``H``
+    rows to forecast: target empty, known-future covariates filled (docs/data.md, Predict input).
     Both paths may be object-store URIs (s3://...); returns the absolute output path or URI.
     """
     import pyarrow as pa

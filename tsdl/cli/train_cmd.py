@@ -74,7 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--run-id", metavar="ID", help="an MLflow run id of `tsdl train`")
     predict.add_argument(
         "--input", required=True, metavar="FILE|URI",
-        help="history to forecast from (CSV/Parquet, a path or s3://... URI), or a dataset name such as ETTh1",
+        help="history to forecast from (CSV/Parquet, a path or s3://... URI), or a dataset name such as ETTh1; "
+        "a model with data.covariates.future also needs H rows per series after the history, target empty, "
+        "covariates filled (docs/data.md#predict-input)",
     )
     predict.add_argument(
         "--output", default="forecasts.parquet", metavar="FILE|URI", help="where to write (path or s3://...)"
