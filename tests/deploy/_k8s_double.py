@@ -7,6 +7,12 @@ get, replace, delete), pods (list with labelSelector) and pods/log. Errors are `
 the codes a real API server uses (404 NotFound, 409 AlreadyExists, 422 Invalid). There is no
 operator: tests script the RayJob's `.status` progression with `script_status`, and each GET of
 that job advances it one step, which is how the client's polling "watch" sees it change.
+
+Failures a real API server (or the load balancer in front of it) produces can be scripted:
+`fail` answers the next matching requests with 5xx/429 `Status` objects (and Retry-After),
+`namespaces` makes creates in any other namespace a 404 `namespaces "x" not found`,
+`unserved` answers a resource's paths "404 page not found" as when its CRD is not installed, and
+`down()`/`up()` stop and restart the listener on the same port (connections are refused between).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,6 +61,15 @@ class KubeApiDouble:
         self._scripts: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.forbidden: set[tuple[str, str]] = set()
         """(HTTP method, resource) pairs answered 403, as RBAC would."""
+        self.namespaces: set[str] | None = None
+        """When set, the namespaces that exist: a create anywhere else is a 404, as on a real
+        server (a get there is the object's own 404, a list is empty)."""
+        self.unserved: set[str] = set()
+        """Resources whose API the server does not serve (their CRD is not installed)."""
+        self._faults: list[tuple[str, str, int, dict[str, str]]] = []
+        self.down: Callable[[], None] = lambda: None
+        """Stop listening (set by `serve`); `up` listens again on the same port."""
+        self.up: Callable[[], None] = lambda: None
         self._lock = threading.Lock()
         self._uid = 0
 
@@ -88,18 +103,54 @@ class KubeApiDouble:
         }
         self.logs[(namespace, name)] = log
 
+    def fail(self, method: str, resource: str, *codes: int, retry_after: str | None = None) -> None:
+        """Answer the next len(codes) `method` requests on `resource` with these HTTP codes
+        (503 as an API server restarting behind its load balancer, 429 as priority-and-fairness
+        throttling), with a Retry-After header if given."""
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        self._faults += [(method, resource, code, headers) for code in codes]
+
     # -- request handling (called from the server thread) --------------------------------------
 
-    def handle(self, method: str, url: str, body: bytes) -> tuple[int, Any]:
+    def handle(self, method: str, url: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        """The HTTP status, body (a JSON object or text) and extra headers for one request."""
         parsed = urlparse(url)
         self.requests.append((method, parsed.path))
         routed = next(((p.match(parsed.path), r) for p, r in _ROUTES if p.match(parsed.path)), None)
         if routed is None:
-            return 404, _status(
-                404, "NotFound", f"the server could not find the requested resource {parsed.path}"
+            return (
+                404,
+                _status(
+                    404,
+                    "NotFound",
+                    f"the server could not find the requested resource {parsed.path}",
+                ),
+                {},
             )
         match, resource = routed
         namespace, name = match.group(1), match.group(2)
+        if resource in self.unserved:
+            return 404, "404 page not found\n", {}
+        with self._lock:
+            fault = next((f for f in self._faults if f[0] == method and f[1] == resource), None)
+            if fault is not None:
+                self._faults.remove(fault)
+                reason = {429: "TooManyRequests", 503: "ServiceUnavailable"}.get(
+                    fault[2], "InternalError"
+                )
+                return fault[2], _status(fault[2], reason, f"scripted {fault[2]}"), fault[3]
+        return (*self._route(method, resource, namespace, name, match, parsed.query, body), {})
+
+    def _route(
+        self,
+        method: str,
+        resource: str,
+        namespace: str,
+        name: str | None,
+        match: re.Match[str],
+        raw_query: str,
+        body: bytes,
+    ) -> tuple[int, Any]:
         if (method, resource) in self.forbidden:
             return 403, _status(
                 403,
@@ -109,7 +160,11 @@ class KubeApiDouble:
                 name or "",
                 resource,
             )
-        query = parse_qs(parsed.query)
+        if method == "POST" and self.namespaces is not None and namespace not in self.namespaces:
+            return 404, _status(
+                404, "NotFound", f'namespaces "{namespace}" not found', namespace, "namespaces"
+            )
+        query = parse_qs(raw_query)
         with self._lock:
             if resource == "pods" and match.group(3):
                 return self._pod_log(namespace, name, query)
@@ -123,7 +178,7 @@ class KubeApiDouble:
                 return self._replace(resource, namespace, name, json.loads(body))
             if method == "DELETE" and name is not None:
                 return self._delete(resource, namespace, name)
-        return 405, _status(405, "MethodNotAllowed", f"{method} {parsed.path} is not supported")
+        return 405, _status(405, "MethodNotAllowed", f"{method} {resource} is not supported")
 
     def _get(self, resource: str, namespace: str, name: str) -> tuple[int, Any]:
         obj = self.objects.get((resource, namespace, name))
@@ -235,13 +290,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        code, payload = self.double.handle(self.command, self.path, self.rfile.read(length))
+        code, payload, headers = self.double.handle(
+            self.command, self.path, self.rfile.read(length)
+        )
         text = payload if isinstance(payload, str) else json.dumps(payload)
         data = text.encode()
         self.send_response(code)
         self.send_header(
             "Content-Type", "text/plain" if isinstance(payload, str) else "application/json"
         )
+        for key, value in headers.items():
+            self.send_header(key, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -252,19 +311,42 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
+class _Listener:
+    """The double's HTTP server thread, stoppable and restartable on the same port."""
+
+    def __init__(self, double: KubeApiDouble) -> None:
+        self._handler = type("Handler", (_Handler,), {"double": double})
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler)
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+        self._thread.start()
+        self._server = server
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        assert self._thread is not None
+        self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+
 @contextmanager
 def serve() -> Iterator[tuple[KubeApiDouble, str]]:
     """Run the double on a free port; yields it and its base URL."""
     double = KubeApiDouble()
-    handler = type("Handler", (_Handler,), {"double": double})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-    )
-    thread.start()
+    listener = _Listener(double)
+    listener.start()
+    double.down, double.up = listener.stop, listener.start
     try:
-        yield double, f"http://127.0.0.1:{server.server_address[1]}"
+        yield double, f"http://127.0.0.1:{listener.port}"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        listener.stop()

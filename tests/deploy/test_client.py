@@ -19,6 +19,8 @@ from tsdl.cli.main import main
 from tsdl.config import parse_config
 from tsdl.deploy import RayJobClient, RayJobStatus, build_manifests
 from tsdl.deploy import client as client_module
+from tsdl.deploy._calls import transport_retries
+from tsdl.deploy.client import RetryPolicy
 from tsdl.errors import DeployError
 
 RUNNING = {
@@ -47,11 +49,38 @@ def api() -> Iterator[tuple[KubeApiDouble, k8s.ApiClient]]:
         double.add_prerequisites("ml")
         configuration = k8s.Configuration()
         configuration.host = url
+        configuration.retries = transport_retries()  # as tsdl's own client has them
         api_client = k8s.ApiClient(configuration)
         try:
             yield double, api_client
         finally:
             api_client.close()
+
+
+class FakeTime:
+    """A clock that only `sleep` moves, so retry tests do not wait; `on_sleep` runs after each
+    sleep (e.g. to bring the API server back)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.notices: list[str] = []
+        self.on_sleep: Any = None
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.sleeps))
+
+    def policy(self, **kwargs: Any) -> RetryPolicy:
+        """The default policy's numbers, with this clock and no randomness (the longest waits)."""
+        return RetryPolicy(sleep=self.sleep, clock=lambda: self.now, jitter=lambda: 1.0, **kwargs)
+
+    def client(self, api_client: k8s.ApiClient, **kwargs: Any) -> RayJobClient:
+        return RayJobClient(
+            api_client, namespace="ml", retry=self.policy(**kwargs), notify=self.notices.append
+        )
 
 
 def _manifests(name: str = "etth1-tune", namespace: str = "ml") -> list[dict[str, Any]]:
@@ -261,7 +290,10 @@ def test_submit_without_prerequisites_names_the_command(
     with pytest.raises(DeployError) as caught:
         RayJobClient(api_client, namespace="ml").submit(_manifests())
     assert caught.value.message.startswith(expected)
-    assert "helm install tsdl helm/tsdl -n ml --set job.enabled=false" in caught.value.hint
+    assert (
+        "helm install tsdl helm/tsdl -n ml --create-namespace --set job.enabled=false"
+        in caught.value.hint
+    )
     assert "k8s/prerequisites.yaml" in caught.value.hint
     assert not [r for r in double.requests if r[0] == "POST"]  # nothing half-created
 
@@ -328,6 +360,232 @@ def test_unreachable_api_is_one_line() -> None:
     with k8s.ApiClient(configuration) as api_client, pytest.raises(DeployError) as caught:
         RayJobClient(api_client, namespace="ml").status("x")
     assert "cannot reach the Kubernetes API" in caught.value.message
+
+
+def test_wait_rides_out_an_api_server_returning_503(
+    api: tuple[KubeApiDouble, k8s.ApiClient],
+) -> None:
+    """Two 503s mid-wait (an API server restarting behind its load balancer) cost two backoffs,
+    not the job: the wait goes on to the job's success."""
+    double, api_client = api
+    fake = FakeTime()
+    jobs = fake.client(api_client)
+    jobs.submit(_manifests())
+    double.script_status("ml", "etth1-tune", [RUNNING, RUNNING, SUCCEEDED])
+    double.fail("GET", "rayjobs", 503, 503)
+    final = jobs.wait("etth1-tune", poll_s=10)
+    assert final.succeeded
+    assert fake.sleeps == [4.0, 8.0, 10.0, 10.0]  # two backoffs, then the two polls
+    assert fake.notices == [
+        "reading RayJob ml/etth1-tune: HTTP 503 Service Unavailable; retrying in 4 s "
+        "(attempt 2 of 6)",
+        "reading RayJob ml/etth1-tune: HTTP 503 Service Unavailable; retrying in 8 s "
+        "(attempt 3 of 6)",
+    ]
+
+
+def test_wait_rides_out_refused_connections_once_the_server_answered(
+    api: tuple[KubeApiDouble, k8s.ApiClient],
+) -> None:
+    """The API server goes away mid-wait (connections refused) and comes back two backoffs later."""
+    double, api_client = api
+    fake = FakeTime()
+    jobs = fake.client(api_client)
+    jobs.submit(_manifests())
+    double.script_status("ml", "etth1-tune", [SUCCEEDED])
+    double.down()
+    fake.on_sleep = lambda n: double.up() if n == 2 else None
+    assert jobs.wait("etth1-tune", poll_s=10).succeeded
+    assert fake.sleeps == [4.0, 8.0]
+    assert len(fake.notices) == 2
+    assert all(
+        "cannot reach the Kubernetes API ([Errno 111] Connection refused); retrying" in n
+        for n in fake.notices
+    )
+
+
+@pytest.mark.parametrize(
+    ("budget_s", "sleeps"),
+    [(120.0, [4.0, 8.0, 16.0, 32.0, 60.0]), (30.0, [4.0, 8.0, 16.0])],
+)
+def test_a_lasting_outage_ends_in_one_line_within_the_budget(
+    api: tuple[KubeApiDouble, k8s.ApiClient], budget_s: float, sleeps: list[float]
+) -> None:
+    double, api_client = api
+    fake = FakeTime()
+    jobs = fake.client(api_client, budget_s=budget_s)
+    jobs.submit(_manifests())
+    double.fail("GET", "rayjobs", *[503] * 20)
+    with pytest.raises(DeployError) as caught:
+        jobs.wait("etth1-tune")
+    assert fake.sleeps == sleeps and sum(fake.sleeps) <= budget_s
+    tries = len(sleeps) + 1
+    assert caught.value.message == (
+        "reading RayJob ml/etth1-tune: HTTP 503: scripted 503 "
+        f"(gave up after {tries} tries in {sum(sleeps):.0f} s)"
+    )
+    assert "\n" not in caught.value.one_line()
+    assert [r for r in double.requests if r[0] == "GET" and "rayjobs" in r[1]] == [
+        ("GET", "/apis/ray.io/v1/namespaces/ml/rayjobs/etth1-tune")
+    ] * tries
+
+
+def test_a_lasting_refusal_after_contact_gives_up_naming_the_api(
+    api: tuple[KubeApiDouble, k8s.ApiClient],
+) -> None:
+    double, api_client = api
+    fake = FakeTime()
+    jobs = fake.client(api_client)
+    jobs.list()  # the server has answered once
+    double.down()
+    with pytest.raises(DeployError) as caught:
+        jobs.status("etth1-tune")
+    assert len(fake.sleeps) == 5
+    assert "cannot reach the Kubernetes API at 127.0.0.1:" in caught.value.message
+    assert caught.value.message.endswith("Connection refused) (gave up after 6 tries in 120 s)")
+
+
+def test_throttling_honours_retry_after(
+    api: tuple[KubeApiDouble, k8s.ApiClient], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the client `tsdl` builds from a kubeconfig: tsdl waits out the Retry-After (urllib3
+    by default would sleep it out itself, unbounded, before tsdl ever saw the 429)."""
+    double, api_client = api
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters:\n- name: c\n  cluster: {{server: '{api_client.configuration.host}'}}\n"
+        "contexts:\n- name: c\n  context: {cluster: c, user: u}\n"
+        "users:\n- name: u\n  user: {token: t}\n"
+    )
+    monkeypatch.setattr(k8s.Configuration, "_default", None)  # load_kube_config replaces it
+    # kubernetes reads $KUBECONFIG once, at import
+    monkeypatch.setattr(
+        "kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    fake = FakeTime()
+    double.add("rayjobs", {"metadata": {"name": "etth1-tune", "namespace": "ml"}}, "ml")
+    double.fail("GET", "rayjobs", 429, retry_after="7")
+    with client_module._default_api_client() as tsdl_api_client:
+        assert fake.client(tsdl_api_client).status("etth1-tune").name == "etth1-tune"
+    assert fake.sleeps == [7.0]
+    assert fake.notices == [
+        "reading RayJob ml/etth1-tune: HTTP 429 Too Many Requests; retrying in 7 s (attempt 2 of 6)"
+    ]
+
+
+def test_a_retry_after_beyond_the_budget_fails_at_once(
+    api: tuple[KubeApiDouble, k8s.ApiClient],
+) -> None:
+    double, api_client = api
+    fake = FakeTime()
+    double.fail("GET", "rayjobs", 429, retry_after="600")
+    with pytest.raises(DeployError, match=r"HTTP 429: scripted 429 \(fix: the API server is over"):
+        fake.client(api_client).status("etth1-tune")
+    assert fake.sleeps == []
+
+
+def _forbid_get(double: KubeApiDouble) -> None:
+    double.forbidden.add(("GET", "rayjobs"))
+
+
+def _fail_create(double: KubeApiDouble) -> None:
+    double.fail("POST", "rayjobs", 503)
+
+
+@pytest.mark.parametrize(
+    ("break_it", "call", "expected"),
+    [
+        (_forbid_get, lambda jobs: jobs.status("etth1-tune"), "HTTP 403"),
+        (lambda double: None, lambda jobs: jobs.status("nope"), "HTTP 404"),
+        (_fail_create, lambda jobs: jobs.submit(_manifests()), "creating RayJob .*HTTP 503"),
+    ],
+    ids=["403", "404", "create-503"],
+)
+def test_client_errors_and_writes_are_not_retried(
+    api: tuple[KubeApiDouble, k8s.ApiClient], break_it: Any, call: Any, expected: str
+) -> None:
+    """A 403/404 will not change by waiting; a create that got a 503 may have happened."""
+    double, api_client = api
+    fake = FakeTime()
+    break_it(double)
+    with pytest.raises(DeployError, match=expected) as caught:
+        call(fake.client(api_client))
+    assert fake.sleeps == [] and fake.notices == []
+    assert "gave up" not in caught.value.message
+
+
+def test_unreachable_api_at_the_first_call_fails_at_once() -> None:
+    """A server that never answered is a wrong kubeconfig or a cluster that is down: no waiting."""
+    fake = FakeTime()
+    configuration = k8s.Configuration()
+    configuration.host = "http://127.0.0.1:9"
+    configuration.retries = False
+    with k8s.ApiClient(configuration) as api_client, pytest.raises(DeployError) as caught:
+        fake.client(api_client).status("x")
+    assert fake.sleeps == []
+    assert "gave up" not in caught.value.message
+
+
+def test_missing_namespace_404_says_so(api: tuple[KubeApiDouble, k8s.ApiClient]) -> None:
+    """A user who may not read ServiceAccounts submits into a namespace that does not exist."""
+    double, api_client = api
+    double.namespaces = {"ml"}
+    double.forbidden |= {("GET", "serviceaccounts"), ("GET", "persistentvolumeclaims")}
+    with pytest.raises(DeployError) as caught:
+        RayJobClient(api_client, namespace="team-b").submit(_manifests(namespace="team-b"))
+    assert caught.value.message == (
+        'creating ConfigMap team-b/etth1-tune-config: HTTP 404: namespaces "team-b" not found'
+    )
+    assert caught.value.hint.startswith("namespace team-b does not exist")
+    assert "--create-namespace" in caught.value.hint and "KubeRay" not in caught.value.hint
+
+
+def test_missing_crd_404_names_the_operator(api: tuple[KubeApiDouble, k8s.ApiClient]) -> None:
+    double, api_client = api
+    double.unserved.add("rayjobs")
+    with pytest.raises(DeployError) as caught:
+        RayJobClient(api_client, namespace="ml").list()
+    assert caught.value.message == "listing RayJobs in ml: HTTP 404: Not Found"
+    assert "KubeRay operator" in caught.value.hint and "rayjobs.ray.io" in caught.value.hint
+
+
+def test_missing_object_404_does_not_blame_the_operator(
+    api: tuple[KubeApiDouble, k8s.ApiClient],
+) -> None:
+    _, api_client = api
+    with pytest.raises(DeployError) as caught:
+        RayJobClient(api_client, namespace="ml").status("nope")
+    assert "tsdl status -n NAMESPACE" in caught.value.hint
+    assert "KubeRay" not in caught.value.hint and "does not exist" not in caught.value.hint
+
+
+def test_cli_wait_prints_retry_notices_on_stderr(
+    api: tuple[KubeApiDouble, k8s.ApiClient],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """stdout keeps the job's statuses; each retry is one line on stderr."""
+    double, api_client = api
+    fake = FakeTime()
+    monkeypatch.setattr(client_module, "_default_api_client", lambda: api_client)
+    monkeypatch.setattr(client_module, "RetryPolicy", fake.policy)
+    config = tmp_path / "config.yaml"
+    config.write_text("experiment:\n  name: ETTh1\nresources:\n  use_gpu: true\n")
+    double.script_status("ml", "etth1-tune", [RUNNING, SUCCEEDED])
+    double.fail("GET", "rayjobs", 502, 503, 504)
+    assert main(["submit", "-c", str(config), "-n", "ml", "--wait", "--poll", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "retrying" not in captured.out and "deployment=Complete" in captured.out
+    lines = captured.err.splitlines()
+    assert [line.rsplit("(", 1)[-1] for line in lines] == [
+        "attempt 2 of 6)",
+        "attempt 3 of 6)",
+        "attempt 4 of 6)",
+    ]
+    assert all(line.startswith("reading RayJob ml/etth1-tune: HTTP 50") for line in lines)
 
 
 def test_cli_submit_wait_status_logs_cancel(

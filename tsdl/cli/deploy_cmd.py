@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from tsdl.cli._common import add_config_args, config_from_args
 from tsdl.config import TsdlConfig
+
+if TYPE_CHECKING:
+    from tsdl.deploy import RayJobClient
 
 __all__ = ["register"]
 
@@ -123,12 +127,12 @@ def _check_pod_access(config: TsdlConfig) -> None:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from tsdl.deploy import RayJobClient, build_manifests
+    from tsdl.deploy import build_manifests
 
     config = _config(args)
     _check_pod_access(config)
     manifests = build_manifests(config)
-    client = RayJobClient(namespace=config.deploy.namespace)
+    client = _client(config.deploy.namespace)
     created = client.submit(manifests)
     print(f"created RayJob {config.deploy.namespace}/{created.name} ({config.deploy.mode})")
     if not args.wait:
@@ -145,9 +149,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from tsdl.deploy import RayJobClient
-
-    client = RayJobClient(namespace=args.namespace)
+    client = _client(args.namespace)
     statuses = [client.status(args.job)] if args.job else client.list()
     if not statuses:
         print(f"no tsdl RayJobs in namespace {args.namespace}")
@@ -157,15 +159,19 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from tsdl.deploy import RayJobClient
-
-    sys.stdout.write(RayJobClient(namespace=args.namespace).logs(args.job, tail_lines=args.tail))
+    sys.stdout.write(_client(args.namespace).logs(args.job, tail_lines=args.tail))
     return 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from tsdl.deploy import RayJobClient
-
-    RayJobClient(namespace=args.namespace).cancel(args.job)
+    _client(args.namespace).cancel(args.job)
     print(f"deleted RayJob {args.namespace}/{args.job}; KubeRay removes its Ray cluster")
     return 0
+
+
+def _client(namespace: str) -> RayJobClient:
+    """A client whose retry notices ("... retrying in 8 s (attempt 2 of 6)") go to stderr, one
+    line each, so stdout keeps only the job's statuses."""
+    from tsdl.deploy import RayJobClient
+
+    return RayJobClient(namespace=namespace, notify=lambda line: print(line, file=sys.stderr))

@@ -2,21 +2,24 @@
 
 Every API failure becomes a one-line DeployError that names the RayJob, and a failed job reports
 KubeRay's `jobDeploymentStatus`, `jobStatus`, reason and message rather than an API exception.
+Reads wait out a flaky API server (tsdl.deploy._calls), so one 503 does not end a day-long wait.
 """
 
 from __future__ import annotations
 
 import functools
-import json
+import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tsdl.deploy._calls import Allowed, ApiCalls, RetryPolicy, transport_retries
 from tsdl.errors import DeployError
 
-__all__ = ["RayJobClient", "RayJobStatus", "TERMINAL_DEPLOYMENT_STATUSES"]
+__all__ = ["RayJobClient", "RayJobStatus", "RetryPolicy", "TERMINAL_DEPLOYMENT_STATUSES"]
+
+_log = logging.getLogger(__name__)
 
 _GROUP, _VERSION, _PLURAL = "ray.io", "v1", "rayjobs"
 TERMINAL_DEPLOYMENT_STATUSES = frozenset({"Complete", "Failed", "ValidationFailed"})
@@ -73,14 +76,25 @@ class RayJobStatus:
 class RayJobClient:
     """The `ray.io/v1` rayjobs resource plus the ConfigMap, NetworkPolicy and pods around it."""
 
-    def __init__(self, api_client: Any | None = None, *, namespace: str = "default") -> None:
+    def __init__(
+        self,
+        api_client: Any | None = None,
+        *,
+        namespace: str = "default",
+        retry: RetryPolicy | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
         """Args:
         api_client: a `kubernetes.client.ApiClient`; None loads in-cluster or kubeconfig credentials.
         namespace: where the RayJobs live.
+        retry: how reads (and so every poll of `wait`) wait out a flaky API server; default
+            up to 6 tries within about 2 minutes. Creates and deletes are tried once.
+        notify: told one line before each retry (default: a warning on this module's logger).
         """
         from kubernetes import client
 
         self.namespace = namespace
+        self._api = ApiCalls(retry or RetryPolicy(), notify or _log.warning)
         self._api_client = api_client if api_client is not None else _default_api_client()
         self._custom = client.CustomObjectsApi(self._api_client)
         self._core = client.CoreV1Api(self._api_client)
@@ -104,7 +118,7 @@ class RayJobClient:
         for manifest in manifests:
             if manifest.get("kind") in _OWNED:
                 self._apply_owned(manifest, job_name=name)
-        created = _call(
+        created = self._api.write(
             f"creating RayJob {self.namespace}/{name}",
             self._rayjobs("create"),
             job,
@@ -113,7 +127,7 @@ class RayJobClient:
 
     def status(self, name: str) -> RayJobStatus:
         """The RayJob's current status (404 is a DeployError naming the job)."""
-        obj = _call(
+        obj = self._api.read(
             f"reading RayJob {self.namespace}/{name}",
             self._rayjobs("get"),
             name,
@@ -122,7 +136,7 @@ class RayJobClient:
 
     def list(self) -> list[RayJobStatus]:
         """Every tsdl RayJob in the namespace, by name."""
-        listed = _call(
+        listed = self._api.read(
             f"listing RayJobs in {self.namespace}",
             self._rayjobs("list"),
             label_selector=_TSDL_SELECTOR,
@@ -141,10 +155,15 @@ class RayJobClient:
     ) -> RayJobStatus:
         """Poll until the RayJob finishes; report each change of status.
 
+        A transient API failure during a poll is retried (see `RetryPolicy`); only one that
+        outlasts the retry budget ends the wait.
+
         Raises:
-            DeployError: the job failed (with KubeRay's statuses and message) or timed out.
+            DeployError: the job failed (with KubeRay's statuses and message), timed out, or the
+                API stayed unavailable.
         """
-        deadline = time.monotonic() + timeout_s
+        clock, sleep = self._api.retry.clock, self._api.retry.sleep
+        deadline = clock() + timeout_s
         last: RayJobStatus | None = None
         while True:
             current = self.status(name)
@@ -158,13 +177,13 @@ class RayJobClient:
                     f"RayJob {self.namespace}/{current.one_line()}",
                     hint=f"read the driver log with `tsdl logs {name} -n {self.namespace}`",
                 )
-            if time.monotonic() >= deadline:
+            if clock() >= deadline:
                 raise DeployError(
                     f"RayJob {self.namespace}/{name} still unfinished after {timeout_s:g}s: "
                     f"{current.one_line()}",
                     hint=f"keep following with `tsdl status {name}` or raise --timeout",
                 )
-            time.sleep(poll_s)
+            sleep(poll_s)
 
     def logs(self, name: str, *, tail_lines: int | None = None) -> str:
         """The driver output, read from the newest pod of the submitter Job (named after the RayJob)."""
@@ -179,7 +198,7 @@ class RayJobClient:
         kwargs = {"tail_lines": tail_lines} if tail_lines is not None else {}
         pod = newest.metadata.name
         return str(
-            _call(
+            self._api.read(
                 f"reading logs of pod {self.namespace}/{pod}",
                 self._core.read_namespaced_pod_log,
                 pod,
@@ -213,14 +232,14 @@ class RayJobClient:
                     )
                 )
         for kind, name, read in needed:
-            found = _call(
+            found = self._api.read(
                 f"reading {kind} {self.namespace}/{name}",
                 read,
                 name,
                 self.namespace,
                 allow=(403, 404),
             )
-            if isinstance(found, _Allowed) and found.status == 404:
+            if isinstance(found, Allowed) and found.status == 404:
                 raise DeployError(
                     f"{kind} {self.namespace}/{name} does not exist, so the job's pods could not "
                     "start",
@@ -233,7 +252,7 @@ class RayJobClient:
         kubectl) are left to it: `helm uninstall` removes the chart's."""
         from kubernetes import client
 
-        _call(
+        self._api.write(
             f"deleting RayJob {self.namespace}/{name}",
             self._rayjobs("delete"),
             name,
@@ -242,16 +261,16 @@ class RayJobClient:
         for kind, suffix in (("ConfigMap", "-config"), ("NetworkPolicy", "-ray")):
             read, _, _, delete = self._verbs(kind)
             obj_name = f"{name}{suffix}"
-            found = _call(
+            found = self._api.read(
                 f"reading {kind} {self.namespace}/{obj_name}",
                 read,
                 obj_name,
                 self.namespace,
                 allow=(404,),
             )
-            if isinstance(found, _Allowed) or _creator(found) != "tsdl":
+            if isinstance(found, Allowed) or _creator(found) != "tsdl":
                 continue
-            _call(
+            self._api.write(
                 f"deleting {kind} {self.namespace}/{obj_name}",
                 delete,
                 obj_name,
@@ -280,25 +299,29 @@ class RayJobClient:
         name = manifest["metadata"]["name"]
         _, create, replace, _ = self._verbs(kind)
         action = f"creating {kind} {self.namespace}/{name}"
-        if not isinstance(_call(action, create, self.namespace, manifest, allow=(409,)), _Allowed):
+        if not isinstance(
+            self._api.write(action, create, self.namespace, manifest, allow=(409,)), Allowed
+        ):
             return
         # A leftover of an earlier run of the same job: replace it, unless that job still exists.
-        existing = _call(
+        existing = self._api.read(
             f"reading RayJob {self.namespace}/{job_name}",
             self._rayjobs("get"),
             job_name,
             allow=(404,),
         )
-        if not isinstance(existing, _Allowed):
+        if not isinstance(existing, Allowed):
             raise DeployError(
                 f"RayJob {self.namespace}/{job_name} already exists",
                 hint=f"cancel it with `tsdl cancel {job_name} -n {self.namespace}` or set deploy.name",
             )
-        _call(f"replacing {kind} {self.namespace}/{name}", replace, name, self.namespace, manifest)
+        self._api.write(
+            f"replacing {kind} {self.namespace}/{name}", replace, name, self.namespace, manifest
+        )
 
     def _submitter_pods(self, name: str) -> list[Any]:
         for selector in (f"batch.kubernetes.io/job-name={name}", f"job-name={name}"):
-            pods = _call(
+            pods = self._api.read(
                 f"listing pods of job {self.namespace}/{name}",
                 self._core.list_namespaced_pod,
                 self.namespace,
@@ -331,14 +354,9 @@ def _default_api_client() -> Any:
                 hint="fix or regenerate it (`kubectl config view` must print it), or point KUBECONFIG "
                 "at a working one",
             ) from None
-    return client.ApiClient()
-
-
-@dataclass(frozen=True)
-class _Allowed:
-    """What `_call` returns for an HTTP error status the caller allowed."""
-
-    status: int
+    configuration = client.Configuration.get_default_copy()
+    configuration.retries = transport_retries()
+    return client.ApiClient(configuration)
 
 
 _OWNED = ("ConfigMap", "NetworkPolicy")  # what `tsdl submit` creates next to the RayJob
@@ -356,66 +374,10 @@ def _prerequisites_hint(namespace: str, kind: str, name: str) -> str:
     if name in {"tsdl", "tsdl-results"}:
         return (
             f"create the namespace's prerequisites once: helm install tsdl helm/tsdl -n {namespace} "
-            f"--set job.enabled=false (or kubectl apply -n {namespace} -f k8s/prerequisites.yaml)"
+            f"--create-namespace --set job.enabled=false (or kubectl apply -n {namespace} "
+            "-f k8s/prerequisites.yaml)"
         )
     return (
         f"create {kind} {name} in {namespace}, or unset deploy.service_account / "
         "deploy.storage.claim_name to use the namespace's prerequisites (release tsdl)"
     )
-
-
-def _call(
-    action: str, method: Callable[..., Any], *args: Any, allow: tuple[int, ...] = (), **kwargs: Any
-) -> Any:
-    """Run one API call; statuses in `allow` return `_Allowed`, other failures a DeployError."""
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
-    try:
-        return method(*args, **kwargs)
-    except ApiException as exc:
-        if exc.status in allow:
-            return _Allowed(exc.status)
-        raise _api_error(exc, action) from None
-    except HTTPError as exc:
-        raise _api_error(exc, action) from None
-
-
-def _status_code(exc: Exception) -> int | None:
-    return getattr(exc, "status", None)
-
-
-def _api_error(exc: Exception, action: str) -> DeployError:
-    """An ApiException (or a connection failure) as one line: what, HTTP status, server message."""
-    code = _status_code(exc)
-    if code is None:
-        # urllib3's MaxRetryError wraps the real reason (connection refused, DNS, TLS) in .reason
-        reason = getattr(exc, "reason", None) or exc
-        pool = vars(exc).get("pool") or vars(exc).get("conn")
-        at = f" at {pool.host}:{pool.port}" if getattr(pool, "host", None) else ""
-        return DeployError(
-            f"{action}: cannot reach the Kubernetes API{at} ({_short(reason)})",
-            hint="check the cluster address in your kubeconfig and that the cluster is up",
-        )
-    try:
-        message = json.loads(getattr(exc, "body", "") or "{}").get("message", "")
-    except (ValueError, AttributeError):
-        message = ""
-    message = " ".join((message or getattr(exc, "reason", "") or "").split())
-    hints = {
-        401: "refresh your cluster credentials",
-        403: "your user lacks that RBAC permission in this namespace; the platform team grants "
-        "it by binding the `<release>-submitter` Role of the namespace's prerequisites "
-        "(helm value rbac.submitters; docs/deploy.md, For platform teams)",
-        404: "check the name and namespace (`tsdl status -n NAMESPACE` lists tsdl jobs); "
-        "is the KubeRay operator (its CRDs) installed?",
-        409: "cancel the existing one (`tsdl cancel NAME`) or set deploy.name to a new name",
-        422: "the API server rejected the object; fix the field named in the message",
-    }
-    return DeployError(f"{action}: HTTP {code}: {message}", hint=hints.get(code, "see the message"))
-
-
-def _short(reason: object) -> str:
-    """The last, most specific part of a urllib3 error ("[Errno 111] Connection refused")."""
-    text = " ".join(str(reason).split())
-    return text.rsplit(": ", 1)[-1].strip("\"')") if "Errno" in text else text[:200]
