@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tsdl"
 
 STAGE = {
     "errors": 0,
+    "interrupts": 0,
     "ray_connection": 3,
     "config": 0,
     "storage": 0,

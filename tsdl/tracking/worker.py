@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from tsdl.interrupts import deferred_interrupts
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -120,8 +122,9 @@ def log_metrics_at(
         for step, metrics in rows
         for key, value in metrics.items()
     ]
-    for start in range(0, len(batch), 1000):
-        client.log_batch(run_id, metrics=batch[start : start + 1000])
+    with deferred_interrupts():  # a Ctrl-C mid-request would cut a store transaction in half
+        for start in range(0, len(batch), 1000):
+            client.log_batch(run_id, metrics=batch[start : start + 1000])
 
 
 def _as_float(key: str, value: float) -> float:

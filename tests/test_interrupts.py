@@ -1,0 +1,67 @@
+"""Ctrl-C/SIGTERM held during a tracking-store write, delivered right after it.
+
+Found by a fresh-clone CI run: a SIGTERM that landed inside MLflow's sqlite commit made MLflow log
+"database is locked" with a full traceback before tsdl's one line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tsdl.interrupts import deferred_interrupts
+from tsdl.tracking.worker import log_metrics_at
+
+
+def test_a_signal_in_the_block_is_delivered_after_it() -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt), deferred_interrupts():
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("rest of the block")
+    assert done == ["rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_nested_blocks_deliver_once_at_the_outer_end() -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt), deferred_interrupts():
+        with deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+        done.append("outer block went on")
+    assert done == ["outer block went on"]
+
+
+def test_other_threads_are_left_alone() -> None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with deferred_interrupts():
+                pass
+        except BaseException as exc:  # signal.signal outside the main thread raises ValueError
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert errors == []
+
+
+def test_ctrl_c_during_a_metrics_write_lands_after_it(tmp_path: Path) -> None:
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    real = client.log_batch
+
+    def interrupted_write(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the request is in flight
+        return real(*args, **kwargs)
+
+    client.log_batch = interrupted_write
+    with pytest.raises(KeyboardInterrupt):
+        log_metrics_at(client, run_id, [(1, {"train_loss": 0.5})])
+    assert [m.value for m in MlflowClient(client.tracking_uri).get_metric_history(run_id, "train_loss")] == [0.5]
