@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,14 @@ from mlflow import MlflowClient
 
 from tsdl.interrupts import deferred_interrupts
 from tsdl.tracking.worker import log_metrics_at
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises() -> Iterator[None]:
+    """Python's own Ctrl-C handler for the test: an earlier ray.init() in the session replaces it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def test_a_signal_in_the_block_is_delivered_after_it() -> None:
@@ -65,3 +74,14 @@ def test_ctrl_c_during_a_metrics_write_lands_after_it(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         log_metrics_at(client, run_id, [(1, {"train_loss": 0.5})])
     assert [m.value for m in MlflowClient(client.tracking_uri).get_metric_history(run_id, "train_loss")] == [0.5]
+
+
+@pytest.mark.ray
+def test_ray_trains_sigint_handler_does_not_outlive_training(ray_local, tmp_path: Path) -> None:
+    """Ray Train's handler (Ctrl-C three times: exit 0) stayed installed after fit() returned."""
+    from tests.train.conftest import small_config
+    from tsdl import api
+
+    config = small_config(tmp_path, training__max_epochs=1, resources__num_workers=2, tracking__enabled=False)
+    api.train(config, progress=False)  # two workers: a real TorchTrainer.fit() in this process
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -18,6 +18,7 @@ import numpy as np
 
 from tsdl.config import TsdlConfig
 from tsdl.errors import ConfigError, TrackingError, TrainingError, TsdlError, os_error_hint, writing
+from tsdl.interrupts import keep_sigint_handler
 
 __all__ = [
     "Reproduction",
@@ -306,7 +307,8 @@ def _fit(config: TsdlConfig, prepared, *, in_process: bool, run_name: str, stora
         )
     from tsdl.train import build_trainer
 
-    return build_trainer(config, prepared, run_name=run_name, storage_path=storage_path, **loop).fit()
+    with keep_sigint_handler():  # Ray Train's stays installed after fit() otherwise
+        return build_trainer(config, prepared, run_name=run_name, storage_path=storage_path, **loop).fit()
 
 
 def _absolute_paths(config: TsdlConfig) -> TsdlConfig:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["deferred_interrupts"]
+__all__ = ["deferred_interrupts", "keep_sigint_handler"]
 
 _HELD = (signal.SIGINT, signal.SIGTERM)
 
@@ -45,3 +45,21 @@ def deferred_interrupts() -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
         if held:
             signal.raise_signal(held[0])  # now handled by the restored handler
+
+
+@contextmanager
+def keep_sigint_handler() -> Iterator[None]:
+    """Put back the SIGINT handler the block replaced.
+
+    ``TorchTrainer.fit()`` installs Ray Train's own handler (abort the controller; at the third
+    Ctrl-C ``sys.exit(0)``) and never removes it, so a Ctrl-C during evaluation or logging after
+    training would exit 0 instead of raising ``KeyboardInterrupt``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
