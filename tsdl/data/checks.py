@@ -413,17 +413,22 @@ def _zscore(values: np.ndarray, sid: np.ndarray) -> np.ndarray:
         return (values - grouped.transform("mean").to_numpy()) / std
 
 
-def _shifted_corr(x: np.ndarray, y: np.ndarray, sid: np.ndarray, shift: int) -> float:
-    """Pearson correlation of ``x[t]`` and ``y[t + shift]`` over pairs inside one series."""
+def _shifted_pairs(x: np.ndarray, y: np.ndarray, sid: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """The finite pairs ``(x[t], y[t + shift])`` whose two points lie in the same series."""
     n = len(x)
     if abs(shift) >= n:
-        return float("nan")
+        return x[:0], y[:0]
     lo, hi = max(0, -shift), n - max(0, shift)
     xs, ys = x[lo:hi], y[lo + shift : hi + shift]
     valid = (sid[lo:hi] == sid[lo + shift : hi + shift]) & np.isfinite(xs) & np.isfinite(ys)
-    if valid.sum() < 3:
+    return xs[valid], ys[valid]
+
+
+def _shifted_corr(x: np.ndarray, y: np.ndarray, sid: np.ndarray, shift: int) -> float:
+    """Pearson correlation of ``x[t]`` and ``y[t + shift]`` over pairs inside one series."""
+    xs, ys = _shifted_pairs(x, y, sid, shift)
+    if len(xs) < 3:
         return float("nan")
-    xs, ys = xs[valid], ys[valid]
     xs, ys = xs - xs.mean(), ys - ys.mean()
     denom = np.sqrt((xs * xs).sum() * (ys * ys).sum())
     return float((xs * ys).sum() / denom) if denom > 0 else float("nan")
@@ -431,8 +436,5 @@ def _shifted_corr(x: np.ndarray, y: np.ndarray, sid: np.ndarray, shift: int) -> 
 
 def _shifted_equal(x: np.ndarray, y: np.ndarray, sid: np.ndarray, shift: int) -> bool:
     """Whether ``x[t] == y[t + shift]`` (to float tolerance) wherever both exist in one series."""
-    n = len(x)
-    lo, hi = max(0, -shift), n - max(0, shift)
-    xs, ys = x[lo:hi], y[lo + shift : hi + shift]
-    valid = (sid[lo:hi] == sid[lo + shift : hi + shift]) & np.isfinite(xs) & np.isfinite(ys)
-    return bool(valid.any()) and bool(np.allclose(xs[valid], ys[valid], rtol=1e-9, atol=1e-12))
+    xs, ys = _shifted_pairs(x, y, sid, shift)
+    return len(xs) > 0 and bool(np.allclose(xs, ys, rtol=1e-9, atol=1e-12))
