@@ -4,7 +4,7 @@
    data (8 series x 1000 steps, MLflow on), in a fresh directory: process start to exit.
 2. ``run`` phases, each measurement a fresh interpreter walking the path of ``tsdl.api.train``
    (tracking off) and stamping every phase; ``--paths in_process ray`` compares the default
-   single-worker path (the loop in the driver, ``tsdl.train.direct``) with a 1-worker
+   single-worker path (the loop in the driver, ``tsdl.train.in_process``) with a 1-worker
    ``TorchTrainer``:
 
        interpreter   process start -> first line of the child
@@ -105,7 +105,7 @@ def _child(path: str, smoke: bool, stamps: str) -> None:
 
     from tsdl.data import prepare_data
     from tsdl.train import evaluate_windows, load_forecaster
-    from tsdl.train.direct import fit_in_process
+    from tsdl.train.in_process import fit_in_process
     from tsdl.train.trainer import make_loop_config
 
     if path == "ray":

@@ -3,7 +3,7 @@
 Plain: in this (driver) process with every core as torch threads, tensors holding every training
 window, ``randperm`` batches, the same model, loss, AdamW, gradient clipping and batch size.
 tsdl: ``tsdl.api.train`` as `tsdl train` runs it (one worker on this machine trains in the
-driver, see ``tsdl.train.direct``), windows/s as the loop measures it over each epoch's training
+driver, see ``tsdl.train.in_process``), windows/s as the loop measures it over each epoch's training
 steps. ``--ray`` adds the Ray Train path (a TorchTrainer worker holding every core), and
 ``--ddp`` two DDP ranks of one core each: the measurement behind the default of one worker.
 

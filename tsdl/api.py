@@ -214,7 +214,7 @@ def _run_ends(tracker, record) -> Iterator[None]:
 
 def _train_and_evaluate(setup: _RunSetup, record, tracker, *, address, epoch_hooks, progress) -> TrainResult:
     from tsdl.ray_connection import ensure_ray
-    from tsdl.train.direct import trains_in_process
+    from tsdl.train.in_process import trains_in_process
     from tsdl.train.progress import ProgressPrinter
 
     config, run_name = setup.config, record.run_name
@@ -290,13 +290,13 @@ def tune(config: TsdlConfig, *, final_fit: bool = False, **kwargs: Any):
 
 
 def _fit(config: TsdlConfig, prepared, *, in_process: bool, run_name: str, storage_path: str, **loop):
-    """Train: in this process for one local worker (`tsdl.train.direct`), else a TorchTrainer.
+    """Train: in this process for one local worker (`tsdl.train.in_process`), else a TorchTrainer.
 
     Both keep the latest checkpoint under ``<storage>/<run_name>``, restart from it up to
     ``resources.max_failures`` times and resume from it when the run name exists.
     """
     if in_process:
-        from tsdl.train.direct import fit_in_process
+        from tsdl.train.in_process import fit_in_process
         from tsdl.train.trainer import make_loop_config
 
         return fit_in_process(
@@ -410,7 +410,7 @@ def _local_copy(checkpoint) -> Iterator[tuple[Path, bool]]:
     nothing copied), else a temporary download that is removed when the block ends."""
     import pyarrow.fs
 
-    filesystem = getattr(checkpoint, "filesystem", None)  # None: tsdl.train.direct's LocalCheckpoint
+    filesystem = getattr(checkpoint, "filesystem", None)  # None: tsdl.train.in_process's LocalCheckpoint
     if filesystem is None or isinstance(filesystem, pyarrow.fs.LocalFileSystem):
         yield Path(checkpoint.path), True
         return

@@ -22,10 +22,12 @@ from tsdl.data import Batch, prepare_data
 from tsdl.losses import build_loss
 from tsdl.models import build_model
 from tsdl.train.finetune import apply_finetune
-from tsdl.train.loop import RayTrainRuntime, _cpu_state, _train_step, _unwrap, run_worker
 from tsdl.train.precision import MixedPrecision
+from tsdl.train.runtime import RayTrainRuntime
 from tsdl.train.seeding import seed_everything
+from tsdl.train.step import cpu_state, train_step, unwrap
 from tsdl.train.trainer import make_loop_config, model_dims
+from tsdl.train.worker import run_worker
 
 pytestmark = [pytest.mark.ray]
 
@@ -53,7 +55,7 @@ class SnapshotRuntime(RayTrainRuntime):
         return windows
 
     def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
-        state = {k: v.detach().cpu().clone() for k, v in _unwrap(self._model).state_dict().items()}
+        state = {k: v.detach().cpu().clone() for k, v in unwrap(self._model).state_dict().items()}
         torch.save(state, self._out / f"rank{self.rank}-epoch{int(metrics['epoch'])}.pt")
         super().report(metrics, checkpoint_dir)
 
@@ -78,8 +80,8 @@ def _build(config: TsdlConfig, dims: dict[str, int]):
 def _step(model, loss_fn, optimizer, plan, config: TsdlConfig, batch: Batch) -> dict[str, torch.Tensor]:
     """One tsdl training step; returns the gradients it applied (after DDP's all-reduce)."""
     amp = MixedPrecision(config.training.precision, torch.device("cpu"))
-    _train_step(model, loss_fn, optimizer, amp, batch, config.training.gradient_clip_val, plan)
-    return {n: p.grad.detach().clone() for n, p in _unwrap(model).named_parameters() if p.grad is not None}
+    train_step(model, loss_fn, optimizer, amp, batch, config.training.gradient_clip_val, plan)
+    return {n: p.grad.detach().clone() for n, p in unwrap(model).named_parameters() if p.grad is not None}
 
 
 def _one_step_loop(loop_config: dict) -> None:
@@ -94,7 +96,7 @@ def _one_step_loop(loop_config: dict) -> None:
     half = len(whole) // 2
     part = Batch(*(t[rank * half : (rank + 1) * half] for t in (whole.past, whole.future, whole.static, whole.target)))
     grads = _step(model, loss_fn, optimizer, plan, config, part)
-    torch.save({"grads": grads, "weights": _cpu_state(model)}, Path(loop_config["out"]) / f"rank{rank}.pt")
+    torch.save({"grads": grads, "weights": cpu_state(model)}, Path(loop_config["out"]) / f"rank{rank}.pt")
 
 
 def _trainer(loop, loop_config: dict, tmp_path: Path, datasets=None):
@@ -143,7 +145,7 @@ def test_one_step_on_two_workers_equals_one_step_on_the_whole_batch(
 
     model, loss_fn, optimizer, plan = _build(config, dims)
     reference_grads = _step(model, loss_fn, optimizer, plan, config, whole)
-    reference = _cpu_state(model)
+    reference = cpu_state(model)
     for rank in (0, 1):
         ddp = torch.load(tmp_path / f"rank{rank}.pt")
         assert ddp["grads"].keys() == reference_grads.keys()

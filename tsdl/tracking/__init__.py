@@ -27,16 +27,14 @@ from tsdl.tracking.store import (
     tracking_uri_source,
 )
 from tsdl.tracking.system import git_commit, package_versions, system_info
-from tsdl.tracking.worker import EpochLogger, NullLogger, worker_logger
+from tsdl.tracking.worker import worker_logger
 
 __all__ = [
     "CHECKPOINT_ARTIFACT",
     "DEFAULT_TRACKING_URI",
     "IMAGE_DIGEST_ENV",
     "MANIFEST_ARTIFACT",
-    "EpochLogger",
     "MlflowRun",
-    "NullLogger",
     "RunStatus",
     "build_manifest",
     "compare_metrics",

@@ -18,15 +18,13 @@ from tsdl.errors import TrackingError
 from tsdl.tracking.manifest import MANIFEST_ARTIFACT
 from tsdl.tracking.store import artifact_root_for, connect, quick_http, resolve_tracking_uri
 from tsdl.tracking.system import system_info
-from tsdl.tracking.worker import EpochLogger, NullLogger, log_metrics, worker_logger
+from tsdl.tracking.worker import log_metrics, worker_logger
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 __all__ = [
-    "EpochLogger",
     "MlflowRun",
-    "NullLogger",
     "RunStatus",
     "dataset_name",
     "experiment_name",

@@ -1,4 +1,4 @@
-"""The logger a training worker holds: real on rank 0 of a tracked run, a no-op everywhere else.
+"""The MLflow logger a training worker holds on rank 0 of a tracked run (``tsdl.train.logger``).
 
 Ray Train runs the same loop on every DDP rank; handing every rank a logger and making all but
 rank 0 inert keeps the loop free of ``if rank == 0`` branches and guarantees nothing is logged
@@ -10,45 +10,18 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from tsdl.interrupts import deferred_interrupts
+from tsdl.train.logger import MetricsLogger, NullLogger
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["EpochLogger", "NullLogger", "worker_logger"]
+__all__ = ["log_metrics", "log_metrics_at", "worker_logger"]
 
 _MAX_PENDING_STEPS = 200
 """Step rows buffered before a request is sent even mid-epoch."""
-
-
-@runtime_checkable
-class EpochLogger(Protocol):
-    """What the training loop logs during a run."""
-
-    enabled: bool
-    """False for the no-op logger: the loop can skip computing values only logged (grad norms)."""
-
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Per-epoch scalars (train_loss, val_loss, grad_norm, lr, epoch_time_s, windows_per_s)."""
-        ...
-
-    def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Per-step scalars, e.g. ``grad_norm/<layer>`` every log_every_n_steps."""
-        ...
-
-
-class NullLogger:
-    """Logs nothing: the logger of ranks != 0 and of untracked runs."""
-
-    enabled = False
-
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        del epoch, metrics
-
-    def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
-        del step, metrics
 
 
 class _ClientLogger:
@@ -57,8 +30,6 @@ class _ClientLogger:
     Step metrics are buffered and sent with the epoch's metrics in one request: an MLflow
     round-trip every ``log_every_n_steps`` would cost more than the training steps between them.
     """
-
-    enabled = True
 
     def __init__(self, client: MlflowClient, run_id: str) -> None:
         self._client = client
@@ -85,7 +56,7 @@ class _ClientLogger:
             self.flush()
 
 
-def worker_logger(run_id: str | None, tracking_uri: str | None, *, rank: int) -> EpochLogger:
+def worker_logger(run_id: str | None, tracking_uri: str | None, *, rank: int) -> MetricsLogger:
     """The logger for one training worker.
 
     Args:

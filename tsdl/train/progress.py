@@ -1,5 +1,5 @@
 """Live per-epoch progress on the driver, fed by rank 0 through a Ray queue (or a local one
-when the run trains in the driver itself, see ``tsdl.train.direct``).
+when the run trains in the driver itself, see ``tsdl.train.in_process``).
 
 Workers' stdout is not forwarded to the terminal (Ray's own actor logs are noise for a CLI user),
 so the driver prints the lines itself: epoch, losses, lr, throughput and an ETA.

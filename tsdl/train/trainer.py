@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from tsdl.config import TsdlConfig
 from tsdl.storage import absolute, ray_storage
-from tsdl.train.loop import EpochHook, MetricsLogger, train_loop_per_worker
+from tsdl.train.logger import MetricsLogger
+from tsdl.train.worker import EpochHook, train_loop_per_worker
 
 if TYPE_CHECKING:
     from ray.train import UserCallback
@@ -101,7 +102,7 @@ def make_loop_config(
     init_state: dict[str, Any] | None = None,
     progress_queue: Any | None = None,
 ) -> dict[str, Any]:
-    """The picklable argument of `tsdl.train.loop.run_worker` (see `build_trainer` for the fields)."""
+    """The picklable argument of `tsdl.train.worker.run_worker` (see `build_trainer` for the fields)."""
     if init_state is None and config.finetune.init_from is not None:
         from tsdl.train.pretrained import resolve_parent
 

@@ -1,6 +1,6 @@
 """What one trial reserves, and how many trials fit on the cluster at once.
 
-A single-worker trial trains in the Tune trial actor itself (``tsdl.tune.trial.runs_direct``),
+A single-worker trial trains in the Tune trial actor itself (``tsdl.train.in_process.trains_in_process``),
 so that actor reserves the worker's CPUs/GPUs: :func:`direct_trial_resources`.
 
 A multi-worker trial is two things: the Tune trial actor, which only waits in ``TorchTrainer.fit()``, and the

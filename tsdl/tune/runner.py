@@ -19,7 +19,6 @@ from tsdl.tune.resources import (
     trial_resources,
 )
 from tsdl.tune.space import same_point, to_tune_space
-from tsdl.tune.trial import runs_direct
 
 if TYPE_CHECKING:
     from ray.tune import ResultGrid
@@ -133,7 +132,9 @@ class StageRunner:
             config, ray.cluster_resources(), capacity=autoscaler_capacity()
         )
         self._reporter = StudyProgress(plan) if progress else None
-        self._direct = runs_direct(config)
+        from tsdl.train.in_process import trains_in_process
+
+        self._direct = trains_in_process(config, in_trial=True)
 
     def run(
         self,

@@ -12,7 +12,7 @@ from tsdl.tune.space import apply_params
 if TYPE_CHECKING:
     from tsdl.data import PreparedData
 
-__all__ = ["run_trial", "runs_direct", "trial_config"]
+__all__ = ["run_trial", "trial_config"]
 
 
 def trial_config(base: TsdlConfig, params: Mapping[str, Any], plan: StudyPlan) -> TsdlConfig:
@@ -40,7 +40,7 @@ def run_trial(
     """Tune function trainable: train one sampled config, reporting every epoch to Tune.
 
     A single-worker trial runs the training loop right here, in the trial actor, on the study's
-    prepared windows (:mod:`tsdl.train.direct`); it reports its checkpoints to Tune, which
+    prepared windows (:mod:`tsdl.train.in_process`); it reports its checkpoints to Tune, which
     restores a failed or resumed trial from the latest one. A multi-worker trial starts a
     ``TorchTrainer`` (DDP) that reports through :mod:`tsdl.tune.teardown`.
 
@@ -56,11 +56,12 @@ def run_trial(
 
     config = trial_config(TsdlConfig.model_validate(base), params, plan)
     data = prepared[config.data.input_chunk_length]
-    if runs_direct(config):
-        from tsdl.train.direct import run_direct
+    from tsdl.train.in_process import run_in_process, trains_in_process
+
+    if trains_in_process(config, in_trial=True):
         from tsdl.train.trainer import make_loop_config
 
-        run_direct(
+        run_in_process(
             make_loop_config(config, data),
             data,
             checkpoint=tune.get_checkpoint(),
@@ -79,11 +80,6 @@ def run_trial(
         ),
         registry,
     )
-
-
-def runs_direct(config: TsdlConfig) -> bool:
-    """Whether a trial trains in its own actor (one worker) rather than in a TorchTrainer."""
-    return config.resources.num_workers == 1
 
 
 def _report_to_tune(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:

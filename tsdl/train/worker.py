@@ -1,18 +1,12 @@
-"""The per-worker training loop, run by a Ray Train DDP rank or directly by a Tune trial.
+"""The per-worker training loop, run by a Ray Train DDP rank or by one worker in this process.
 
 Each worker trains with AdamW + clipping + AMP on its windows, validates every epoch
 (all-reduced over ranks), steps ReduceLROnPlateau and early stopping, and reports metrics with a
 checkpoint holding ``last.pt`` and ``best.pt``. Only rank 0 writes checkpoints and logs to MLflow.
 
-Where the loop runs is a :class:`WorkerRuntime`: :class:`RayTrainRuntime` inside a
-``TorchTrainer`` worker (Ray Data shards, DDP), or a single-process runtime that reads windows
-straight from the prepared data (``tsdl.train.direct``), which saves a trial the worker group and
-the Ray Data pipeline it would otherwise start.
-
-Speed (docs/benchmarks.md): torch gets one intra-op thread per CPU the worker holds (Ray starts
-actors with ``OMP_NUM_THREADS=1``), and the step never waits on the host: loss and gradient norm
-stay on the device and are read back only at logging steps, every ``_CHECK_EVERY`` steps (the
-finite check) and at the end of the epoch.
+Where the loop runs is a :class:`~tsdl.train.runtime.WorkerRuntime`; the step itself is in
+:mod:`tsdl.train.step`. Speed (docs/benchmarks.md): torch gets one intra-op thread per CPU the
+worker holds (Ray starts actors with ``OMP_NUM_THREADS=1``).
 """
 
 from __future__ import annotations
@@ -24,109 +18,39 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-import torch.distributed as dist
 
-from tsdl.config import TrainingConfig, TsdlConfig
-from tsdl.data import Batch, WindowSet
-from tsdl.errors import TrainingError
+from tsdl.config import TsdlConfig
+from tsdl.data import WindowSet
 from tsdl.losses import BaseLoss, build_loss
-from tsdl.models import BaseForecaster, build_model
-from tsdl.train.checkpointing import (
-    BestWeights,
-    TrainState,
-    checkpoint_dir_name,
-    load_best,
-    load_last,
-    save_checkpoint,
-)
+from tsdl.models import build_model
+from tsdl.train.checkpointing import BestWeights, TrainState, load_best, load_last, save_checkpoint
 from tsdl.train.early_stopping import EarlyStopping
 from tsdl.train.finetune import FinetunePlan, apply_finetune
+from tsdl.train.logger import MetricsLogger, worker_logger_from
 from tsdl.train.precision import MixedPrecision
-from tsdl.train.recovery import EpochCheckpoints
+from tsdl.train.runtime import RayTrainRuntime, WorkerRuntime
 from tsdl.train.seeding import epoch_seed, rng_state, seed_everything, set_rng_state
+from tsdl.train.step import (
+    CHECK_EVERY,
+    NonFiniteLoss,
+    all_reduce_mean,
+    check_finite,
+    cpu_state,
+    per_layer_grad_norms,
+    steps_per_epoch_on_all_ranks,
+    train_step,
+    unwrap,
+    validation_loss,
+)
 
-__all__ = [
-    "EpochHook",
-    "MetricsLogger",
-    "NonFiniteLoss",
-    "RayTrainRuntime",
-    "WorkerRuntime",
-    "run_worker",
-    "torch_threads",
-    "train_loop_per_worker",
-]
+__all__ = ["EpochHook", "run_worker", "torch_threads", "train_loop_per_worker"]
 
 # Called as hook(epoch, rank) at the start of every epoch; lets tests inject faults and tools
 # (e.g. the doctor) observe training without touching the loop.
 EpochHook = Callable[[int, int], None]
-
-_CHECK_EVERY = 32
-"""Steps between finite-loss checks (each one is a host sync; a NaN stops the run soon after)."""
-
-
-class WorkerRuntime(Protocol):
-    """Where the loop runs: rank, device, data, the checkpoint to resume from, and reporting."""
-
-    rank: int
-    world: int
-    device: torch.device
-
-    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module: ...
-
-    def windows(self, split: str, *, stride: int | None) -> WindowSet: ...
-
-    def checkpoint(self) -> Any | None: ...
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None: ...
-
-
-class RayTrainRuntime:
-    """Inside a Ray Train worker: DDP via ``prepare_model``, windows from the Ray Data shards."""
-
-    def __init__(self, loop_config: dict[str, Any]) -> None:
-        import ray.train
-        import ray.train.torch
-
-        ctx = ray.train.get_context()
-        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
-        self.device = ray.train.torch.get_device()
-        self._config = loop_config
-        self._checkpoints = EpochCheckpoints()
-
-    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        import ray.train.torch
-
-        return ray.train.torch.prepare_model(model)
-
-    def windows(self, split: str, *, stride: int | None) -> WindowSet:
-        import ray.train
-
-        data = self._config["config"]["data"]
-        from tsdl.data.ray_data import windows_from_shard
-
-        return windows_from_shard(
-            ray.train.get_dataset_shard(split),
-            input_chunk_length=data["input_chunk_length"],
-            output_chunk_length=data["output_chunk_length"],
-            stride=stride,
-        )
-
-    def checkpoint(self) -> Any | None:
-        import ray.train
-
-        # Not just Ray's registered checkpoint: after a worker died it can be epochs behind storage.
-        return self._checkpoints.resume_from(ray.train.get_checkpoint())
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
-        import ray.train
-
-        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=checkpoint_dir_name(metrics["epoch"]))
-        if checkpoint is not None:
-            self._checkpoints.reported(metrics["epoch"])
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -180,7 +104,7 @@ class _Resumable:
             last = load_last(Path(directory))
             if (Path(directory) / "best.pt").exists():
                 self.best = load_best(Path(directory))
-        _unwrap(self.model).load_state_dict(last.model)
+        unwrap(self.model).load_state_dict(last.model)
         self.optimizer.load_state_dict(last.optimizer)
         self.scheduler.load_state_dict(last.scheduler)
         self.amp.load_state_dict(last.grad_scaler)
@@ -191,7 +115,7 @@ class _Resumable:
     def snapshot(self, epoch: int) -> TrainState:
         return TrainState(
             epoch=epoch,
-            model=_cpu_state(self.model),
+            model=cpu_state(self.model),
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             grad_scaler=self.amp.state_dict(),
@@ -271,16 +195,16 @@ class _Worker:
             train_set=train_set,
             val_set=val_set,
             batch_size=batch_size,
-            steps_per_epoch=_steps_per_epoch_on_all_ranks(
+            steps_per_epoch=steps_per_epoch_on_all_ranks(
                 len(train_set), batch_size, tcfg.limit_train_batches, device
             ),
-            logger=_worker_logger(loop_config, runtime.rank),
+            logger=worker_logger_from(loop_config, runtime.rank),
             dims=dims,
             scaler_state=loop_config["scaler_state"],
         )
 
     def validate(self) -> float:
-        return _validate(self.model, self.loss_fn, self.amp, self.val_set, self.batch_size, self.runtime.device)
+        return validation_loss(self.model, self.loss_fn, self.amp, self.val_set, self.batch_size, self.runtime.device)
 
     def run_epoch(self, epoch: int) -> tuple[dict[str, Any], bool]:
         """Train one epoch, validate, step the scheduler and early stopping; the epoch's metrics."""
@@ -290,7 +214,7 @@ class _Worker:
         started = time.perf_counter()
         loss_sum, n_windows, grad_norm = self._train_epoch(epoch)
         elapsed = time.perf_counter() - started
-        train_loss = _all_reduce_mean(loss_sum, n_windows, self.runtime.device)
+        train_loss = all_reduce_mean(loss_sum, n_windows, self.runtime.device)
         val_started = time.perf_counter()
         val_loss = self.validate()
         val_time = time.perf_counter() - val_started
@@ -325,14 +249,14 @@ class _Worker:
         n_windows, norm = 0, torch.zeros((), device=device)
         for step, batch in enumerate(islice(batches, self.steps_per_epoch), start=1):
             batch = (batch.pin_memory() if pin else batch).to(device, non_blocking=pin)
-            loss, norm = _train_step(
+            loss, norm = train_step(
                 self.model, self.loss_fn, self.optimizer, self.amp, batch, tcfg.gradient_clip_val, self.finetune
             )
             loss_sum += loss.detach().double() * len(batch)
             n_windows += len(batch)
             self.state.global_step += 1
-            if step % _CHECK_EVERY == 0 or step == self.steps_per_epoch:
-                _check_finite(loss_sum, self.state.global_step, tcfg)
+            if step % CHECK_EVERY == 0 or step == self.steps_per_epoch:
+                check_finite(loss_sum, self.state.global_step, tcfg)
             if self.state.global_step % tcfg.log_every_n_steps == 0:
                 self._log_step(loss, norm)
             if step % val_every == 0 and step < self.steps_per_epoch:
@@ -342,10 +266,10 @@ class _Worker:
         return float(loss_sum), n_windows, float(norm)
 
     def _log_step(self, loss: torch.Tensor, norm: torch.Tensor) -> None:
-        _check_finite(loss, self.state.global_step, self.config.training)
+        check_finite(loss, self.state.global_step, self.config.training)
         metrics = {"step_loss": float(loss), "step_grad_norm": float(norm)}
         if self.config.tracking.log_per_layer_grad_norms:
-            metrics |= _per_layer_grad_norms(self.model)
+            metrics |= per_layer_grad_norms(self.model)
         self.logger.log_step(self.state.global_step, metrics)
 
     def publish(self, epoch: int, metrics: dict[str, Any], improved: bool, loop_config: dict[str, Any]) -> None:
@@ -363,7 +287,7 @@ class _Worker:
             self.state.best = BestWeights(
                 epoch=epoch,
                 val_loss=float(metrics["val_loss"]),
-                model=_cpu_state(self.model),
+                model=cpu_state(self.model),
                 config=self.config.model_dump(mode="json"),
                 dims=self.dims,
                 scaler_state=self.scaler_state,
@@ -371,148 +295,3 @@ class _Worker:
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(Path(tmp), last=self.state.snapshot(epoch), best=self.state.best)
             self.runtime.report(metrics, tmp)
-
-
-def _train_step(
-    model: torch.nn.Module,
-    loss_fn: BaseLoss,
-    optimizer: torch.optim.Optimizer,
-    amp: MixedPrecision,
-    batch: Batch,
-    clip: float | None,
-    finetune: FinetunePlan,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step; returns (loss, grad norm) as device tensors (no host sync here)."""
-    optimizer.zero_grad(set_to_none=True)
-    with amp.autocast():
-        pred = model(batch.past, batch.future, batch.static)
-    loss = loss_fn(pred.float(), batch.target)
-    amp.scaler.scale(loss).backward()
-    finetune.before_step(model, optimizer)  # frozen parameters lose their gradient; lr warm-up
-    amp.scaler.unscale_(optimizer)
-    params = [p for p in model.parameters() if p.grad is not None]
-    if clip is not None:
-        norm = torch.nn.utils.clip_grad_norm_(params, clip)
-    else:
-        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
-    amp.scaler.step(optimizer)
-    amp.scaler.update()
-    return loss.detach(), norm.detach()
-
-
-class NonFiniteLoss(TrainingError):
-    """The training loss became NaN/inf: the run fails after logging the epoch as NaN.
-
-    Its one fix names the config change and the doctor, which reads that NaN epoch; `for_run`
-    names the doctor command for the run's MLflow id once the caller knows it.
-
-    Args:
-        message: what became non-finite, and by which step.
-        change: the config change to try (lower lr, clip gradients).
-        mlflow_run_id: the run's MLflow id, when it is tracked.
-    """
-
-    def __init__(self, message: str, *, change: str = "lower training.optimizer.lr",
-                 mlflow_run_id: str | None = None) -> None:
-        doctor = f"tsdl doctor --run-id {mlflow_run_id}" if mlflow_run_id else "tsdl doctor -c CONFIG"
-        super().__init__(message, hint=f"{change}; diagnose with `{doctor}`")
-        self.change = change
-
-    def for_run(self, mlflow_run_id: str) -> NonFiniteLoss:
-        """The same failure, its fix naming `tsdl doctor --run-id` for this run."""
-        return NonFiniteLoss(self.message, change=self.change, mlflow_run_id=mlflow_run_id)
-
-
-def _check_finite(value: torch.Tensor, global_step: int, training: TrainingConfig) -> None:
-    """Fail the run on a NaN/inf training loss (``value`` is a loss or a running sum of losses)."""
-    if not bool(torch.isfinite(value)):
-        clip = training.gradient_clip_val
-        lr = f"lower training.optimizer.lr (now {training.optimizer.lr:.3g})"
-        change = (f"{lr} or enable gradient clipping (training.gradient_clip_val=1.0)" if clip is None
-                  else f"{lr} or clip gradients tighter (training.gradient_clip_val, now {clip:.3g})")
-        raise NonFiniteLoss(
-            f"training loss became non-finite ({float(value)}) by global step {global_step}", change=change
-        )
-
-
-@torch.no_grad()
-def _validate(
-    model: torch.nn.Module,
-    loss_fn: BaseLoss,
-    amp: MixedPrecision,
-    val_set: WindowSet,
-    batch_size: int,
-    device: torch.device,
-) -> float:
-    """Mean validation loss over all ranks' windows (every window counted exactly once)."""
-    model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
-    forward = _unwrap(model)  # no DDP sync needed for evaluation; ranks may have unequal batches
-    for batch in val_set.batches(batch_size, shuffle=False, seed=0):
-        batch = batch.to(device)
-        with amp.autocast():
-            pred = forward(batch.past, batch.future, batch.static)
-        total += loss_fn(pred.float(), batch.target).double() * len(batch)
-        count += len(batch)
-    return _all_reduce_mean(float(total), count, device)
-
-
-def _steps_per_epoch_on_all_ranks(
-    n_windows: int, batch_size: int, limit: int | None, device: torch.device
-) -> int:
-    """Steps per epoch, equal on every rank (DDP needs the same number of backward passes)."""
-    steps = max(1, math.ceil(n_windows / batch_size))
-    if limit is not None:
-        steps = min(steps, limit)
-    if dist.is_available() and dist.is_initialized():
-        tensor = torch.tensor([steps], device=device)
-        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
-        steps = int(tensor.item())
-    return steps
-
-
-def _all_reduce_mean(total: float, count: int, device: torch.device) -> float:
-    if dist.is_available() and dist.is_initialized():
-        tensor = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
-        dist.all_reduce(tensor)
-        total, count = float(tensor[0]), int(tensor[1])
-    return total / max(count, 1)
-
-
-def _unwrap(model: torch.nn.Module) -> BaseForecaster:
-    return getattr(model, "module", model)
-
-
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()}
-
-
-def _per_layer_grad_norms(model: torch.nn.Module) -> dict[str, float]:
-    return {
-        f"grad_norm/{name}": float(p.grad.norm())
-        for name, p in _unwrap(model).named_parameters()
-        if p.grad is not None
-    }
-
-
-class MetricsLogger(Protocol):
-    """What the loop needs from a tracker; api.py injects an MLflow one (tracking is a later layer)."""
-
-    def log_step(self, step: int, metrics: dict[str, float]) -> None: ...
-
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
-
-
-class _NullLogger:
-    def log_step(self, step: int, metrics: dict[str, float]) -> None:
-        pass
-
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        pass
-
-
-def _worker_logger(loop_config: dict[str, Any], rank: int) -> MetricsLogger:
-    """The injected logger factory, called with this worker's rank (it is a no-op off rank 0)."""
-    factory: Callable[..., MetricsLogger] | None = loop_config.get("logger_factory")
-    return factory(rank=rank) if factory is not None else _NullLogger()

@@ -1,12 +1,13 @@
-"""Train one worker in the calling process: no Ray Train worker group, no Ray Data pipeline.
+"""The in-process path: one worker trains in the calling process, no Ray Train worker group.
 
-Used by single-worker Tune trials (in the trial actor) and by a single-worker ``tsdl train`` on
-this machine (in the driver, :func:`fit_in_process`).
+Whether a run takes it is :func:`trains_in_process`; :func:`run_in_process` runs the loop once
+(a single-worker Tune trial, in its trial actor), :func:`fit_in_process` runs it in the driver of
+a single-worker ``tsdl train`` on this machine, with restarts and local checkpoints.
 
 A single-worker Tune trial spends well over 90% of its wall time starting a ``TorchTrainer``
 (controller actor, worker actor, placement group, a Ray Data pipeline per dataset) for a few
 seconds of training (docs/benchmarks.md). With one worker there is no DDP to set up, so the
-trial runs :func:`tsdl.train.loop.run_worker` itself on the windows of the study's prepared
+trial runs :func:`tsdl.train.worker.run_worker` itself on the windows of the study's prepared
 data, which Tune already shares through the object store. Checkpoints and resumption go through
 the caller's ``report``/``checkpoint`` (Tune's, for a trial), so fault tolerance is unchanged.
 """
@@ -19,7 +20,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,68 +29,30 @@ import torch
 
 from tsdl.config import TsdlConfig
 from tsdl.train.checkpointing import META_FILE, checkpoint_dir_name
-from tsdl.train.loop import run_worker
+from tsdl.train.runtime import InProcessRuntime, Report
 from tsdl.train.seeding import set_deterministic
+from tsdl.train.worker import run_worker
 
 if TYPE_CHECKING:
-    from tsdl.data import PreparedData, WindowSet
+    from tsdl.data import PreparedData
 
 __all__ = [
-    "DirectRuntime",
     "InProcessResult",
     "LocalCheckpoint",
     "fit_in_process",
     "latest_checkpoint",
-    "run_direct",
+    "run_in_process",
     "trains_in_process",
 ]
 
 _log = logging.getLogger(__name__)
 
-Report = Callable[[dict[str, Any], "str | None"], None]
-"""``report(metrics, checkpoint_dir)``: checkpoint_dir is a temporary directory (copy it now) or None."""
-
-
-class DirectRuntime:
-    """The :class:`~tsdl.train.loop.WorkerRuntime` of a single worker in this process.
-
-    Args:
-        prepared: the run's scaled data; its train/val windows are used as they are (no copy).
-        device: where the model trains.
-        checkpoint: a ``ray.train.Checkpoint``-like object (``as_directory()``) to resume from.
-        report: called once per epoch with the metrics and the checkpoint directory.
-    """
-
-    rank = 0
-    world = 1
-
-    def __init__(
-        self, prepared: PreparedData, *, device: torch.device, checkpoint: Any | None, report: Report
-    ) -> None:
-        self.device = device
-        self._prepared = prepared
-        self._checkpoint = checkpoint
-        self._report = report
-
-    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        return model.to(self.device)
-
-    def windows(self, split: str, *, stride: int | None) -> WindowSet:
-        return self._prepared.windows(split)  # train uses data.stride, val every window, as sharded
-
-    def checkpoint(self) -> Any | None:
-        return self._checkpoint
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
-        self._report(metrics, checkpoint_dir)
-
-
-def run_direct(
+def run_in_process(
     loop_config: dict[str, Any], prepared: PreparedData, *, checkpoint: Any | None, report: Report, use_gpu: bool
 ) -> None:
     """Run the training loop of ``loop_config`` (see ``tsdl.train.trainer.loop_config``) here."""
     device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-    run_worker(loop_config, DirectRuntime(prepared, device=device, checkpoint=checkpoint, report=report))
+    run_worker(loop_config, InProcessRuntime(prepared, device=device, checkpoint=checkpoint, report=report))
 
 
 @dataclass(frozen=True)
@@ -114,14 +77,17 @@ class LocalCheckpoint:
         yield self.path
 
 
-def trains_in_process(config: TsdlConfig, address: str | None) -> bool:
-    """Whether ``tsdl train`` runs its single worker in the driver instead of a TorchTrainer.
+def trains_in_process(config: TsdlConfig, address: str | None = None, *, in_trial: bool = False) -> bool:
+    """Whether the run trains its single worker in this process instead of a TorchTrainer.
 
-    Only for one worker on this machine with local storage: a cluster (``--address``,
-    ``RAY_ADDRESS``) trains on its workers, several workers need DDP, and URI storage goes
-    through Ray's storage layer.
+    A Tune trial (``in_trial``) does whenever it has one worker: its actor already holds the
+    worker's CPU/GPU bundle, on a cluster too. ``tsdl train`` does only for one worker on this
+    machine with local storage: a cluster (``--address``, ``RAY_ADDRESS``) trains on its
+    workers, several workers need DDP, and URI storage goes through Ray's storage layer.
     """
     res = config.resources
+    if in_trial:
+        return res.num_workers == 1
     local = address is None and res.address is None and not os.environ.get("RAY_ADDRESS")
     return local and res.num_workers == 1 and not res.use_gpu and "://" not in res.storage_path
 
@@ -145,7 +111,7 @@ def fit_in_process(
         while True:
             latest = latest_checkpoint(run_dir)
             try:
-                run_direct(
+                run_in_process(
                     loop_config,
                     prepared,
                     checkpoint=latest,
