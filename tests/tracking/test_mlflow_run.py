@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import json
 from pathlib import Path
 
@@ -89,7 +91,8 @@ def test_start_logs_config_params_tags_system_and_data_stats(
     assert params["data_stats.windows.test"] == "160"
     assert params["data_stats.split_dates.val_start"] == "2020-01-01T00:00:00"
     assert params["system.hostname"]
-    assert params["system.torch_version"] == __import__("torch").__version__
+    # The distribution's version (a CUDA wheel says 2.13.0 there and 2.13.0+cu130 in torch.__version__).
+    assert params["system.torch_version"] == importlib.metadata.version("torch")
 
     config_yaml = yaml.safe_load(_read_artifact(run, "config.yaml", tmp_path))
     assert parse_config(config_yaml) == config
