@@ -108,9 +108,8 @@ def train(
                 f"a run named '{run_name}' already exists under {storage}",
                 hint=f"continue it with --resume {run_name} (or --resume-if-exists), or pick another --run-name",
             )
+        _check_same_run(storage, run_name, config)
         resume, init_from = run_name, None  # the run keeps the parent it started from
-        if progress:
-            print(f"resuming run {run_name}", flush=True)
     record = None
     if resume is not None and init_from is not None:
         raise ConfigError(
@@ -121,6 +120,11 @@ def train(
         record = RunRecord.load(storage, resume)
         config = _stored_config(record.config, f"{storage}/{resume}/tsdl_run.json")
         run_name = resume
+        if record.status == "FINISHED":  # not hidden by --quiet: nothing new is trained
+            print(f"run {resume} already finished: nothing to run (its stored results follow)", flush=True)
+        else:
+            print(f"resuming run {resume}", flush=True)
+    hash_of_config = _run_workload_hash(config)
     run_name = run_name or _fresh_run_name(storage, config.experiment.name)
     _preflight(config, storage, tracking_uri, progress=progress)
     with tempfile.TemporaryDirectory(prefix="tsdl-parent-") as scratch:  # a downloaded parent
@@ -132,11 +136,41 @@ def train(
             storage_path=storage,
             config=setup.config.model_dump(mode="json"),
             mlflow_run_id=tracker.run_id if tracker else None,
+            workload_hash=hash_of_config,
         )
         with _run_ends(tracker, record):
             return _train_and_evaluate(
                 setup, record, tracker, address=address, epoch_hooks=epoch_hooks, progress=progress
             )
+
+
+_RUN_IGNORES = ("tune.",)  # a train run does not read the tune section
+
+
+def _run_workload_hash(config: TsdlConfig) -> str:
+    from tsdl.train.workload import workload_hash
+
+    return workload_hash(config, ignore=_RUN_IGNORES)
+
+
+def _check_same_run(storage: str, run_name: str, config: TsdlConfig) -> None:
+    """Resume ``run_name`` only with the config it was started with (N3: a RayJob resubmitted under
+    the same name must not hand back the old run's model for a changed config)."""
+    from tsdl.storage import join
+    from tsdl.train import RunRecord
+    from tsdl.train.workload import workload_diff, workload_hash
+
+    record = RunRecord.load(storage, run_name)
+    stored = record.workload_hash or workload_hash(record.config, ignore=_RUN_IGNORES)  # older records
+    if stored == _run_workload_hash(config):
+        return
+    diff = workload_diff(record.config, config, ignore=_RUN_IGNORES)
+    raise ConfigError(
+        f"run '{run_name}' under {storage} was started with another config ({diff or 'changed'}), "
+        "so it cannot be resumed with this one",
+        hint=f"run it under a new name (--run-name, or a new deploy.name / release), or delete "
+        f"{join(storage, run_name)} to start it again",
+    )
 
 
 def _fresh_run_name(storage: str, experiment: str) -> str:

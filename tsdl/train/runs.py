@@ -22,6 +22,8 @@ class RunRecord:
     config: dict[str, Any]
     mlflow_run_id: str | None = None
     status: str = "RUNNING"
+    workload_hash: str | None = None
+    """tsdl.train.workload.workload_hash of the config the run started with (None: older records)."""
 
     def save(self) -> None:
         fs, base = _filesystem(self.storage_path)

@@ -22,7 +22,7 @@ from tsdl.tune.budget import BudgetName, StudyPlan, plan_study
 from tsdl.tune.results import AshaStats, StudyResult, TrialRecord, leaderboard, trial_records
 from tsdl.tune.space import apply_params, narrow_space, reference_point, resolve_value, select_space
 
-__all__ = ["FinalFit", "StudyLogger", "finished_trials", "run_study", "stored_config"]
+__all__ = ["FinalFit", "StudyLogger", "finished_trials", "is_finished", "run_study", "stored_config"]
 
 StudyLogger = Callable[
     [TsdlConfig, StudyResult, StudyPlan, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], str | None
@@ -79,10 +79,15 @@ def run_study(
                 f"a study named '{name}' already exists under {storage}",
                 hint=f"continue it with --resume {name} (or --resume-if-exists), or pick another --study-name",
             )
+        _check_same_workload(storage, name, config, plan_study(config, budget).budget)
         resume = name
     if resume is not None:
         config, budget = _load_state(storage, resume)
-        _say(progress, f"resuming study {resume} ({len(finished_trials(join(storage, resume)))} trials finished)")
+        if is_finished(join(storage, resume)):  # not hidden by --quiet: the job reran nothing
+            print(f"study {resume} already finished: nothing to run (its stored results follow)", flush=True)
+        else:
+            done = len(finished_trials(join(storage, resume)))
+            print(f"resuming study {resume} ({done} trials finished)", flush=True)
     plan = plan_study(config, budget)
     name = resume or name or f"{config.experiment.name}-study-{time.strftime('%Y%m%d-%H%M%S')}"
     root = join(storage, name)
@@ -209,6 +214,34 @@ def stored_config(storage: str, name: str) -> TsdlConfig | None:
     return _load_state(storage, name)[0] if exists(join(storage, name, _STATE)) else None
 
 
+def is_finished(root: str) -> bool:
+    """Whether the study under ``root`` ran to its end (its summary is written last)."""
+    from tsdl.storage import exists
+
+    return exists(f"{root.rstrip('/')}/summary.json")
+
+
+def _check_same_workload(storage: str, name: str, config: TsdlConfig, budget: str) -> None:
+    """Resume ``name`` only with the config and budget it was started with (N3: a reused job name
+    must not hand back the old study's results for a changed config)."""
+    from tsdl.storage import join
+    from tsdl.train.workload import workload_diff, workload_hash
+
+    stored, stored_budget, stored_hash = _load_state(storage, name, with_hash=True)
+    stored_hash = stored_hash or workload_hash(stored, extra=stored_budget)  # studies from before the hash
+    if stored_hash == workload_hash(config, extra=budget):
+        return
+    diff = workload_diff(stored, config)
+    if stored_budget != budget:
+        diff = "; ".join(p for p in (f"budget: {stored_budget} -> {budget}", diff) if p)
+    raise TuneError(
+        f"study '{name}' under {storage} was started with another config ({diff or 'changed'}), "
+        "so it cannot be resumed with this one",
+        hint=f"run it under a new name (--study-name, or a new deploy.name / release), or delete "
+        f"{join(storage, name)} to start it again",
+    )
+
+
 def finished_trials(root: str) -> dict[str, int]:
     """Trials Tune marked done under a study's ``root``: ``stage/trial dir -> epochs reported``."""
     import pyarrow.fs
@@ -235,12 +268,20 @@ def _save_state(root: str, config: TsdlConfig, budget: str) -> None:
 
     fs, base = filesystem(root)
     fs.create_dir(base, recursive=True)
-    state = {"budget": budget, "config": config.model_dump(mode="json")}
+    from tsdl.train.workload import workload_hash
+
+    state = {
+        "budget": budget,
+        "config": config.model_dump(mode="json"),
+        "workload_hash": workload_hash(config, extra=budget),
+    }
     with fs.open_output_stream(f"{base}/{_STATE}") as out:
         out.write(json.dumps(state, indent=2).encode())
 
 
-def _load_state(storage: str, name: str) -> tuple[TsdlConfig, BudgetName]:
+def _load_state(storage: str, name: str, *, with_hash: bool = False) -> Any:
+    """``(config, budget)`` of a stored study; with ``with_hash`` also its workload hash (None for
+    studies stored before it was kept)."""
     from tsdl.storage import filesystem, join
 
     root = join(storage, name)
@@ -259,9 +300,12 @@ def _load_state(storage: str, name: str) -> tuple[TsdlConfig, BudgetName]:
     if not isinstance(state, dict) or not {"config", "budget"} <= state.keys():
         raise _corrupt_state(root, "it lacks the 'config' and 'budget' entries tsdl writes")
     try:
-        return parse_config(state["config"], source=f"{root}/{_STATE}"), state["budget"]
+        config = parse_config(state["config"], source=f"{root}/{_STATE}")
     except ConfigError as exc:
         raise _corrupt_state(root, exc.message) from None
+    if with_hash:
+        return config, state["budget"], state.get("workload_hash")
+    return config, state["budget"]
 
 
 def _corrupt_state(root: str, why: str) -> TuneError:
