@@ -172,7 +172,7 @@ def _pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
         ({"autoscaling": True, "gang": {"scheduler": "kueue", "queue": "q"}}, "Kueue admits"),
         ({"gang": {"scheduler": "volcano"}}, "needs a queue name"),
         ({"worker": {"replicas": 3}}, "minReplicas <= replicas <= maxReplicas"),
-        ({"config": {"resources": {"use_gpu": False}}}, "config.resources.use_gpu"),
+        ({"worker": {"gpu": 1}, "config": {"resources": {"use_gpu": False}}}, "config.resources.use_gpu"),
     ],
 )
 def test_bad_values_fail_at_install_time_with_the_key(values: dict[str, Any], message: str) -> None:

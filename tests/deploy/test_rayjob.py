@@ -168,7 +168,39 @@ def test_job_name_is_a_valid_kuberay_name() -> None:
 
 def test_idle_gpus_are_refused() -> None:
     with pytest.raises(DeployError, match="deploy.worker.gpu is 1 but resources.use_gpu is false"):
-        build_manifests(TsdlConfig())
+        build_manifests(parse_config({"deploy": {"worker": {"gpu": 1}}}))
+
+
+@pytest.mark.parametrize("use_gpu", [False, True])
+def test_worker_gpus_follow_use_gpu_unless_set(use_gpu: bool) -> None:
+    """One switch: `resources.use_gpu` alone gives CPU or GPU workers, in tsdl and in the chart."""
+    config = parse_config({"resources": {"use_gpu": use_gpu}})
+    for job in (build_manifests(config)[-1], _helm_objects(config)["RayJob"]):
+        worker = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+        assert worker["resources"]["limits"].get("nvidia.com/gpu", 0) == int(use_gpu)
+    chart_only = render_chart({"config": {"resources": {"use_gpu": use_gpu}}})
+    worker = next(o for o in chart_only if o["kind"] == "RayJob")["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert worker["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0) == int(use_gpu)
+    explicit = parse_config({"resources": {"use_gpu": True}, "deploy": {"worker": {"gpu": 4}}})
+    assert build_manifests(explicit)[-1]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"][
+        "containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 4
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_shipped_example_renders_as_is(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A newcomer's first `tsdl render -c examples/X.yaml` succeeds; `--set resources.use_gpu=true`
+    turns the workers into GPU workers."""
+    assert main(["render", "-c", str(example)]) == 0, capsys.readouterr().err
+    job = list(yaml.safe_load_all(capsys.readouterr().out))[-1]
+    limits = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["resources"]
+    assert "nvidia.com/gpu" not in limits["limits"]
+    assert main(["render", "-c", str(example), "--set", "resources.use_gpu=true"]) == 0
+    job = list(yaml.safe_load_all(capsys.readouterr().out))[-1]
+    limits = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["resources"]
+    assert limits["limits"]["nvidia.com/gpu"] == 1
 
 
 def test_flag_overrides_are_validated_like_config() -> None:

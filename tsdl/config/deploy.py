@@ -77,8 +77,9 @@ class WorkerConfig(StrictModel):
     """Upper bound for the autoscaler; without autoscaling it should equal replicas."""
     cpu: str = Field("8", pattern=_QUANTITY)
     memory: str = Field("32Gi", pattern=_QUANTITY)
-    gpu: int = Field(1, ge=0, le=64)
-    """nvidia.com/gpu per worker pod (0 for CPU-only workers)."""
+    gpu: int | None = Field(None, ge=0, le=64)
+    """nvidia.com/gpu per worker pod (0 for CPU-only workers); unset follows resources.use_gpu
+    (1 with GPUs, 0 without), so one switch turns GPUs on for the config and the pods."""
     ray_start_params: dict[str, str] = Field(default_factory=dict)
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(

@@ -24,6 +24,8 @@ __all__ = [
     "for_pods",
     "pod_tracking_uri",
     "tracking_note",
+    "with_worker_gpus",
+    "worker_gpus",
 ]
 
 PREREQUISITES_TRACKING_URI = f"http://{DEFAULT_RELEASE}-mlflow:5000"
@@ -69,6 +71,7 @@ def for_pods(config: TsdlConfig) -> TsdlConfig:
     """
     check_data_path(config)
     check_storage(config)
+    config = with_worker_gpus(config)
     uri = pod_tracking_uri(config)
     if uri is None:
         return config
@@ -78,6 +81,20 @@ def for_pods(config: TsdlConfig) -> TsdlConfig:
     mlflow = config.deploy.mlflow.model_copy(update={"tracking_uri": uri})
     deploy = config.deploy.model_copy(update={"mlflow": mlflow})
     return config.model_copy(update={"tracking": tracking, "deploy": deploy})
+
+
+def worker_gpus(config: TsdlConfig) -> int:
+    """GPUs per worker pod: `deploy.worker.gpu`, else 1 when `resources.use_gpu`, else 0."""
+    gpu = config.deploy.worker.gpu
+    return gpu if gpu is not None else int(config.resources.use_gpu)
+
+
+def with_worker_gpus(config: TsdlConfig) -> TsdlConfig:
+    """The config with `deploy.worker.gpu` resolved (`worker_gpus`), as the builders need it."""
+    if config.deploy.worker.gpu is not None:
+        return config
+    worker = config.deploy.worker.model_copy(update={"gpu": worker_gpus(config)})
+    return config.model_copy(update={"deploy": config.deploy.model_copy(update={"worker": worker})})
 
 
 def check_data_path(config: TsdlConfig) -> None:

@@ -17,7 +17,7 @@ import yaml
 from tsdl import __version__
 from tsdl.config import TsdlConfig, parse_config
 from tsdl.config.deploy import DEFAULT_RELEASE, DeployConfig
-from tsdl.deploy.access import for_pods
+from tsdl.deploy.access import for_pods, worker_gpus
 from tsdl.deploy.sizing import check_shm, object_store_bytes, parse_quantity, shm_limit
 from tsdl.errors import DeployError
 from tsdl.tune.resources import AUTOSCALER_CAPACITY_ENV
@@ -38,6 +38,7 @@ __all__ = [
     "service_account",
     "train_workers_per_pod",
     "with_overrides",
+    "worker_gpus",
     "workload_config",
 ]
 
@@ -131,7 +132,7 @@ def with_overrides(
             f"deploy.worker.max_replicas={high}",
         ]
         if deploy.mode == "train":
-            gpus = deploy.worker.gpu if gpus_per_worker is None else gpus_per_worker
+            gpus = worker_gpus(config) if gpus_per_worker is None else gpus_per_worker
             per_pod = train_workers_per_pod(config, gpus)
             overrides.append(f"resources.num_workers={workers * per_pod}")
     if not overrides:
@@ -164,7 +165,7 @@ def autoscaler_capacity(deploy: DeployConfig) -> str:
         if "num-cpus" in params
         else math.ceil(parse_quantity(worker.cpu))
     )
-    gpus = int(float(params["num-gpus"])) if "num-gpus" in params else worker.gpu
+    gpus = int(float(params["num-gpus"])) if "num-gpus" in params else int(worker.gpu or 0)
     return f'{{"CPU": {worker.max_replicas * cpus}, "GPU": {worker.max_replicas * gpus}}}'
 
 
@@ -295,7 +296,7 @@ def build_network_policy(config: TsdlConfig) -> dict[str, Any]:
 
 def build_manifests(config: TsdlConfig) -> list[dict[str, Any]]:
     """The objects `tsdl submit` creates, in apply order: ConfigMap, NetworkPolicy, RayJob."""
-    if config.deploy.worker.gpu > 0 and not config.resources.use_gpu:
+    if worker_gpus(config) > 0 and not config.resources.use_gpu:
         raise DeployError(
             f"deploy.worker.gpu is {config.deploy.worker.gpu} but resources.use_gpu is false, "
             "so the GPUs would sit idle",
@@ -376,7 +377,7 @@ def _cluster_spec(deploy: DeployConfig, name: str) -> dict[str, Any]:
                 deploy,
                 name,
                 "ray-worker",
-                _resources(worker.cpu, worker.memory, worker.gpu),
+                _resources(worker.cpu, worker.memory, int(worker.gpu or 0)),
                 worker,
                 _shm(deploy, worker_store, "worker"),
             ),

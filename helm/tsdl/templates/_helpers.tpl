@@ -59,6 +59,16 @@ release `tsdl` thus creates what `tsdl submit` uses (DeployConfig defaults). */}
 {{- end -}}
 {{- end }}
 
+{{/* GPUs per worker pod: worker.gpu, else 1 when config.resources.use_gpu, else 0
+(tsdl/deploy/access.py worker_gpus): one switch turns GPUs on for the config and the pods. */}}
+{{- define "tsdl.workerGpu" -}}
+{{- if kindIs "invalid" .Values.worker.gpu -}}
+{{- ternary 1 0 (eq (toString (dig "resources" "use_gpu" false (.Values.config | default dict))) "true") -}}
+{{- else -}}
+{{- int .Values.worker.gpu -}}
+{{- end -}}
+{{- end }}
+
 {{/* What the worker group has at maxReplicas, as Ray counts it (tsdl/deploy/rayjob.py
 autoscaler_capacity): num-cpus is the CPU limit rounded up unless rayStartParams set it. */}}
 {{- define "tsdl.autoscalerCapacity" -}}
@@ -66,7 +76,7 @@ autoscaler_capacity): num-cpus is the CPU limit rounded up unless rayStartParams
 {{- $params := $w.rayStartParams | default dict -}}
 {{- $cpus := ceil (include "tsdl.bytes" $w.cpu | float64) | int64 -}}
 {{- if hasKey $params "num-cpus" }}{{ $cpus = float64 (get $params "num-cpus") | int64 }}{{ end -}}
-{{- $gpus := int64 $w.gpu -}}
+{{- $gpus := include "tsdl.workerGpu" . | int64 -}}
 {{- if hasKey $params "num-gpus" }}{{ $gpus = float64 (get $params "num-gpus") | int64 }}{{ end -}}
 {{- printf "{\"CPU\": %d, \"GPU\": %d}" (mul $w.maxReplicas $cpus) (mul $w.maxReplicas $gpus) -}}
 {{- end }}
