@@ -631,3 +631,28 @@ def test_cli_submit_wait_status_logs_cancel(
     assert (
         err.startswith("error: reading RayJob ml/etth1-tune: HTTP 404") and "Traceback" not in err
     )
+
+
+@pytest.mark.parametrize(("modes", "head_follows"), [(["ReadWriteOnce"], True), (["ReadWriteMany"], False)])
+def test_cli_submit_places_pods_by_the_real_claims_access_modes(
+    api: tuple[KubeApiDouble, k8s.ApiClient],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    modes: list[str],
+    head_follows: bool,
+) -> None:
+    """N1: submit reads the claim: ReadWriteOnce keeps the head on the GPU worker's node (no
+    Multi-Attach), ReadWriteMany leaves the scheduler free."""
+    double, api_client = api
+    double.add(
+        "persistentvolumeclaims",
+        {"metadata": {"name": "team-results"}, "spec": {"accessModes": modes}},
+        "ml",
+    )
+    monkeypatch.setattr(client_module, "_default_api_client", lambda: api_client)
+    config = tmp_path / "config.yaml"
+    config.write_text("experiment:\n  name: ETTh1\nresources:\n  use_gpu: true\n")
+    assert main(["submit", "-c", str(config), "-n", "ml", "--storage", "team-results"]) == 0
+    job = double.objects[("rayjobs", "ml", "etth1-tune")]
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    assert ("podAffinity" in head.get("affinity", {})) is head_follows

@@ -10,6 +10,7 @@ import shlex
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy._presets import load_preset
 from tsdl.cli.main import main
@@ -126,19 +127,71 @@ def test_the_multi_node_preset_without_shared_storage_fails_with_the_three_choic
         render_chart({**preset, "storage": {**preset["storage"], **storage}})
 
 
-def test_the_default_claim_binds_anywhere_and_keeps_the_workers_on_the_heads_node() -> None:
-    """M2: a ReadWriteOnce claim mounted by pods on two nodes gives a Multi-Attach error."""
-    kinds = _kinds(render_chart({}, release="etth1"))
-    assert kinds["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
-    worker = kinds["RayJob"]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
-    (term,) = worker["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+def _pod(job: dict, component: str) -> dict:
+    cluster = job["spec"]["rayClusterSpec"]
+    group = cluster["headGroupSpec"] if component == "ray-head" else cluster["workerGroupSpecs"][0]
+    return group["template"]["spec"]
+
+
+def _follows(pod: dict) -> str | None:
+    terms = pod.get("affinity", {}).get("podAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+    if not terms:
+        return None
+    (term,) = terms
     assert term["topologyKey"] == "kubernetes.io/hostname"
-    assert term["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "ray-head"
+    return term["labelSelector"]["matchLabels"]["app.kubernetes.io/component"]
+
+
+_GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def test_the_default_claim_binds_anywhere_and_the_head_follows_the_gpu_worker() -> None:
+    """M2/N2: a ReadWriteOnce claim mounted on two nodes is a Multi-Attach error, and a GPU worker
+    told to follow a CPU head can schedule nowhere: the head goes to the worker's (GPU) node,
+    tolerating its taint."""
+    kinds = _kinds(render_chart({"config": {"resources": {"use_gpu": True}}}, release="etth1"))
+    assert kinds["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    job = kinds["RayJob"]
+    assert _follows(_pod(job, "ray-head")) == "ray-worker" and _follows(_pod(job, "ray-worker")) is None
+    assert _GPU_TAINT in _pod(job, "ray-head")["tolerations"]
     shared = _kinds(render_chart({"storage": {"uri": "s3://b/p"}}, release="etth1"))["RayJob"]
-    assert (
-        "affinity"
-        not in shared["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
-    )
+    assert _follows(_pod(shared, "ray-head")) is None and _follows(_pod(shared, "ray-worker")) is None
+    assert "tolerations" not in _pod(shared, "ray-head")
+
+
+@pytest.mark.parametrize("filename", ["rayjob-tune.yaml", "rayjob-train.yaml"])
+def test_k8s_job_files_keep_head_and_worker_on_the_claims_node(filename: str) -> None:
+    """N1: k8s/ mounts the prerequisites' ReadWriteOnce claim tsdl-results in head and worker."""
+    from tsdl.deploy.chart import K8S_DIR
+
+    job = list(yaml.safe_load_all((K8S_DIR / filename).read_text()))[-1]
+    assert _follows(_pod(job, "ray-head")) == "ray-worker"
+    assert _GPU_TAINT in _pod(job, "ray-head")["tolerations"]
+
+
+def test_submit_keeps_head_and_worker_on_the_default_claims_node() -> None:
+    """N1: `tsdl submit` mounts tsdl-results (ReadWriteOnce) in both pods; an RWX claim frees them."""
+    config = parse_config({"resources": {"use_gpu": True}})
+    job = build_manifests(config)[-1]
+    assert _follows(_pod(job, "ray-head")) == "ray-worker"
+    rwx = parse_config({"resources": {"use_gpu": True},
+                        "deploy": {"storage": {"claim_name": "nfs", "access_modes": ["ReadWriteMany"]}}})
+    assert _follows(_pod(build_manifests(rwx)[-1], "ray-head")) is None
+
+
+def test_no_guaranteed_gpu_worker_on_a_single_node_claim_is_refused_with_the_choices() -> None:
+    """With minReplicas 0 the head is placed first; a GPU worker would have to follow it."""
+    values = {"autoscaling": True, "worker": {"minReplicas": 0}, "config": {"resources": {"use_gpu": True}}}
+    with pytest.raises(DeployError, match="worker.minReplicas") as caught:
+        render_chart(values)
+    assert "storage.uri" in caught.value.message and "head.nodeSelector" in caught.value.message
+    config = parse_config({"resources": {"use_gpu": True},
+                           "deploy": {"autoscaling": True, "worker": {"min_replicas": 0}}})
+    with pytest.raises(DeployError, match="min_replicas"):
+        build_manifests(config)
+    cpu = _kinds(render_chart({"autoscaling": True, "worker": {"minReplicas": 0},
+                               "config": {"resources": {"use_gpu": False}}}))["RayJob"]
+    assert _follows(_pod(cpu, "ray-worker")) == "ray-head"  # CPU workers may follow the head
 
 
 def test_submit_refuses_a_multi_node_job_on_the_namespaces_single_node_claim() -> None:

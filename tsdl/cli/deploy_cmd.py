@@ -133,6 +133,8 @@ def _submit(args: argparse.Namespace) -> int:
     _check_pod_access(config)
     manifests = build_manifests(config)
     client = _client(config.deploy.namespace)
+    config = _with_claims_access_modes(config, client)
+    manifests = build_manifests(config)
     created = client.submit(manifests)
     print(f"created RayJob {config.deploy.namespace}/{created.name} ({config.deploy.mode})")
     if not args.wait:
@@ -146,6 +148,21 @@ def _submit(args: argparse.Namespace) -> int:
     )
     print(f"RayJob {created.name} succeeded")
     return 0 if final.succeeded else 1
+
+
+def _with_claims_access_modes(config, client):
+    """The config with the results claim's real access modes: a ReadWriteOnce claim keeps the
+    head on the worker's node, a ReadWriteMany one leaves the scheduler free (N1)."""
+    from tsdl.deploy.rayjob import claim_name
+
+    storage = config.deploy.storage
+    if storage.uri is not None:
+        return config
+    modes = client.claim_access_modes(claim_name(config.deploy))
+    if not modes or modes == storage.access_modes:
+        return config
+    storage = storage.model_copy(update={"access_modes": modes})
+    return config.model_copy(update={"deploy": config.deploy.model_copy(update={"storage": storage})})
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -119,6 +119,11 @@ class StorageConfig(StrictModel):
     """PVC mounted into every Ray pod when uri is unset; unset means `tsdl-results`, the claim of
     the namespace's prerequisites (the chart names it `<release>-results`)."""
     mount_path: str = Field("/mnt/tsdl-results", pattern=r"^/[A-Za-z0-9_@%+=:,./-]*$")
+    access_modes: list[Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]] = Field(
+        default_factory=lambda: ["ReadWriteOnce"], min_length=1
+    )
+    """Access modes of the claim (`tsdl submit` reads the real claim's). Without ReadWriteMany the
+    claim attaches to one node, so the head is placed on the worker pod's node."""
 
 
 class DataVolumeConfig(StrictModel):

@@ -246,6 +246,21 @@ class RayJobClient:
                     hint=_prerequisites_hint(self.namespace, kind, name),
                 )
 
+    def claim_access_modes(self, claim: str) -> list[str] | None:
+        """The access modes of an existing claim; None when it is missing or unreadable (403),
+        which `check_prerequisites` reports or skips."""
+        found = self._api.read(
+            f"reading PersistentVolumeClaim {self.namespace}/{claim}",
+            self._core.read_namespaced_persistent_volume_claim,
+            claim,
+            self.namespace,
+            allow=(403, 404),
+        )
+        if isinstance(found, Allowed):
+            return None
+        modes = getattr(getattr(found, "spec", None), "access_modes", None)
+        return list(modes) if modes else None
+
     def cancel(self, name: str) -> None:
         """Delete the RayJob (KubeRay tears its cluster down), and the ConfigMap and
         NetworkPolicy that `tsdl submit` created for it. Objects another tool created (Helm,

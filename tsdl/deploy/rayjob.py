@@ -303,6 +303,7 @@ def build_manifests(config: TsdlConfig) -> list[dict[str, Any]]:
             hint="set resources.use_gpu=true, or deploy.worker.gpu=0 for CPU workers",
         )
     config = for_pods(config)
+    check_placement(config)
     manifests = [build_configmap(config)]
     if config.deploy.network_policy.enabled:
         manifests.append(build_network_policy(config))
@@ -386,6 +387,59 @@ def _cluster_spec(deploy: DeployConfig, name: str) -> dict[str, Any]:
     return spec
 
 
+def single_node_claim(deploy: DeployConfig) -> bool:
+    """Results on a claim without ReadWriteMany, mounted by one worker pod at most: every Ray
+    pod must share that pod's node (else: Multi-Attach, and the job waits out its deadline)."""
+    storage = deploy.storage
+    return storage.uri is None and "ReadWriteMany" not in storage.access_modes and deploy.worker.max_replicas <= 1
+
+
+def head_follows_worker(deploy: DeployConfig) -> bool:
+    """On a single-node claim the head follows the worker pod (its GPU request and selectors pick
+    the node); with no guaranteed worker pod (min_replicas 0) the worker follows the head."""
+    return single_node_claim(deploy) and deploy.worker.min_replicas >= 1
+
+
+def check_placement(config: TsdlConfig) -> None:
+    """Refuse a GPU worker that must follow a head placed on any node (N2)."""
+    deploy = config.deploy
+    if (
+        worker_gpus(config) > 0
+        and single_node_claim(deploy)
+        and not head_follows_worker(deploy)
+        and not (deploy.head.node_selector or deploy.head.affinity)
+    ):
+        raise DeployError(
+            "deploy.worker.min_replicas: with 0 guaranteed GPU worker pods the head is placed first, "
+            "on any node, and the ReadWriteOnce results claim then keeps the GPU worker on that node",
+            hint="set deploy.worker.min_replicas=1, --storage s3://BUCKET/PREFIX, a ReadWriteMany claim "
+            "(--storage CLAIM), or deploy.head.node_selector to your GPU nodes",
+        )
+
+
+def _same_node(deploy: DeployConfig, name: str, component: str, placement: Any) -> tuple[list, dict]:
+    """Tolerations and affinity of a pod, with the single-node claim's co-location added."""
+    tolerations = list(placement.tolerations)
+    affinity = dict(placement.affinity)
+    if "podAffinity" in affinity or not single_node_claim(deploy):
+        return tolerations, affinity
+    follow = None
+    if component == "ray-head" and head_follows_worker(deploy):
+        follow = "ray-worker"
+        tolerations += [t for t in deploy.worker.tolerations if t not in tolerations]
+    elif component == "ray-worker" and not head_follows_worker(deploy):
+        follow = "ray-head"
+    if follow:
+        term = {
+            "labelSelector": {
+                "matchLabels": {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": follow}
+            },
+            "topologyKey": "kubernetes.io/hostname",
+        }
+        affinity["podAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [term]}
+    return tolerations, affinity
+
+
 def _shm(deploy: DeployConfig, store_bytes: int, where: str) -> str:
     """`/dev/shm` of one pod group: `shm_size` if set (and big enough), else from its store."""
     if deploy.shm_size is None:
@@ -445,10 +499,11 @@ def _ray_pod(
     pod = _pod_spec(deploy, [ray_container], volumes)
     # The in-tree autoscaler runs next to the head and talks to the API server.
     pod["automountServiceAccountToken"] = deploy.autoscaling and component == "ray-head"
+    tolerations, affinity = _same_node(deploy, name, component, placement)
     for key, value in (
         ("nodeSelector", placement.node_selector),
-        ("tolerations", placement.tolerations),
-        ("affinity", placement.affinity),
+        ("tolerations", tolerations),
+        ("affinity", affinity),
     ):
         if value:
             pod[key] = value

@@ -129,10 +129,17 @@ EKS/GKE/AKS cannot provide it, and the claim would stay Pending); ReadWriteOnce 
 {{- end -}}
 {{- end }}
 
-{{/* True when the chart creates a single-node (ReadWriteOnce) results claim. */}}
+{{/* True when the results claim (the chart's own or an existing one, as storage.accessModes
+describes it) is single-node and one worker pod at most mounts it: all Ray pods share a node. */}}
 {{- define "tsdl.singleNodeClaim" -}}
 {{- $s := .Values.storage -}}
-{{- if and (not $s.uri) $s.createClaim (not (has "ReadWriteMany" $s.accessModes)) -}}true{{- end -}}
+{{- if and (not $s.uri) (not (has "ReadWriteMany" $s.accessModes)) (le (int .Values.worker.maxReplicas) 1) -}}true{{- end -}}
+{{- end }}
+
+{{/* On a single-node claim the head follows the worker pod (whose GPU request and selectors pick
+the node), unless no worker pod is guaranteed (minReplicas 0): then the worker follows the head. */}}
+{{- define "tsdl.headFollowsWorker" -}}
+{{- if and (include "tsdl.singleNodeClaim" .) (ge (int .Values.worker.minReplicas) 1) -}}true{{- end -}}
 {{- end }}
 
 {{/* data.path must be something the pods can read (tsdl/deploy/access.py check_data_path). */}}
@@ -199,15 +206,23 @@ spec:
   nodeSelector:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with .placement.tolerations }}
-  tolerations:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
+  {{- $tolerations := .placement.tolerations | default list }}
   {{- $affinity := deepCopy (.placement.affinity | default dict) }}
-  {{- if and (eq .component "ray-worker") (include "tsdl.singleNodeClaim" $root) (not $affinity.podAffinity) }}
-  {{- /* A ReadWriteOnce volume attaches to one node: workers go where the head is. */}}
+  {{- /* A ReadWriteOnce volume attaches to one node: the head goes where the worker is (and
+  tolerates the worker node's taints), or the worker where the head is (tsdl/deploy/rayjob.py). */}}
+  {{- if and (eq .component "ray-head") (include "tsdl.headFollowsWorker" $root) (not $affinity.podAffinity) }}
+  {{- $worker := dict "labelSelector" (dict "matchLabels" (dict "app.kubernetes.io/instance" $root.Release.Name "app.kubernetes.io/component" "ray-worker")) "topologyKey" "kubernetes.io/hostname" }}
+  {{- $_ := set $affinity "podAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $worker)) }}
+  {{- range ($v.worker.tolerations | default list) }}
+  {{- if not (has . $tolerations) }}{{ $tolerations = append $tolerations . }}{{ end }}
+  {{- end }}
+  {{- else if and (eq .component "ray-worker") (include "tsdl.singleNodeClaim" $root) (not (include "tsdl.headFollowsWorker" $root)) (not $affinity.podAffinity) }}
   {{- $head := dict "labelSelector" (dict "matchLabels" (dict "app.kubernetes.io/instance" $root.Release.Name "app.kubernetes.io/component" "ray-head")) "topologyKey" "kubernetes.io/hostname" }}
   {{- $_ := set $affinity "podAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $head)) }}
+  {{- end }}
+  {{- with $tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
   {{- end }}
   {{- with $affinity }}
   affinity:
