@@ -240,7 +240,7 @@ def test_readme_documents_every_value() -> None:
 def _leaf_keys(values: dict[str, Any], prefix: str = "") -> set[str]:
     keys: set[str] = set()
     for key, value in values.items():
-        if isinstance(value, dict) and value and key not in {"rayStartParams", "config"}:
+        if isinstance(value, dict) and value and key not in {"rayStartParams", "config", "operatorPodLabels"}:
             keys |= _leaf_keys(value, f"{prefix}{key}.")
         else:
             keys.add(f"{prefix}{key}")

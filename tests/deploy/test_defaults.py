@@ -91,13 +91,43 @@ def test_network_policy_admits_only_the_job_and_allowed_namespaces() -> None:
     assert not _selects(selector, submitter_labels)
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     (rule,) = policy["spec"]["ingress"]
-    pods, namespaces = rule["from"]
+    pods, operator, namespaces = rule["from"]
     for labels in (head_labels, worker_labels, submitter_labels):
         assert _selects(pods["podSelector"], labels)
     other_job = {**submitter_labels, "app.kubernetes.io/instance": "someone-else"}
     assert not _selects(pods["podSelector"], other_job)
     assert namespaces["namespaceSelector"]["matchExpressions"][0]["values"] == ["kuberay-system"]
     assert "ports" not in rule  # all ports, but only from these peers
+    # N5: the operator, wherever installed (KubeRay's quick start puts it in `default`).
+    assert operator["namespaceSelector"] == {}
+    for operator_pod in (KUBERAY_CHART_OPERATOR_LABELS, KUBERAY_KUSTOMIZE_OPERATOR_LABELS):
+        assert _selects(operator["podSelector"], operator_pod)
+    assert not _selects(operator["podSelector"], head_labels)
+
+
+# The operator pod's labels as KubeRay v1.7 ships them: helm-chart/kuberay-operator's deployment
+# (name and component default to the chart name) and ray-operator/config/manager (kustomize,
+# whose webhook Service selects app.kubernetes.io/component: kuberay-operator).
+KUBERAY_CHART_OPERATOR_LABELS = {
+    "app.kubernetes.io/name": "kuberay-operator",
+    "app.kubernetes.io/instance": "kuberay-operator",
+    "app.kubernetes.io/component": "kuberay-operator",
+}
+KUBERAY_KUSTOMIZE_OPERATOR_LABELS = {
+    "app.kubernetes.io/name": "kuberay",
+    "app.kubernetes.io/component": "kuberay-operator",
+}
+
+
+def test_ray_pods_keep_kuberays_name_label_so_its_head_service_selects_them() -> None:
+    """N11: KubeRay's `<job>-head-svc` selects app.kubernetes.io/name=kuberay (job.go, service.go);
+    the Ray pods must not override it, in tsdl and in the chart."""
+    for job in _both(_GPU, {}):
+        cluster = job["spec"]["rayClusterSpec"]
+        for template in (cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]):
+            labels = template["metadata"]["labels"]
+            assert "app.kubernetes.io/name" not in labels
+            assert labels["app.kubernetes.io/part-of"] == "tsdl"
 
 
 def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -115,7 +145,7 @@ def test_network_policy_can_be_opened_or_dropped() -> None:
         {**_GPU, "deploy": {"network_policy": {"allowed_namespaces": ["kuberay", "monitoring"]}}}
     )
     policy = next(m for m in build_manifests(opened) if m["kind"] == "NetworkPolicy")
-    assert policy["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchExpressions"][0][
+    assert policy["spec"]["ingress"][0]["from"][2]["namespaceSelector"]["matchExpressions"][0][
         "values"
     ] == ["kuberay", "monitoring"]
     dropped = parse_config({**_GPU, "deploy": {"network_policy": {"enabled": False}}})

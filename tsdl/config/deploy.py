@@ -179,8 +179,13 @@ class NetworkPolicyConfig(StrictModel):
     enabled: bool = True
     """A NetworkPolicy admitting only this job's pods and `allowed_namespaces`."""
     allowed_namespaces: list[str] = Field(default_factory=lambda: ["kuberay-system"])
-    """Namespaces whose pods may connect; the KubeRay operator's must be here (it polls the
-    dashboard for the job status)."""
+    """Namespaces whose pods may connect (extras: the operator is admitted by its labels)."""
+    operator_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/component": "kuberay-operator"}
+    )
+    """Pods with these labels, in any namespace, may connect: the KubeRay operator polls the
+    dashboard for the job status wherever it was installed (its chart and its kustomize manifests
+    both label it so); when the polls time out for 300 s KubeRay fails the job for good."""
 
     @field_validator("allowed_namespaces")
     @classmethod

@@ -252,7 +252,8 @@ def build_network_policy(config: TsdlConfig) -> dict[str, Any]:
     `network_policy.allowed_namespaces` (the KubeRay operator polls the dashboard)."""
     deploy = config.deploy
     name = job_name(config)
-    own = {"app.kubernetes.io/name": "tsdl", "app.kubernetes.io/instance": name}
+    # part-of, not name: Ray pods keep KubeRay's app.kubernetes.io/name (its Services select it).
+    own = {"app.kubernetes.io/part-of": "tsdl", "app.kubernetes.io/instance": name}
     peers: list[dict[str, Any]] = [
         {
             "podSelector": {
@@ -261,6 +262,13 @@ def build_network_policy(config: TsdlConfig) -> dict[str, Any]:
             }
         }
     ]
+    if deploy.network_policy.operator_pod_labels:
+        peers.append(
+            {
+                "namespaceSelector": {},
+                "podSelector": {"matchLabels": dict(deploy.network_policy.operator_pod_labels)},
+            }
+        )
     if deploy.network_policy.allowed_namespaces:
         peers.append(
             {
@@ -507,7 +515,15 @@ def _ray_pod(
     ):
         if value:
             pod[key] = value
-    return {"metadata": {"labels": _labels(name, component)}, "spec": pod}
+    return {"metadata": {"labels": _ray_pod_labels(name, component)}, "spec": pod}
+
+
+def _ray_pod_labels(name: str, component: str) -> dict[str, str]:
+    """`_labels` without app.kubernetes.io/name: KubeRay sets it to `kuberay` and its RayJob
+    Service `<job>-head-svc` selects on it, so overriding it left that Service empty (N11)."""
+    labels = _labels(name, component)
+    del labels["app.kubernetes.io/name"]
+    return labels
 
 
 def _submitter_template(deploy: DeployConfig, name: str) -> dict[str, Any]:

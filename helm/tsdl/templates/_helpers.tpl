@@ -81,9 +81,12 @@ autoscaler_capacity): num-cpus is the CPU limit rounded up unless rayStartParams
 {{- printf "{\"CPU\": %d, \"GPU\": %d}" (mul $w.maxReplicas $cpus) (mul $w.maxReplicas $gpus) -}}
 {{- end }}
 
-{{/* Kubernetes recommended labels; pass a dict with "root" and "component". */}}
+{{/* Kubernetes recommended labels; pass a dict with "root" and "component". Ray pods ("rayPod"
+true) keep KubeRay's own app.kubernetes.io/name, which its `<job>-head-svc` Service selects on. */}}
 {{- define "tsdl.labels" -}}
+{{- if not .rayPod }}
 app.kubernetes.io/name: tsdl
+{{- end }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 app.kubernetes.io/component: {{ .component }}
@@ -190,7 +193,7 @@ limits:
 {{- $v := $root.Values -}}
 metadata:
   labels:
-    {{- include "tsdl.labels" (dict "root" $root "component" .component) | nindent 4 }}
+    {{- include "tsdl.labels" (dict "root" $root "component" .component "rayPod" true) | nindent 4 }}
 spec:
   serviceAccountName: {{ include "tsdl.serviceAccount" $root }}
   securityContext:
