@@ -54,6 +54,17 @@ def test_finished_clusters_go_quickly_and_stuck_ones_fail() -> None:
         assert spec["rayClusterSpec"]["authOptions"] == {"mode": "token"}
 
 
+def test_a_failed_attempt_gets_one_new_cluster_where_the_work_resumes() -> None:
+    """N7: KubeRay 1.7 (checkBackoffLimitAndUpdateStatusIfNeeded) retries a RayJob that failed
+    with SubmissionFailed (the submitter ran out of retries while a lost head was rescheduled) or
+    AppFailed only when backoffLimit >= 1; the entrypoint resumes the study or run by name, and the
+    resume refuses a changed config, so one retry is safe by default."""
+    for job in _both(_GPU):
+        assert job["spec"]["backoffLimit"] == 1
+        entry = job["spec"]["entrypoint"]
+        assert "--resume-if-exists" in entry
+
+
 def test_deadlines_and_auth_are_overridable() -> None:
     config = {
         **_GPU,

@@ -249,8 +249,13 @@ class DeployConfig(StrictModel):
     active_deadline_seconds: int | None = Field(86_400, ge=1, le=31_536_000)
     """Fail the RayJob when it runs longer than this (counted from the same start); None means
     no deadline."""
-    backoff_limit: int = Field(0, ge=0, le=100)
-    """New Ray clusters KubeRay tries after a failed attempt (tsdl resumes from checkpoints)."""
+    backoff_limit: int = Field(1, ge=0, le=100)
+    """New Ray clusters KubeRay tries after a failed attempt; tsdl resumes the study or run there
+    (safe: the resume refuses a changed config). KubeRay 1.7 retries SubmissionFailed (the
+    submitter Job ran out of retries, e.g. while a lost head was rescheduled), AppFailed and
+    PreRunningDeadlineExceeded; never JobStatusCheckTimeoutExceeded (its dashboard polls failed for
+    300 s, the operator's RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS) nor DeadlineExceeded
+    (`checkBackoffLimitAndUpdateStatusIfNeeded`, rayjob_controller.go)."""
     _str_quantities = field_validator("shm_size", mode="before")(_quantity_to_str)
 
     @model_validator(mode="after")
