@@ -112,3 +112,19 @@ def test_drift_is_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     stale.write_text(stale.read_text().replace("name: tsdl-results", "name: tsdl-results-2"))
     assert chart.main(["--check"]) == 1
     assert chart.main([]) == 0 and chart.main(["--check"]) == 0
+
+
+def test_prerequisites_mlflow_accepts_its_service_name_in_any_namespace() -> None:
+    """N10: the file has no namespace, so --allowed-hosts must not name the one it was rendered in;
+    checked with MLflow's own Host-header matcher."""
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    server = next(o for o in _objects("prerequisites.yaml") if o["kind"] == "Deployment")
+    (container,) = server["spec"]["template"]["spec"]["containers"]
+    (flag,) = [a for a in container["command"] if a.startswith("--allowed-hosts=")]
+    allowed = flag.removeprefix("--allowed-hosts=").split(",")
+    for host in ("tsdl-mlflow:5000", "tsdl-mlflow.team-a.svc:5000", "tsdl-mlflow.ml.svc.cluster.local:5000",
+                 "localhost:5000"):
+        assert is_allowed_host_header(allowed, host), host
+    for host in ("evil.example.com", "tsdl-mlflow.example.com:5000", "other.team-a.svc:5000"):
+        assert not is_allowed_host_header(allowed, host), host
