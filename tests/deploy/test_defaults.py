@@ -199,6 +199,19 @@ def test_the_object_store_fits_in_shm_in_every_pod(preset: str | None) -> None:
         limit = group["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
         assert store <= parse_quantity(_shm(group)) * 0.95
         assert store <= parse_quantity(limit) * 0.3 + 1  # Ray's own default share, no more
+        # N13: shm is memory; a limit above the pod's own memory hides the real budget.
+        assert parse_quantity(_shm(group)) <= parse_quantity(limit)
+
+
+def test_shm_is_sized_per_role() -> None:
+    """N13: head.shmSize / worker.shmSize beat the shared shmSize, in tsdl and in the chart."""
+    config = {**_GPU, "deploy": {"shm_size": "12Gi", "worker": {"shm_size": "20Gi"}, "head": {"shm_size": "3Gi"}}}
+    values = {"shmSize": "12Gi", "worker": {"shmSize": "20Gi"}, "head": {"shmSize": "3Gi"}}
+    for job in _both(config, values):
+        head, worker = _groups(job)
+        assert (_shm(head), _shm(worker)) == ("3Gi", "20Gi")
+    for job in _both({**_GPU, "deploy": {"shm_size": "12Gi"}}, {"shmSize": "12Gi"}):
+        assert [_shm(g) for g in _groups(job)] == ["12Gi", "12Gi"]
 
 
 def test_shm_defaults_follow_the_memory_of_each_pod() -> None:
@@ -214,7 +227,7 @@ def test_shm_defaults_follow_the_memory_of_each_pod() -> None:
 def test_a_too_small_explicit_shm_fails_in_one_line() -> None:
     with pytest.raises(DeployError) as python:
         build_manifests(parse_config({**_GPU, "deploy": {"shm_size": "8Gi"}}))
-    assert "deploy.shm_size 8Gi is below the deploy.worker Ray object store" in python.value.message
+    assert "deploy.shm_size / deploy.worker.shm_size 8Gi is below the deploy.worker Ray object store" in python.value.message
     with pytest.raises(DeployError, match="shmSize: 8Gi is below the worker") as helm:
         render_chart({"shmSize": "8Gi"})
     assert "\n" not in python.value.one_line() and "\n" not in helm.value.one_line()

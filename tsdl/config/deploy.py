@@ -61,8 +61,10 @@ class HeadConfig(StrictModel):
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     affinity: dict[str, Any] = Field(default_factory=dict)
+    shm_size: str | None = Field(None, pattern=_QUANTITY)
+    """/dev/shm of the head; unset uses deploy.shm_size, else sizes it from the head's object store."""
 
-    _str_quantities = field_validator("cpu", "memory", mode="before")(_quantity_to_str)
+    _str_quantities = field_validator("cpu", "memory", "shm_size", mode="before")(_quantity_to_str)
 
 
 class WorkerConfig(StrictModel):
@@ -89,8 +91,11 @@ class WorkerConfig(StrictModel):
     )
     """Default tolerates the taint GPU node pools usually carry."""
     affinity: dict[str, Any] = Field(default_factory=dict)
+    shm_size: str | None = Field(None, pattern=_QUANTITY)
+    """/dev/shm of each worker pod; unset uses deploy.shm_size, else sizes it from the worker's
+    object store."""
 
-    _str_quantities = field_validator("cpu", "memory", mode="before")(_quantity_to_str)
+    _str_quantities = field_validator("cpu", "memory", "shm_size", mode="before")(_quantity_to_str)
 
     @model_validator(mode="after")
     def _bounds(self) -> WorkerConfig:
@@ -221,8 +226,9 @@ class DeployConfig(StrictModel):
     autoscaling: bool = False
     """KubeRay in-tree autoscaler between worker min_replicas and max_replicas."""
     shm_size: str | None = Field(None, pattern=_QUANTITY)
-    """Size of the memory-backed /dev/shm in every Ray pod; unset sizes each pod's from its Ray
-    object store (30% of the pod's memory, or `object-store-memory`) plus 10%."""
+    """Size of the memory-backed /dev/shm in every Ray pod without its own `head.shm_size` /
+    `worker.shm_size`; unset sizes each pod's from its Ray object store (30% of the pod's memory,
+    or `object-store-memory`) plus 10%."""
     ray_auth: Literal["token", "disabled"] = "token"
     """KubeRay `authOptions.mode`: token makes the dashboard/job API and Ray client require a
     token that KubeRay generates and hands to the submitter."""

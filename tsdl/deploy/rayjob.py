@@ -449,11 +449,13 @@ def _same_node(deploy: DeployConfig, name: str, component: str, placement: Any) 
 
 
 def _shm(deploy: DeployConfig, store_bytes: int, where: str) -> str:
-    """`/dev/shm` of one pod group: `shm_size` if set (and big enough), else from its store."""
-    if deploy.shm_size is None:
+    """`/dev/shm` of one pod group: its own `shm_size`, else `deploy.shm_size` (if big enough),
+    else sized from its store (N13: one size for both roles gave the head more shm than memory)."""
+    size = getattr(deploy, where).shm_size or deploy.shm_size
+    if size is None:
         return shm_limit(store_bytes)
-    check_shm(deploy.shm_size, store_bytes, f"deploy.{where}")
-    return deploy.shm_size
+    check_shm(size, store_bytes, f"deploy.{where}")
+    return size
 
 
 def _ray_pod(

@@ -83,7 +83,7 @@ def check_shm(shm_size: str, store_bytes: int, where: str) -> None:
     """
     if parse_quantity(shm_size) * 0.95 < store_bytes:
         raise DeployError(
-            f"deploy.shm_size {shm_size} is below the {where} Ray object store "
+            f"deploy.shm_size / {where}.shm_size {shm_size} is below the {where} Ray object store "
             f"({store_bytes / 1024**3:.1f}Gi), so Ray would spill it to disk",
             hint=f"unset deploy.shm_size (sized per pod), raise it to {shm_limit(store_bytes)}, "
             f"or set {where}.ray_start_params.object-store-memory",

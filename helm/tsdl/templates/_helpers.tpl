@@ -49,11 +49,12 @@ release `tsdl` thus creates what `tsdl submit` uses (DeployConfig defaults). */}
 {{/* /dev/shm of a pod group; pass dict "root", "store" (bytes) and "where" (head or worker). */}}
 {{- define "tsdl.shm" -}}
 {{- $v := .root.Values -}}
-{{- if $v.shmSize -}}
-{{- if lt (mulf (include "tsdl.bytes" $v.shmSize | float64) 0.95) (float64 .store) -}}
-{{- fail (printf "shmSize: %v is below the %s's Ray object store (%d bytes), so Ray would spill it to disk; unset shmSize, raise it, or set %s.rayStartParams.object-store-memory" $v.shmSize .where (int64 .store) .where) -}}
+{{- $size := (get (get $v .where) "shmSize") | default $v.shmSize -}}
+{{- if $size -}}
+{{- if lt (mulf (include "tsdl.bytes" $size | float64) 0.95) (float64 .store) -}}
+{{- fail (printf "shmSize: %v is below the %s's Ray object store (%d bytes), so Ray would spill it to disk; unset shmSize / %s.shmSize, raise it, or set %s.rayStartParams.object-store-memory" $size .where (int64 .store) .where .where) -}}
 {{- end -}}
-{{- $v.shmSize | toString -}}
+{{- $size | toString -}}
 {{- else -}}
 {{- printf "%dMi" (int64 (ceil (divf (mulf (float64 .store) 1.1) 1048576.0))) -}}
 {{- end -}}
