@@ -21,6 +21,7 @@ from tsdl.cli.main import main
 from tsdl.config import parse_config
 from tsdl.deploy import chart_values
 from tsdl.deploy.chart import CHART_DIR, render_chart
+from tsdl.deploy.sizing import parse_quantity
 
 # A typical user config: what to train, and one deployment choice.
 USER_CONFIG: dict[str, Any] = {
@@ -127,3 +128,40 @@ def test_multi_node_preset_keeps_kueue_two_by_four_gpus_shm_and_deadline(
     assert kinds["PersistentVolumeClaim"]["metadata"]["name"] == "etth1-results"
     config = yaml.safe_load(kinds["ConfigMap"]["data"]["config.yaml"])
     assert config["resources"]["use_gpu"] is True and config["resources"]["num_workers"] == 8
+
+
+def _requests(values: dict) -> dict[str, tuple[float, float, int]]:
+    job = next(o for o in render_chart(values) if o["kind"] == "RayJob")
+    cluster = job["spec"]["rayClusterSpec"]
+    out = {}
+    for role, group in (("head", cluster["headGroupSpec"]), ("worker", cluster["workerGroupSpecs"][0])):
+        amounts = group["template"]["spec"]["containers"][0]["resources"]["requests"]
+        out[role] = (
+            parse_quantity(amounts["cpu"]),
+            parse_quantity(amounts["memory"]) / 1024**3,
+            int(amounts.get("nvidia.com/gpu", 0)),
+        )
+    return out
+
+
+def test_gpu_presets_need_no_node_label_and_state_their_node_size_truly() -> None:
+    """N4: nvidia.com/gpu.present is set only by GPU Feature Discovery (not on GKE's managed GPU
+    pools, nor on EKS with only the device plugin): the presets rely on the GPU request, and the
+    node size their comment states is what their pods request."""
+    single_text = (CHART_DIR / "ci" / "single-gpu-values.yaml").read_text()
+    multi_text = (CHART_DIR / "ci" / "multi-node-gpu-values.yaml").read_text()
+    for text in (single_text, multi_text):
+        assert "gpu.present" not in text.replace("# ", "")
+        for job_text in yaml.safe_load_all(text):
+            for role in ("head", "worker"):
+                assert "nodeSelector" not in (job_text.get(role) or {})
+    single = _requests(load_preset("single-gpu-values.yaml"))
+    cpu = single["head"][0] + single["worker"][0]
+    mem = single["head"][1] + single["worker"][1]
+    assert f"head + worker request {cpu:g} CPU and {mem:g}Gi" in " ".join(single_text.replace("#", "").split())
+    assert mem * 1024**3 <= 0.93 * 64e9  # fits a 64 GB machine's allocatable (GKE/EKS reserve ~7%)
+    multi = _requests(load_preset("multi-node-gpu-values.yaml"))
+    cpu, mem, gpu = multi["worker"]
+    stated = " ".join(multi_text.replace("#", "").split())
+    assert f"each worker pod requests {cpu:g} CPU, {mem:g}Gi and {gpu} GPUs" in stated
+    assert f"the head ({multi['head'][0]:g} CPU, {multi['head'][1]:g}Gi)" in stated
