@@ -134,7 +134,7 @@ def check_data_path(config: TsdlConfig) -> None:
 
 def check_storage(config: TsdlConfig) -> None:
     """Refuse a multi-node job on the namespace's default claim, which is ReadWriteOnce (the
-    prerequisites create it on the default StorageClass, so it binds anywhere but serves one node).
+    prerequisites create it on the default StorageClass, so it serves one node).
 
     Raises:
         DeployError: listing the three ways to give the pods shared storage.

@@ -297,3 +297,28 @@ spec:
         readOnly: true
     {{- end }}
 {{- end }}
+
+{{/* N6: fail at install when a claim would use the default StorageClass and the cluster has none
+(new EKS clusters since 1.30 have none; the claim, and every pod mounting it, would stay Pending
+until the job's deadline). Pass dict "classes" (`lookup` of StorageClasses: an empty map without a
+cluster, as in `helm template`, which skips the check) and "what" (the values key to set). */}}
+{{- define "tsdl.checkDefaultClass" -}}
+{{- if hasKey (.classes | default dict) "items" -}}
+{{- $default := false -}}
+{{- range .classes.items -}}
+{{- $a := .metadata.annotations | default dict -}}
+{{- if or (eq (toString (get $a "storageclass.kubernetes.io/is-default-class")) "true") (eq (toString (get $a "storageclass.beta.kubernetes.io/is-default-class")) "true") -}}
+{{- $default = true -}}
+{{- end -}}
+{{- end -}}
+{{- if not $default -}}
+{{- fail (printf "%s: the cluster has no default StorageClass, so the claim would stay Pending; set %s=CLASS (one of: %s), or mark a class default with kubectl patch storageclass CLASS -p '{\"metadata\":{\"annotations\":{\"storageclass.kubernetes.io/is-default-class\":\"true\"}}}'" .what .what (include "tsdl.classNames" .classes | default "none: install a CSI driver first, e.g. the EBS CSI add-on on EKS")) -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{- define "tsdl.classNames" -}}
+{{- $names := list -}}
+{{- range .items }}{{ $names = append $names .metadata.name }}{{ end -}}
+{{- join ", " $names -}}
+{{- end }}
