@@ -109,3 +109,48 @@ def test_train_run_under_a_reused_name_with_another_config_is_refused(tmp_path) 
         api.train(new, run_name="job-train", resume_if_exists=True, progress=False)
     assert "training.max_epochs: " in refused.value.message and "-> 99" in refused.value.message
     assert "delete" in refused.value.hint
+
+
+def test_results_storage_vanishing_mid_study_is_named_not_an_internal_error(tmp_path, monkeypatch) -> None:
+    """N8: a bucket deleted mid-study ended in `internal error: ValueError: No experiment snapshot
+    file ... please report it`; the user must be told the storage is gone."""
+    import shutil
+
+    from tsdl.errors import StorageError
+
+    monkeypatch.setattr("tsdl.ray_connection.ensure_ray", lambda address=None: None)
+
+    class VanishingStore:
+        def __init__(self, *args, root, **kwargs) -> None:
+            self.root = root
+
+        def run(self, *args, **kwargs):
+            shutil.rmtree(self.root)  # the bucket goes away after the first trial
+            raise ValueError(f"No experiment snapshot file of form 'experiment_state-*.json' was found at: {self.root}")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("tsdl.tune.runner.StageRunner", VanishingStore)
+    with pytest.raises(StorageError) as caught:
+        run_study(_config(tmp_path), name="bkt", progress=False)
+    assert caught.value.message.startswith(f"results storage {tmp_path / 'bkt'} is gone")
+    assert "No experiment snapshot file" in caught.value.message  # what Tune said, kept short
+
+
+def test_other_stage_errors_are_not_blamed_on_storage(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("tsdl.ray_connection.ensure_ray", lambda address=None: None)
+
+    class Broken:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def run(self, *args, **kwargs):
+            raise ValueError("something else")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("tsdl.tune.runner.StageRunner", Broken)
+    with pytest.raises(ValueError, match="something else"):
+        run_study(_config(tmp_path), name="ok", progress=False)

@@ -104,6 +104,11 @@ def run_study(
     runner = StageRunner(config, plan, prepared, root=root, progress=progress)
     try:
         records, space2 = _run_stages(runner, plan, point, space1, name=name, root=root)
+    except (ValueError, OSError) as exc:
+        lost = _storage_lost(root, exc)
+        if lost is None:
+            raise
+        raise lost from exc
     finally:
         runner.close()
     result = _summarize(config, plan, records, name=name, root=root, frozen=active.frozen)
@@ -212,6 +217,27 @@ def stored_config(storage: str, name: str) -> TsdlConfig | None:
     from tsdl.storage import exists, join
 
     return _load_state(storage, name)[0] if exists(join(storage, name, _STATE)) else None
+
+
+def _storage_lost(root: str, exc: BaseException) -> StorageError | None:
+    """A StorageError naming the results storage when the study's directory vanished mid-study (a
+    deleted bucket or claim), instead of Tune's "No experiment snapshot file ..." (N8); None when
+    the directory is still there (the error is something else)."""
+    from tsdl.storage import exists
+
+    try:
+        gone = not exists(f"{root.rstrip('/')}/{_STATE}")
+    except (StorageError, OSError):
+        gone = True
+    if not gone:
+        return None
+    first = " ".join(str(exc).split())[:160]
+    return StorageError(
+        f"results storage {root} is gone or no longer readable: the study's {_STATE} and "
+        f"checkpoints went with it ({type(exc).__name__}: {first})",
+        hint="check that the bucket or claim still exists and the pods' credentials can write it, "
+        "then start the study again (finished trials cannot be recovered from a deleted store)",
+    )
 
 
 def is_finished(root: str) -> bool:
