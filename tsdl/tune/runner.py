@@ -181,7 +181,11 @@ class StageRunner:
 
         from tsdl.tune.teardown import TrainerTeardown
 
-        callbacks: list = [*filter(None, [self._reporter])]
+        from tsdl.tune.failures import TrialFailureLines, install_failure_filter
+
+        install_failure_filter()
+        lines = TrialFailureLines(self._config.resources.max_failures, final=self._reporter is None)
+        callbacks: list = [*filter(None, [self._reporter]), lines]
         extra: dict = {}
         if self._direct:
             extra = {
