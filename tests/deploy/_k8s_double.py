@@ -48,6 +48,7 @@ _ROUTES = [
         "networkpolicies",
     ),
     (re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?(/log)?$"), "pods"),
+    (re.compile(r"^/api/v1/namespaces/([^/]+)/events(?:/([^/]+))?$"), "events"),
 ]
 
 
@@ -205,6 +206,7 @@ class KubeApiDouble:
             "serviceaccounts": "ServiceAccountList",
             "persistentvolumeclaims": "PersistentVolumeClaimList",
             "networkpolicies": "NetworkPolicyList",
+            "events": "EventList",
         }[resource]
         return {
             "apiVersion": "v1",

@@ -121,6 +121,7 @@ def test_autoscaling_grants_the_head_alone_a_token_and_the_chart_no_ray_role() -
         "persistentvolumeclaims",
         "pods",
         "pods/log",
+        "events",  # `tsdl status` names what a stuck pod waits on
     }
     assert not {v for rule in rules for v in rule["verbs"]} & {"patch", "escalate", "bind", "*"}
     team = [{"kind": "Group", "name": "team-a", "apiGroup": "rbac.authorization.k8s.io"}]

@@ -656,3 +656,99 @@ def test_cli_submit_places_pods_by_the_real_claims_access_modes(
     job = double.objects[("rayjobs", "ml", "etth1-tune")]
     head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     assert ("podAffinity" in head.get("affinity", {})) is head_follows
+
+
+def test_logs_previous_shows_every_kept_attempt_or_says_it_is_gone(
+    api: tuple[KubeApiDouble, k8s.ApiClient],
+) -> None:
+    """N14: after a head loss the newest submitter only streams the resumed job."""
+    double, api_client = api
+    jobs = RayJobClient(api_client, namespace="ml")
+    jobs.submit(_manifests())
+    labels = {"batch.kubernetes.io/job-name": "etth1-tune"}
+    double.add_pod("ml", "etth1-tune-a", labels, "trial 1 done\nWebSocket closed\n", "2026-01-01T00:00:00Z")
+    assert "no earlier submitter attempt" in jobs.logs("etth1-tune", previous=True)
+    double.add_pod("ml", "etth1-tune-b", labels, "resuming study etth1-tune\n", "2026-01-01T01:00:00Z")
+    text = jobs.logs("etth1-tune", previous=True)
+    assert text.index("# attempt 1 of 2: pod etth1-tune-a") < text.index("trial 1 done")
+    assert text.index("trial 1 done") < text.index("# attempt 2 of 2: pod etth1-tune-b") < text.index("resuming")
+    assert jobs.logs("etth1-tune") == "resuming study etth1-tune\n"
+
+
+
+def _stuck_pod(name: str, status: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ml", "creationTimestamp": "2026-01-01T00:00:00Z",
+                     "labels": {"app.kubernetes.io/instance": "etth1-tune"}},
+        "spec": {"containers": [{"name": "ray-worker", "image": "ghcr.io/tsdl/tsdl:0.1.0-gpu"}]},
+        "status": status,
+    }
+
+
+def _waits(jobs: RayJobClient) -> list[str]:
+    from datetime import datetime, timezone
+
+    return jobs.pod_waits("etth1-tune", now=datetime(2026, 1, 1, 0, 10, tzinfo=timezone.utc))
+
+
+def test_status_names_an_image_that_cannot_be_pulled_and_wait_fails_at_once(
+    api: tuple[KubeApiDouble, k8s.ApiClient],
+) -> None:
+    """I1: the default tags do not exist until a release is tagged; ImagePullBackOff must not sit
+    for the 30-minute pre-running deadline."""
+    double, api_client = api
+    jobs = RayJobClient(api_client, namespace="ml")
+    jobs.submit(_manifests())
+    double.add("pods", _stuck_pod("etth1-tune-head-x", {
+        "phase": "Pending",
+        "containerStatuses": [{"name": "ray-head", "image": "ghcr.io/tsdl/tsdl:0.1.0-cpu", "imageID": "",
+                               "ready": False, "restartCount": 0,
+                               "state": {"waiting": {"reason": "ImagePullBackOff",
+                                                     "message": "Back-off pulling image \"ghcr.io/tsdl/tsdl:0.1.0-cpu\""}}}],
+    }), "ml")
+    (line,) = _waits(jobs)
+    assert line.startswith("pod etth1-tune-head-x: image ghcr.io/tsdl/tsdl:0.1.0-cpu cannot be pulled (ImagePullBackOff")
+    assert "make image" in line
+    double.script_status("ml", "etth1-tune", [{"jobDeploymentStatus": "Initializing"}])
+    with pytest.raises(DeployError, match="cannot start: pod etth1-tune-head-x: image .* cannot be pulled"):
+        jobs.wait("etth1-tune", timeout_s=60, poll_s=0)
+
+
+def test_status_names_a_worker_stuck_waiting_for_the_head(api: tuple[KubeApiDouble, k8s.ApiClient]) -> None:
+    """A wrong Ray token loops silently in KubeRay's wait-gcs-ready init container."""
+    double, api_client = api
+    jobs = RayJobClient(api_client, namespace="ml")
+    jobs.submit(_manifests())
+    double.add("pods", _stuck_pod("etth1-tune-gpu-worker-y", {
+        "phase": "Pending",
+        "initContainerStatuses": [{"name": "wait-gcs-ready", "image": "x", "imageID": "", "ready": False,
+                                   "restartCount": 0, "state": {"running": {"startedAt": "2026-01-01T00:08:00Z"}}}],
+    }), "ml")
+    (line,) = _waits(jobs)
+    assert "waiting 120s for the Ray head's GCS" in line and "wrong Ray token" in line
+    assert "kubectl logs etth1-tune-gpu-worker-y -c wait-gcs-ready" in line
+
+
+def test_status_names_the_schedulers_reason_and_volume_events(api: tuple[KubeApiDouble, k8s.ApiClient]) -> None:
+    double, api_client = api
+    jobs = RayJobClient(api_client, namespace="ml")
+    jobs.submit(_manifests())
+    double.add("pods", _stuck_pod("etth1-tune-gpu-worker-z", {
+        "phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}],
+    }), "ml")
+    double.add("pods", _stuck_pod("etth1-tune-head-w", {"phase": "Pending"}), "ml")
+    double.add("events", {
+        "metadata": {"name": "e1", "namespace": "ml", "creationTimestamp": "2026-01-01T00:05:00Z"},
+        "involvedObject": {"kind": "Pod", "name": "etth1-tune-head-w"},
+        "type": "Warning", "reason": "FailedAttachVolume", "lastTimestamp": "2026-01-01T00:05:00Z",
+        "message": "Multi-Attach error for volume \"pvc-1\" Volume is already used by pod(s) x",
+    }, "ml")
+    waits = _waits(jobs)
+    assert "pod etth1-tune-gpu-worker-z: not scheduled: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu." in waits
+    assert any(w.startswith("pod etth1-tune-head-w: FailedAttachVolume: Multi-Attach error") for w in waits)
+    double.forbidden |= {("GET", "events"), ("GET", "pods")}
+    assert _waits(jobs) == []  # no read rights: nothing to say, no failure

@@ -52,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     logs = subparsers.add_parser("logs", help="driver output of a RayJob (its submitter pod)")
     logs.add_argument("job", metavar="JOB")
     logs.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines")
+    logs.add_argument(
+        "--previous",
+        action="store_true",
+        help="every submitter attempt still kept, oldest first (after a head loss the newest one "
+        "shows only the resumed job)",
+    )
     _add_namespace(logs)
     logs.set_defaults(handler=_logs)
 
@@ -172,11 +178,14 @@ def _status(args: argparse.Namespace) -> int:
         print(f"no tsdl RayJobs in namespace {args.namespace}")
     for status in statuses:
         print(status.one_line())
+        if not status.finished:
+            for line in client.pod_waits(status.name):  # what its pods wait on, if anything
+                print(f"  {line}")
     return 0
 
 
 def _logs(args: argparse.Namespace) -> int:
-    sys.stdout.write(_client(args.namespace).logs(args.job, tail_lines=args.tail))
+    sys.stdout.write(_client(args.namespace).logs(args.job, tail_lines=args.tail, previous=args.previous))
     return 0
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from tsdl.deploy._calls import Allowed, ApiCalls, RetryPolicy, transport_retries
@@ -177,6 +178,12 @@ class RayJobClient:
                     f"RayJob {self.namespace}/{current.one_line()}",
                     hint=f"read the driver log with `tsdl logs {name} -n {self.namespace}`",
                 )
+            pulls = [line for line in self.pod_waits(name) if "cannot be pulled" in line]
+            if pulls:  # I1: fail in a minute, not after preRunningDeadlineSeconds (30 min)
+                raise DeployError(
+                    f"RayJob {self.namespace}/{name} cannot start: {pulls[0]}",
+                    hint=f"fix the image, then `tsdl cancel {name} -n {self.namespace}` and submit again",
+                )
             if clock() >= deadline:
                 raise DeployError(
                     f"RayJob {self.namespace}/{name} still unfinished after {timeout_s:g}s: "
@@ -185,8 +192,12 @@ class RayJobClient:
                 )
             sleep(poll_s)
 
-    def logs(self, name: str, *, tail_lines: int | None = None) -> str:
-        """The driver output, read from the newest pod of the submitter Job (named after the RayJob)."""
+    def logs(self, name: str, *, tail_lines: int | None = None, previous: bool = False) -> str:
+        """The driver output, read from the newest pod of the submitter Job (named after the RayJob).
+
+        With ``previous``, every submitter attempt still kept, oldest first, each under a header:
+        after a head loss the newest pod only streams the resumed job (N14). When the earlier
+        attempts are gone that is said instead of showing nothing."""
         pods = self._submitter_pods(name)
         if not pods:
             status = self.status(name)
@@ -194,9 +205,23 @@ class RayJobClient:
                 f"no submitter pod for RayJob {self.namespace}/{name} yet ({status.one_line()})",
                 hint="the submitter starts once the Ray cluster is ready; retry in a minute",
             )
-        newest = max(pods, key=lambda pod: pod.metadata.creation_timestamp)
+        pods = sorted(pods, key=lambda pod: pod.metadata.creation_timestamp)
         kwargs = {"tail_lines": tail_lines} if tail_lines is not None else {}
-        pod = newest.metadata.name
+        if not previous:
+            return self._pod_log(pods[-1].metadata.name, kwargs)
+        parts = []
+        if len(pods) == 1:
+            parts.append(
+                f"# no earlier submitter attempt of {name} is left (there was none, or its pod was "
+                "deleted); after a head loss the first attempt's driver output went with the old head\n"
+            )
+        for number, pod in enumerate(pods, 1):
+            phase = getattr(pod.status, "phase", None) or "Unknown"
+            parts.append(f"# attempt {number} of {len(pods)}: pod {pod.metadata.name} ({phase})\n")
+            parts.append(self._pod_log(pod.metadata.name, kwargs))
+        return "".join(parts)
+
+    def _pod_log(self, pod: str, kwargs: dict[str, Any]) -> str:
         return str(
             self._api.read(
                 f"reading logs of pod {self.namespace}/{pod}",
@@ -206,6 +231,49 @@ class RayJobClient:
                 **kwargs,
             )
         )
+
+    def pod_waits(self, name: str, *, now: datetime | None = None) -> list[str]:
+        """One line per pod of the job that is stuck, saying on what (within a minute, not when
+        `preRunningDeadlineSeconds` fails the job 30 minutes later): an image that cannot be
+        pulled, a crash loop, the scheduler's reason, KubeRay's `wait-gcs-ready` init container
+        (a wrong Ray token or a blocked network loops there silently), or the pod's newest warning
+        event (e.g. a Multi-Attach volume). Unreadable pods or events (403) say nothing."""
+        now = now or datetime.now(timezone.utc)
+        pods = self._api.read(
+            f"listing pods of job {self.namespace}/{name}",
+            self._core.list_namespaced_pod,
+            self.namespace,
+            label_selector=f"app.kubernetes.io/instance={name}",
+            allow=(403,),
+        )
+        if isinstance(pods, Allowed):
+            return []
+        lines = []
+        for pod in sorted(pods.items, key=lambda p: p.metadata.name):
+            line = _pod_wait(pod, now) or self._warning_event(pod, now)
+            if line:
+                lines.append(f"pod {pod.metadata.name}: {line}")
+        return lines
+
+    def _warning_event(self, pod: Any, now: datetime) -> str | None:
+        """The newest Warning event of a pod that is not running after a minute."""
+        phase = getattr(pod.status, "phase", None)
+        if phase not in ("Pending", None) or _age_s(pod.metadata.creation_timestamp, now) < _STUCK_S:
+            return None
+        events = self._api.read(
+            f"listing events of pod {self.namespace}/{pod.metadata.name}",
+            self._core.list_namespaced_event,
+            self.namespace,
+            field_selector=f"involvedObject.name={pod.metadata.name}",
+            allow=(403,),
+        )
+        if isinstance(events, Allowed):
+            return None
+        warnings = [e for e in events.items if e.type == "Warning"]
+        if not warnings:
+            return None
+        newest = max(warnings, key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+        return f"{newest.reason}: {' '.join((newest.message or '').split())[:200]}"
 
     def check_prerequisites(self, job: dict[str, Any]) -> None:
         """The ServiceAccount and results claim the RayJob's pods use must exist already;
@@ -345,6 +413,50 @@ class RayJobClient:
             if pods:
                 return list(pods)
         return []
+
+
+_STUCK_S = 60.0
+_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+
+
+def _age_s(since: Any, now: datetime) -> float:
+    if since is None:
+        return 0.0
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    return (now - since).total_seconds()
+
+
+def _pod_wait(pod: Any, now: datetime) -> str | None:
+    """What keeps one pod from running, from its own status (no events needed)."""
+    status = pod.status
+    if status is None:
+        return None
+    for cs in [*(status.init_container_statuses or []), *(status.container_statuses or [])]:
+        waiting = cs.state.waiting if cs.state else None
+        if waiting and waiting.reason in _PULL_FAILURES:
+            message = " ".join((waiting.message or "").split())[:200]
+            return (
+                f"image {cs.image} cannot be pulled ({waiting.reason}: {message}) "
+                "(fix: build and push it (`make image`, docs/deploy.md), set deploy.image / image, "
+                "or give a pull secret: deploy.image_pull_secrets / imagePullSecrets)"
+            )
+        if waiting and waiting.reason == "CrashLoopBackOff":
+            last = cs.last_state.terminated if cs.last_state else None
+            exit_text = f"last exit code {last.exit_code} ({last.reason})" if last else "restarting"
+            return f"container {cs.name} keeps crashing, {exit_text} (kubectl logs -p {pod.metadata.name} -c {cs.name})"
+    for cs in status.init_container_statuses or []:
+        running = cs.state.running if cs.state else None
+        if running and cs.name == "wait-gcs-ready" and _age_s(running.started_at, now) >= _STUCK_S:
+            return (
+                f"waiting {_age_s(running.started_at, now):.0f}s for the Ray head's GCS (KubeRay's "
+                "init container wait-gcs-ready): the head is not up, or a wrong Ray token or a "
+                f"NetworkPolicy keeps this pod out (kubectl logs {pod.metadata.name} -c wait-gcs-ready)"
+            )
+    for condition in status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False" and condition.message:
+            return f"not scheduled: {' '.join(condition.message.split())[:240]}"
+    return None
 
 
 def _default_api_client() -> Any:
