@@ -43,11 +43,16 @@ RUN mapfile -t pkgs < <(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' \
 USER 1000:100
 
 COPY --from=build --chown=1000:100 /home/ray/wheels /tmp/wheels
+# Dependencies at the versions of the environment whose tests passed (docker/constraints.txt,
+# `make constraints`), not whatever resolves on the day of the build; MLflow = the server image's.
+COPY --chown=1000:100 docker/constraints.txt /tmp/constraints.txt
+# After the compiler purge: the image must still import and run what the pods run.
 RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_CPU_INDEX_URL}" \
-    && pip install --no-cache-dir /tmp/wheels/tsdl-*.whl \
-    && rm -rf /tmp/wheels \
+    && pip install --no-cache-dir -c /tmp/constraints.txt /tmp/wheels/tsdl-*.whl \
+    && rm -rf /tmp/wheels /tmp/constraints.txt \
     && tsdl --version \
-    && python -c "import ray, torch; assert ray.__version__ == '2.60.0', ray.__version__"
+    && ray --version \
+    && python -c "import ray, torch, tsdl; assert ray.__version__ == '2.60.0', ray.__version__"
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -83,11 +88,16 @@ RUN mapfile -t pkgs < <(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' \
 USER 1000:100
 
 COPY --from=build --chown=1000:100 /home/ray/wheels /tmp/wheels
+# Dependencies at the versions of the environment whose tests passed (docker/constraints.txt,
+# `make constraints`), not whatever resolves on the day of the build; MLflow = the server image's.
+COPY --chown=1000:100 docker/constraints.txt /tmp/constraints.txt
+# After the compiler purge: the image must still import and run what the pods run.
 RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_GPU_INDEX_URL}" \
-    && pip install --no-cache-dir /tmp/wheels/tsdl-*.whl \
-    && rm -rf /tmp/wheels \
+    && pip install --no-cache-dir -c /tmp/constraints.txt /tmp/wheels/tsdl-*.whl \
+    && rm -rf /tmp/wheels /tmp/constraints.txt \
     && tsdl --version \
-    && python -c "import ray, torch; assert ray.__version__ == '2.60.0', ray.__version__"
+    && ray --version \
+    && python -c "import ray, torch, tsdl; assert ray.__version__ == '2.60.0', ray.__version__"
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # pyproject range works for users who already have one.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test lint bench e2e e2e-local clean
+.PHONY: install demo test lint bench e2e e2e-local clean image image-push constraints
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,25 @@ e2e:
 # The rendered RayJob on an emulated cluster (pods as sandboxed processes; needs root), one line.
 e2e-local: install
 	$(BIN)/python scripts/e2e-local.py
+
+# The two images of the chart's defaults, built from this checkout (needs Docker; docs/deploy.md
+# "Images"). Until a release is tagged and its GHCR packages made public, build and push your own:
+#   make image-push IMAGE=registry.example.com/team/tsdl
+# then install with --set image=$(IMAGE):$(VERSION)-gpu (the head's -cpu image follows).
+IMAGE   ?= ghcr.io/tsdl/tsdl
+VERSION ?= $(shell $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+
+image:
+	docker build --target cpu -t $(IMAGE):$(VERSION)-cpu .
+	docker build --target gpu -t $(IMAGE):$(VERSION)-gpu .
+
+image-push: image
+	docker push $(IMAGE):$(VERSION)-cpu
+	docker push $(IMAGE):$(VERSION)-gpu
+
+# docker/constraints.txt from the venv whose tests passed (the image installs those versions).
+constraints: install
+	$(BIN)/python -m tsdl.deploy.constraints
 
 clean:
 	rm -rf $(VENV) mlruns tsdl_results .pytest_cache

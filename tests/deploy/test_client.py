@@ -9,6 +9,7 @@ pointed at it, so requests, paths, serialization and ApiException handling are t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -688,9 +689,9 @@ def _stuck_pod(name: str, status: dict[str, Any]) -> dict[str, Any]:
 
 
 def _waits(jobs: RayJobClient) -> list[str]:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return jobs.pod_waits("etth1-tune", now=datetime(2026, 1, 1, 0, 10, tzinfo=timezone.utc))
+    return jobs.pod_waits("etth1-tune", now=datetime(2026, 1, 1, 0, 10, tzinfo=UTC))
 
 
 def test_status_names_an_image_that_cannot_be_pulled_and_wait_fails_at_once(

@@ -124,3 +124,32 @@ def test_dockerignore_sends_only_the_package() -> None:
     copied = set(re.findall(r"^COPY --chown=\S+ (.+) \S+$", DOCKERFILE.read_text(), re.MULTILINE))
     sources = {src for line in copied for src in line.split()}
     assert sources <= allowed
+
+
+def test_the_image_installs_from_constraints_that_pin_mlflow_to_the_server() -> None:
+    """I2: no fresh resolution per build; the MLflow client equals the chart's server image."""
+    import yaml
+
+    from tsdl.deploy.chart import CHART_DIR
+    from tsdl.deploy.constraints import CONSTRAINTS, mlflow_server_version
+
+    text = DOCKERFILE.read_text()
+    assert text.count("pip install --no-cache-dir -c /tmp/constraints.txt /tmp/wheels/tsdl-*.whl") == 2
+    pins = dict(
+        line.split("==") for line in CONSTRAINTS.read_text().splitlines() if line and not line.startswith("#")
+    )
+    server = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["mlflow"]["server"]["image"]
+    assert server.endswith(f":v{pins['mlflow']}") and mlflow_server_version() == pins["mlflow"]
+    for requirement in ("optuna", "pyarrow", "pandas", "pydantic", "kubernetes", "holidays", "pyyaml"):
+        assert requirement in pins, requirement  # every runtime dependency is pinned
+    assert "torch" not in pins and "ray" not in pins  # pinned by the Dockerfile / the base image
+
+
+def test_both_stages_smoke_test_after_the_compiler_purge() -> None:
+    """I3: the purge runs before the install, and each stage then runs tsdl, ray and the imports."""
+    for target in ("cpu", "gpu"):
+        stage = DOCKERFILE.read_text().split(f" AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
+        purge, install = stage.index("apt-get purge"), stage.index("pip install --no-cache-dir -c")
+        assert purge < install
+        for check in ("tsdl --version", "ray --version", 'python -c "import ray, torch, tsdl'):
+            assert stage.index(check) > install, (target, check)

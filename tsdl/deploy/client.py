@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tsdl.deploy._calls import Allowed, ApiCalls, RetryPolicy, transport_retries
@@ -238,7 +238,7 @@ class RayJobClient:
         pulled, a crash loop, the scheduler's reason, KubeRay's `wait-gcs-ready` init container
         (a wrong Ray token or a blocked network loops there silently), or the pod's newest warning
         event (e.g. a Multi-Attach volume). Unreadable pods or events (403) say nothing."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         pods = self._api.read(
             f"listing pods of job {self.namespace}/{name}",
             self._core.list_namespaced_pod,
@@ -423,7 +423,7 @@ def _age_s(since: Any, now: datetime) -> float:
     if since is None:
         return 0.0
     if since.tzinfo is None:
-        since = since.replace(tzinfo=timezone.utc)
+        since = since.replace(tzinfo=UTC)
     return (now - since).total_seconds()
 
 

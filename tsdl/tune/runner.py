@@ -179,9 +179,8 @@ class StageRunner:
         TorchTrainer trials through their own Train run, torn down when Tune stops them."""
         from ray import tune
 
-        from tsdl.tune.teardown import TrainerTeardown
-
         from tsdl.tune.failures import TrialFailureLines, install_failure_filter
+        from tsdl.tune.teardown import TrainerTeardown
 
         install_failure_filter()
         lines = TrialFailureLines(self._config.resources.max_failures, final=self._reporter is None)
