@@ -9,15 +9,13 @@ never raise for bad data; :func:`tsdl.data.prepare.prepare_data` turns failed ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
-
 import numpy as np
 import pandas as pd
 
 from tsdl.config.data import DataConfig
 from tsdl.data.check_report import CheckReport
 from tsdl.data.io import ID_COL, TARGET_COL, TIME_COL, SeriesFrame
+from tsdl.data.leakage import Finding, SeriesValues, scan_column
 from tsdl.data.table import SeriesTable
 
 __all__ = ["check_frame"]
@@ -326,68 +324,66 @@ def _check_short(table: SeriesTable, data: DataConfig, report: CheckReport) -> S
     return table.select(~short)
 
 
-@dataclass(frozen=True)
-class _Target:
-    """The target as the leakage scan compares against it: raw values, per-series z-scores, series."""
-
-    values: np.ndarray
-    sid: np.ndarray
-
-    @cached_property
-    def z(self) -> np.ndarray:
-        return _zscore(self.values, self.sid)
-
-
 def _check_leakage(table: SeriesTable, df: pd.DataFrame, sf: SeriesFrame, data: DataConfig, report: CheckReport) -> None:
-    """Correlate each covariate, and each numeric column the config leaves out, with the shifted target.
+    """Scan each covariate, and each numeric column the config leaves out, for copies of the target.
 
     Unused columns are scanned too: training ignores them, but a column that copies the target
     (or its future) is a sign of a leaky export, and one step from being declared a covariate.
-    They are scanned on the file's rows (sorted, deduplicated), covariates on the repaired table.
+    They are scanned on the file's rows (sorted, deduplicated; in a wide file against every
+    series column), covariates on the repaired table. See :mod:`tsdl.data.leakage`.
     """
     if not table.covariates and not sf.audited:
         report.add("leakage", "pass", "no covariates or other numeric columns")
         return
-    declared = _Target(table.target, table.series_of_rows())
-    raw = _Target(df[TARGET_COL].to_numpy(np.float64), pd.factorize(df[ID_COL])[0])
-    found = [_leak(name, values, declared, data, unused=False) for name, values in table.covariates.items()]
-    found += [_leak(name, df[name].to_numpy(np.float64), raw, data, unused=True) for name in sf.audited]
-    problems = [p for p in found if p is not None]
+    limits = data.checks.leakage_max_shift, data.checks.leakage_correlation
+    declared = SeriesValues(table.target, table.series_of_rows(), table.ids)
+    codes, names = pd.factorize(df[ID_COL])
+    raw = SeriesValues(df[TARGET_COL].to_numpy(np.float64), codes, np.asarray(names, dtype=object))
+    scans = [(name, scan_column(v, declared, *limits), False) for name, v in table.covariates.items()]
+    scans += [(name, scan_column(df[name].to_numpy(np.float64), raw, *limits), True) for name in sf.audited]
+    problems = [p for name, found, unused in scans if (p := _verdict(name, found, data, unused=unused))]
     if not problems:
-        threshold, max_shift = data.checks.leakage_correlation, data.checks.leakage_max_shift
-        scanned = f"{len(table.covariates)} covariates" + (f", {len(sf.audited)} unused columns" if sf.audited else "")
-        report.add("leakage", "pass", f"{scanned}: |corr| < {threshold} at shifts +-{max_shift}")
+        report.add("leakage", "pass", _pass_detail(scans, len(table.covariates), len(sf.audited), data))
         return
     status = "fail" if any(s == "fail" for s, _ in problems) else "warn"
-    fix = ""
-    if any("not in data.covariates" in d and s == "fail" for s, d in problems):
-        fix = " (unused columns: drop them from the file, or list known copies in data.checks.skip_columns)"
+    fixes = []
+    if any(s == "fail" and "not in data.covariates" not in d and "move it to" not in d for s, d in problems):
+        fixes.append("declared covariates: remove copies of the target from data.covariates")
+    if any(s == "fail" and "not in data.covariates" in d for s, d in problems):
+        fixes.append("unused columns: drop them from the file, or list known copies in data.checks.skip_columns")
+    fix = f" ({'; '.join(fixes)})" if fixes else ""
     report.add("leakage", status, "; ".join(d for _, d in problems) + fix)
 
 
-def _leak(name: str, values: np.ndarray, target: _Target, data: DataConfig, *, unused: bool) -> tuple[str, str] | None:
-    """(status, detail) when `values` copies or tracks the target at some shift, else None."""
-    threshold, max_shift = data.checks.leakage_correlation, data.checks.leakage_max_shift
-    x = _zscore(values, target.sid)
+def _verdict(name: str, found: Finding | None, data: DataConfig, *, unused: bool) -> tuple[str, str] | None:
+    """(status, detail) when the column's worst match is a copy or |corr| >= the threshold, else None."""
+    if found is None or not (found.exact or abs(found.corr) >= data.checks.leakage_correlation):
+        return None
     label = f"'{name}' (not in data.covariates)" if unused else f"'{name}'"
-    for shift in range(-max_shift, max_shift + 1):
-        corr = _shifted_corr(x, target.z, target.sid, shift)
-        if not np.isfinite(corr) or abs(corr) < threshold:
-            continue
-        if shift >= 0:
-            when = "the target" if shift == 0 else f"the target {shift} step(s) ahead"
-            copy = "is a copy of" if _shifted_equal(values, target.values, target.sid, shift) else "~"
-            return "fail", f"{label} {copy} {when} (corr {corr:+.3f})"
-        if unused:
-            return None  # a lag of the target: a fair past feature, and ignored anyway
-        if name in data.covariates.future:
-            return (
-                "fail",
-                f"known-future {label} ~ the target {-shift} step(s) back (corr {corr:+.3f}): "
-                "it is past-only; move it to data.covariates.past",
-            )
-        return "warn", f"past {label} ~ the target {-shift} step(s) back (corr {corr:+.3f})"
-    return None
+    where = f" in series '{found.series}'" if found.series is not None else ""
+    corr = f" (corr {found.corr:+.3f})" if np.isfinite(found.corr) else ""
+    if found.shift >= 0:
+        when = "the target" if found.shift == 0 else f"the target {found.shift} step(s) ahead"
+        copy = "is a copy of" if found.exact else "~"
+        return "fail", f"{label} {copy} {when}{where}{corr}"
+    if unused:
+        return None  # a lag of the target: a fair past feature, and ignored anyway
+    back = f"the target {-found.shift} step(s) back{where}{corr}"
+    if name in data.covariates.future:
+        return "fail", f"known-future {label} ~ {back}: it is past-only; move it to data.covariates.past"
+    return "warn", f"past {label} ~ {back}"
+
+
+def _pass_detail(scans: list[tuple[str, Finding | None, bool]], n_cov: int, n_unused: int, data: DataConfig) -> str:
+    """What was scanned, the threshold, and the worst match found (so the bound is checkable)."""
+    threshold, max_shift = data.checks.leakage_correlation, data.checks.leakage_max_shift
+    scanned = f"{n_cov} covariates" + (f", {n_unused} unused columns" if n_unused else "")
+    finite = [(n, f) for n, f, _ in scans if f is not None and np.isfinite(f.corr)]
+    worst = ""
+    if finite:
+        name, f = max(finite, key=lambda item: abs(item[1].corr))
+        worst = f"; worst {abs(f.corr):.3f}: '{name}' at shift {f.shift:+d}"
+    return f"{scanned}: |corr| of step changes < {threshold} at shifts +-{max_shift}{worst}"
 
 
 def _check_unused(sf: SeriesFrame, report: CheckReport) -> None:
@@ -402,39 +398,3 @@ def _check_unused(sf: SeriesFrame, report: CheckReport) -> None:
         f"{len(sf.unused)} column(s) not in the config, ignored by training: {shown} "
         "(declare them in data.covariates to use them)",
     )
-
-
-def _zscore(values: np.ndarray, sid: np.ndarray) -> np.ndarray:
-    frame = pd.DataFrame({"v": values})
-    grouped = frame.groupby(sid, sort=False)["v"]
-    std = grouped.transform("std").to_numpy()
-    std = np.where(std > 0, std, np.nan)
-    with np.errstate(invalid="ignore"):  # inf left by a failed missing-values check
-        return (values - grouped.transform("mean").to_numpy()) / std
-
-
-def _shifted_pairs(x: np.ndarray, y: np.ndarray, sid: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
-    """The finite pairs ``(x[t], y[t + shift])`` whose two points lie in the same series."""
-    n = len(x)
-    if abs(shift) >= n:
-        return x[:0], y[:0]
-    lo, hi = max(0, -shift), n - max(0, shift)
-    xs, ys = x[lo:hi], y[lo + shift : hi + shift]
-    valid = (sid[lo:hi] == sid[lo + shift : hi + shift]) & np.isfinite(xs) & np.isfinite(ys)
-    return xs[valid], ys[valid]
-
-
-def _shifted_corr(x: np.ndarray, y: np.ndarray, sid: np.ndarray, shift: int) -> float:
-    """Pearson correlation of ``x[t]`` and ``y[t + shift]`` over pairs inside one series."""
-    xs, ys = _shifted_pairs(x, y, sid, shift)
-    if len(xs) < 3:
-        return float("nan")
-    xs, ys = xs - xs.mean(), ys - ys.mean()
-    denom = np.sqrt((xs * xs).sum() * (ys * ys).sum())
-    return float((xs * ys).sum() / denom) if denom > 0 else float("nan")
-
-
-def _shifted_equal(x: np.ndarray, y: np.ndarray, sid: np.ndarray, shift: int) -> bool:
-    """Whether ``x[t] == y[t + shift]`` (to float tolerance) wherever both exist in one series."""
-    xs, ys = _shifted_pairs(x, y, sid, shift)
-    return len(xs) > 0 and bool(np.allclose(xs, ys, rtol=1e-9, atol=1e-12))

@@ -84,8 +84,9 @@ def read_series_frame(data: DataConfig) -> SeriesFrame:
     times, tz = _parse_times(raw, data.time_col, path)
     frame = _long(raw, times, data, path) if layout == "long" else _wide(raw, times, data, path)
     unused, audited = _unused_columns(raw, frame, data)
-    for col in audited:  # the checklist scans them for copies of the target
-        frame[col] = raw[col].astype("float64").to_numpy(na_value=np.nan)
+    repeat = len(frame) // len(raw)  # a wide file repeats each row once per series column
+    for col in audited:  # the checklist scans them for copies of the target (of every series)
+        frame[col] = np.tile(raw[col].astype("float64").to_numpy(na_value=np.nan), repeat)
     target_name = data.target_col
     return SeriesFrame(
         frame=frame,
@@ -299,15 +300,13 @@ def _wide(raw: pd.DataFrame, times: np.ndarray, data: DataConfig, path: str) -> 
 def _unused_columns(raw: pd.DataFrame, frame: pd.DataFrame, data: DataConfig) -> tuple[list[str], list[str]]:
     """The file's columns the config leaves out, and the numeric ones among them to audit.
 
-    They are audited against the target where each file row holds one target value: a long file,
-    or a wide file with a single series column.
+    In a long file each is audited against the target of its row's series; in a wide file
+    against every series column (the frame repeats it once per series).
     """
     if data.series_cols == "all":
         return [], []
     used = {data.id_col, data.time_col, data.target_col, *_covariate_columns(data), *(data.series_cols or [])}
     unused = [str(c) for c in raw.columns if c not in used]
-    if len(frame) != len(raw):
-        return unused, []
     numeric = (pd.api.types.is_numeric_dtype, pd.api.types.is_bool_dtype)
     skipped = set(data.checks.skip_columns) | set(frame.columns)
     return unused, [c for c in unused if c not in skipped and any(is_kind(raw[c]) for is_kind in numeric)]
