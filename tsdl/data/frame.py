@@ -44,3 +44,5 @@ class SeriesFrame:
     """The file's columns the config does not use (training ignores them)."""
     audited: list[str] = field(default_factory=list)
     """The numeric ones among them that are in ``frame`` for the leakage audit."""
+    layout: str = "long"
+    """long, or wide: each series is then a column of the file, named by its id."""

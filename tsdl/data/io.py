@@ -98,6 +98,7 @@ def read_series_frame(data: DataConfig) -> SeriesFrame:
         tz_aware_rows=tz[0],
         tz_naive_rows=tz[1],
         tz_offsets=tz[2],
+        layout=layout,
     )
 
 

@@ -22,6 +22,7 @@ from tsdl.data.scalers import SeriesScalers
 from tsdl.data.seasons import season_length
 from tsdl.data.split import SPLITS, SplitPlan, check_split, plan_split
 from tsdl.data.table import SeriesTable
+from tsdl.data.value_range import Unscalable, describe, find_unscalable
 from tsdl.data.windows import WindowSet
 from tsdl.errors import DataError
 
@@ -39,17 +40,59 @@ class _Checked:
     report: CheckReport
     table: SeriesTable
     plan: SplitPlan | None
+    scalers: SeriesScalers | None = None
 
 
 def _check(data: DataConfig) -> _Checked:
     frame = read_series_frame(data)
     report = CheckReport(source=frame.source)
     table = check_frame(frame, data, report).drop_head(data.split.skip_rows)
-    plan = None
+    plan = scalers = None
     if table.n_series and table.freq:
         plan = plan_split(table, data)
         check_split(table, plan, report)
-    return _Checked(frame, report, table, plan)
+        if report.ok:  # values are finite and every series has a train segment
+            scalers = _check_value_range(table, plan, data, frame, report)
+    return _Checked(frame, report, table, plan, scalers)
+
+
+def _scaled_columns(data: DataConfig, target_name: str, table: SeriesTable) -> tuple[list[str], np.ndarray]:
+    """The scaled columns' names (target, past, known-future) and their ``[T, C]`` values."""
+    covs = [*data.covariates.past, *data.covariates.future]
+    values = np.stack([table.target, *(table.covariates[c] for c in covs)], axis=1)
+    return [target_name, *covs], values
+
+
+def _check_value_range(
+    table: SeriesTable, plan: SplitPlan, data: DataConfig, frame: SeriesFrame, report: CheckReport
+) -> SeriesScalers:
+    """Fit the train-only scalers and check that every value survives them and float32."""
+    columns, values = _scaled_columns(data, frame.target_name, table)
+    scalers = SeriesScalers.fit(data.scaler, table.ids, columns, values, table.offsets, plan.bounds[:, 1])
+    idx = np.asarray(scalers.index_of(table.ids), np.int64)[table.series_of_rows()]
+    bad = _unscalable(scalers, idx, values)
+    if bad is None:
+        report.add("value_range", "pass", f"every value fits float32 after {data.scaler} scaling")
+    else:
+        report.add("value_range", "fail", f"{_where_in(bad, frame, table, columns)}; {bad.fix}")
+    return scalers
+
+
+def _where(bad: Unscalable, frame: SeriesFrame, series: str, time_ns: int, columns: list[str]) -> str:
+    """The bad value's column (a wide file's target column is its series), series and timestamp."""
+    column = series if frame.layout == "wide" and bad.col == 0 else columns[bad.col]
+    return describe(bad, series=series, time_ns=time_ns, column=column)
+
+
+def _where_in(bad: Unscalable, frame: SeriesFrame, table: SeriesTable, columns: list[str]) -> str:
+    series = str(table.ids[int(table.series_of_rows()[bad.row])])
+    return _where(bad, frame, series, int(table.times[bad.row]), columns)
+
+
+def _unscalable(scalers: SeriesScalers, idx: np.ndarray, values: np.ndarray) -> Unscalable | None:
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = _scale(scalers, idx, values)
+    return find_unscalable(values, scaled, scalers.center[idx], scalers.scale[idx], scalers.kind)
 
 
 def run_checklist(config: TsdlConfig) -> CheckReport:
@@ -175,17 +218,19 @@ def prepare_data(
             hint="run `tsdl check-data -c CONFIG` for the full report",
         )
     table, plan = checked.table, checked.plan
-    past, future = list(data.covariates.past), list(data.covariates.future)
-    columns = [checked.frame.target_name, *past, *future]
-    values = np.stack([table.target, *(table.covariates[c] for c in [*past, *future])], axis=1)
+    future = list(data.covariates.future)
+    columns, values = _scaled_columns(data, checked.frame.target_name, table)
     if fit_scalers:
-        scalers = SeriesScalers.fit(data.scaler, table.ids, columns, values, table.offsets, plan.bounds[:, 1])
+        scalers = checked.scalers or SeriesScalers.fit(
+            data.scaler, table.ids, columns, values, table.offsets, plan.bounds[:, 1]
+        )
     elif scaler_state is None:
         raise DataError("prepare_data(fit_scalers=False) needs scaler_state", hint="pass the stored scalers")
     else:
         scalers = SeriesScalers.from_state(scaler_state)
         _check_scaler_fits(scalers, table, columns)
     idx = np.asarray(scalers.index_of(table.ids), np.int64)[table.series_of_rows()]
+    _refuse_unscalable(checked.frame, table, columns, scalers, idx, values)
     scaled = _scale(scalers, idx, values)
     _check_target_domain(config, checked.frame.source, checked.frame.target_name, table, scaled[:, 0])
     cal = calendar_features(table.times, data.covariates.calendar, data.covariates.holidays_country)
@@ -217,6 +262,16 @@ def _scale(scalers: SeriesScalers, series: np.ndarray, values: np.ndarray) -> np
     """``[T, C]`` values (target, past, known-future columns) scaled by the scalers of their
     ``[T]`` series indices: the one transform of training and prediction."""
     return (values - scalers.center[series]) / scalers.scale[series]
+
+
+def _refuse_unscalable(
+    frame: SeriesFrame, table: SeriesTable, columns: list[str], scalers: SeriesScalers, idx: np.ndarray,
+    values: np.ndarray,
+) -> None:
+    """The value-range check for stored scalers (fine-tuning, evaluation, predict): a DataError."""
+    bad = _unscalable(scalers, idx, values)
+    if bad is not None:
+        raise DataError(f"{frame.source}: {_where_in(bad, frame, table, columns)}", hint=bad.fix)
 
 
 def _check_target_domain(config: TsdlConfig, source: str, target: str, table: SeriesTable, y: np.ndarray) -> None:
@@ -305,9 +360,13 @@ def prepare_inference(config: TsdlConfig, path: str | Path, scaler_state: dict) 
             future_rows, table.ids, last, horizon, future, source=frame.source, freq=table.freq
         )
     body = np.concatenate([values[look], ahead], axis=1).reshape(n * (L + H), -1)
-    idx = np.asarray(scalers.index_of(table.ids), np.int64)
-    scaled = _scale(scalers, np.repeat(idx, L + H), body)
+    idx = np.repeat(np.asarray(scalers.index_of(table.ids), np.int64), L + H)
     times = np.concatenate([table.times[look], horizon], axis=1).reshape(-1)
+    bad = _unscalable(scalers, idx, body)
+    if bad is not None:
+        where = _where(bad, frame, str(table.ids[bad.row // (L + H)]), int(times[bad.row]), columns)
+        raise DataError(f"{frame.source}: {where}", hint=bad.fix)
+    scaled = _scale(scalers, idx, body)
     cal = calendar_features(times, data.covariates.calendar, data.covariates.holidays_country)
     flat = np.concatenate([scaled.astype(np.float32), cal], axis=1)
     starts = np.arange(n, dtype=np.int64) * (L + H)

@@ -2,7 +2,8 @@
 
 ``scaled = (x - center) / scale`` per series and per column (target and each covariate).
 Statistics come from rows ``[0, train_end)`` of each series, so no val/test value can
-influence them. A zero spread is replaced by 1 so constant series stay finite.
+influence them. A zero spread is replaced by 1 so constant series stay finite; an overflowing
+one is kept (inf) for the value-range check to report.
 """
 
 from __future__ import annotations
@@ -21,18 +22,29 @@ _KINDS = ("standard", "robust", "minmax", "none")
 
 
 def fit_stats(values: np.ndarray, kind: ScalerKind) -> tuple[float, float]:
-    """``(center, scale)`` of one train segment ``[T]``."""
+    """``(center, scale)`` of one train segment ``[T]``.
+
+    A zero spread becomes 1 (a constant series stays finite). A spread that overflows float64
+    (values near 1e308) stays inf: it is reported by the value-range check
+    (:mod:`tsdl.data.value_range`), never silently replaced by 1.
+    """
     if kind == "none" or len(values) == 0:
         return 0.0, 1.0
-    if kind == "standard":
-        center, scale = float(np.mean(values)), float(np.std(values))
-    elif kind == "robust":
-        q25, center, q75 = np.percentile(values, [25, 50, 75])
-        center, scale = float(center), float(q75 - q25)
-    else:
-        lo, hi = float(np.min(values)), float(np.max(values))
-        center, scale = lo, hi - lo
-    return center, scale if scale > 0 and np.isfinite(scale) else 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        if kind == "standard":
+            # On values divided by their largest magnitude, so that the squares cannot overflow.
+            top = float(np.max(np.abs(values)))
+            unit = top if np.isfinite(top) and top > 0 else 1.0
+            center, scale = float(np.mean(values / unit)) * unit, float(np.std(values / unit)) * unit
+        elif kind == "robust":
+            q25, center, q75 = np.percentile(values, [25, 50, 75])
+            center, scale = float(center), float(q75 - q25)
+        else:
+            lo, hi = float(np.min(values)), float(np.max(values))
+            center, scale = lo, hi - lo
+    if np.isnan(scale):
+        return center, float("inf")
+    return center, scale if scale != 0 else 1.0
 
 
 class SeriesScalers:
