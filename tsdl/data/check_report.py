@@ -44,7 +44,8 @@ class CheckReport:
         return [row for row in self.rows if row.status == "fail"]
 
     def add(self, name: str, status: CheckStatus, detail: str) -> CheckResult:
-        row = CheckResult(name, status, detail)
+        """Append a row; the detail is made one bounded line (ids and names come from the file)."""
+        row = CheckResult(name, status, _one_line(detail))
         self.rows.append(row)
         return row
 
@@ -75,3 +76,9 @@ class CheckReport:
         lines.append("")
         lines.append(self.summary())
         return "\n".join(lines)
+
+
+def _one_line(text: str, limit: int = 1000) -> str:
+    """Control characters (a newline in a quoted id) escaped, at most ``limit`` characters."""
+    safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return safe if len(safe) <= limit else safe[: limit - 3] + "..."

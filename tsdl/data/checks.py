@@ -30,8 +30,8 @@ def check_frame(sf: SeriesFrame, data: DataConfig, report: CheckReport) -> Serie
     covs = [c for c in dict.fromkeys([*data.covariates.past, *data.covariates.future])]
     static_names = list(data.covariates.static)
     table = _to_table(df, covs, static_names)
-    table = _check_grid(table, data, report)
-    table = _check_missing(table, data, report)
+    table, inserted = _check_grid(table, data, report)
+    table = _check_missing(table, data, report, sf, inserted)
     _check_static(df, static_names, report)
     table = _check_short(table, data, report)
     _check_leakage(table, df, sf, data, report)
@@ -162,14 +162,16 @@ def _resolve_freq(table: SeriesTable, data: DataConfig, steps: np.ndarray, repor
     return freq
 
 
-def _check_grid(table: SeriesTable, data: DataConfig, report: CheckReport) -> SeriesTable:
-    """Align every series to one grid; gaps become NaN rows that the missing policy fills."""
+def _check_grid(table: SeriesTable, data: DataConfig, report: CheckReport) -> tuple[SeriesTable, np.ndarray]:
+    """Align every series to one grid; gaps become NaN rows (``inserted``) that the missing policy fills."""
+    none = np.zeros(len(table.times), bool)
     if table.n_series == 0:
         report.add("frequency", "fail", "no rows")
-        return table
-    freq = _resolve_freq(table, data, _series_steps(table), report)
-    if freq is None:
-        return table
+        return table, none
+    steps = _series_steps(table)
+    freq = _resolve_freq(table, data, steps, report)
+    if freq is None or _stray_timestamps(table, steps, freq, report):
+        return table, none
     table.freq = freq
     grid = pd.date_range(
         pd.Timestamp(int(table.times.min())), pd.Timestamp(int(table.times.max())), freq=freq
@@ -185,13 +187,40 @@ def _check_grid(table: SeriesTable, data: DataConfig, report: CheckReport) -> Se
                 f"{len(bad)} series off the common '{freq}' grid ({_ids_preview(bad)}); "
                 "set data.resample: true to aggregate them onto it",
             )
-            return table
+            return table, none
         table = _resample(table, grid)
         report.add("grid_alignment", "warn", f"{len(bad)} series resampled onto the '{freq}' grid (mean)")
         pos = np.searchsorted(grid, table.times, side="left")
     else:
         report.add("grid_alignment", "pass", f"all series on one '{freq}' grid")
     return _fill_gaps(table, pos, data, report)
+
+
+def _stray_timestamps(table: SeriesTable, steps: np.ndarray, freq: str, report: CheckReport) -> bool:
+    """Fail (True) when the common grid would be far larger than the data.
+
+    One stray timestamp (a typo'd year, a 2099-12-31 placeholder) made the gap fill allocate every
+    grid point between it and the rest: gigabytes for a small file, or an out-of-memory kill.
+    """
+    step = int(steps[steps > 0].min()) if (steps > 0).any() else 0
+    span = (int(table.times.max()) - int(table.times.min())) // step if step else 0
+    rows = len(table.times)
+    if span <= 10 * rows + 100_000:
+        return False
+    sid = table.series_of_rows()
+    jumps = np.where(sid[1:] == sid[:-1], np.diff(table.times), 0)
+    j = int(np.argmax(jumps)) if len(jumps) else 0
+    where = (
+        f"; largest jump: series '{table.ids[sid[j]]}' from {pd.Timestamp(int(table.times[j]))} "
+        f"to {pd.Timestamp(int(table.times[j + 1]))}" if len(jumps) and jumps[j] > 0 else ""
+    )
+    report.add(
+        "gaps",
+        "fail",
+        f"the timestamps run from {pd.Timestamp(int(table.times.min()))} to {pd.Timestamp(int(table.times.max()))}: "
+        f"{span + 1:,} '{freq}' grid points for {rows:,} rows{where}; fix or remove the stray timestamps",
+    )
+    return True
 
 
 def _resample(table: SeriesTable, grid: np.ndarray) -> SeriesTable:
@@ -211,14 +240,14 @@ def _resample(table: SeriesTable, grid: np.ndarray) -> SeriesTable:
     )
 
 
-def _fill_gaps(table: SeriesTable, pos: np.ndarray, data: DataConfig, report: CheckReport) -> SeriesTable:
+def _fill_gaps(table: SeriesTable, pos: np.ndarray, data: DataConfig, report: CheckReport) -> tuple[SeriesTable, np.ndarray]:
     first = pos[table.offsets[:-1]]
     last = pos[table.offsets[1:] - 1]
     full = last - first + 1
     missing = full - table.lengths
     if not missing.any():
         report.add("gaps", "pass", "no missing grid points")
-        return table
+        return table, np.zeros(len(table.times), bool)
     share = missing / full
     worst = int(np.argmax(share))
     detail = (
@@ -244,6 +273,8 @@ def _fill_gaps(table: SeriesTable, pos: np.ndarray, data: DataConfig, report: Ch
         out[dest] = values
         return out
 
+    inserted = np.ones(offsets[-1], bool)
+    inserted[dest] = False
     return SeriesTable(
         ids=table.ids,
         offsets=offsets,
@@ -253,27 +284,28 @@ def _fill_gaps(table: SeriesTable, pos: np.ndarray, data: DataConfig, report: Ch
         static=table.static,
         static_names=table.static_names,
         freq=table.freq,
-    )
+    ), inserted
 
 
-def _check_missing(table: SeriesTable, data: DataConfig, report: CheckReport) -> SeriesTable:
+def _check_missing(
+    table: SeriesTable, data: DataConfig, report: CheckReport, sf: SeriesFrame, inserted: np.ndarray
+) -> SeriesTable:
+    """Count the file's NaN/inf values by column (the gap rows are the gaps check's) and fill them,
+    with the gap rows, by ``data.missing``."""
     columns = {"target": table.target, **table.covariates}
     bad = {name: ~np.isfinite(v) for name, v in columns.items()}
-    counts = {name: int(mask.sum()) for name, mask in bad.items() if mask.any()}
-    if not counts:
-        report.add("missing_values", "pass", "no NaN/inf in target or covariates")
-        return table
-    parts = ", ".join(f"{name}: {n}" for name, n in counts.items())
     sid = table.series_of_rows()
-    worst = table.ids[sid[np.flatnonzero(bad[next(iter(counts))])[0]]]
-    if data.missing == "fail":
-        report.add(
-            "missing_values",
-            "fail",
-            f"NaN/inf values ({parts}; first in series '{worst}'); set data.missing to "
-            "ffill|interpolate|zero to fill them",
-        )
-        return table
+    in_file = {name: mask & ~inserted for name, mask in bad.items()}
+    if not any(mask.any() for mask in in_file.values()):
+        report.add("missing_values", "pass", "no NaN/inf in the file's target or covariate values")
+        if not inserted.any() or data.missing == "fail":
+            return table
+    else:
+        detail = _missing_detail(table, sf, in_file, sid)
+        if data.missing == "fail":
+            report.add("missing_values", "fail", f"{detail}; set data.missing to ffill|interpolate|zero to fill them")
+            return table
+        report.add("missing_values", "warn", f"{detail}; filled by data.missing={data.missing}")
     frame = pd.DataFrame({name: np.where(mask, np.nan, columns[name]) for name, mask in bad.items()})
     grouped = frame.groupby(sid, sort=False)
     if data.missing == "zero":
@@ -286,12 +318,39 @@ def _check_missing(table: SeriesTable, data: DataConfig, report: CheckReport) ->
     empty = filled.isna().any(axis=1).to_numpy()
     if empty.any():
         ids = sorted(set(table.ids[sid[empty]]))
+        report.rows.pop()
         report.add("missing_values", "fail", f"series with no finite values to fill from: {_ids_preview(ids)}")
         return table
-    report.add("missing_values", "warn", f"NaN/inf values ({parts}) filled by data.missing={data.missing}")
     table.target = filled["target"].to_numpy(np.float64)
     table.covariates = {c: filled[c].to_numpy(np.float64) for c in table.covariates}
     return table
+
+
+def _missing_detail(table: SeriesTable, sf: SeriesFrame, bad: dict[str, np.ndarray], sid: np.ndarray) -> str:
+    """``NaN/inf values in column 'y': 2, column 'temp': 1 (first: column 'y', series 's0', <time>)``.
+
+    Columns by their names in the file: the target column, or in a wide file each series' own column.
+    """
+    wide = sf.layout == "wide"
+    counts: dict[str, int] = {}
+    first: tuple[int, str] | None = None
+    for name, mask in bad.items():
+        rows = np.flatnonzero(mask)
+        if not len(rows):
+            continue
+        if name == "target" and wide:
+            for s, n in zip(*np.unique(sid[rows], return_counts=True), strict=True):
+                counts[str(table.ids[s])] = int(n)
+        else:
+            counts[sf.target_name if name == "target" else name] = len(rows)
+        column = str(table.ids[sid[rows[0]]]) if name == "target" and wide else (sf.target_name if name == "target" else name)
+        if first is None or rows[0] < first[0]:
+            first = (int(rows[0]), column)
+    parts = ", ".join(f"column '{c}': {n}" for c, n in list(counts.items())[:5])
+    parts += f", ... ({len(counts)} columns)" if len(counts) > 5 else ""
+    row, column = first  # type: ignore[misc]
+    series = "" if wide else f", series '{table.ids[sid[row]]}'"
+    return f"NaN/inf values in {parts} (first: column '{column}'{series}, {pd.Timestamp(int(table.times[row]))})"
 
 
 def _check_static(df: pd.DataFrame, static_names: list[str], report: CheckReport) -> None:

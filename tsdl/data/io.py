@@ -9,6 +9,7 @@ one-line :class:`~tsdl.errors.DataError` naming the file, the column and the fix
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 
 from tsdl.config.data import DataConfig
 from tsdl.data.frame import ID_COL, TARGET_COL, TIME_COL, SeriesFrame
+from tsdl.data.sniff import Sniffed, clip, expected_format, sniff, sniff_delimiter
 from tsdl.errors import DataError
 from tsdl.storage import absolute, filesystem, require_file
 
@@ -29,6 +31,7 @@ __all__ = [
 ]
 
 _TZ_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
+_DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d+,\d+\s*$")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -103,38 +106,132 @@ def read_series_frame(data: DataConfig) -> SeriesFrame:
 
 
 def _read_table(path: str, data: DataConfig):  # -> pa.Table
+    """The file as a pyarrow table, opened as what its bytes say it is (see :mod:`tsdl.data.sniff`)."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
-    fmt = data.format
-    if fmt == "auto":
-        suffix = "".join(PurePosixPath(path).suffixes[-2:]).lower()
-        if suffix.endswith((".parquet", ".pq")):
-            fmt = "parquet"
-        elif suffix.endswith((".csv", ".csv.gz", ".txt")):
-            fmt = "csv"
-        else:
-            raise DataError(
-                f"{path}: cannot tell the format from the extension '{PurePosixPath(path).suffix}'",
-                hint="use a .csv or .parquet file, or set data.format: csv|parquet",
-            )
     fs, inner = filesystem(path)
+    with fs.open_input_stream(inner, compression=None) as stream:
+        head = stream.read(8192)
+    sniffed = sniff(head)
+    if sniffed.refusal is not None:
+        what, fix = sniffed.refusal
+        raise DataError(f"{path}: {what}", hint=fix)
+    fmt = _choose_format(path, data, sniffed, head)
     try:
         if fmt == "parquet":
-            return pq.read_table(inner, filesystem=fs)
-        # Timestamps are read as strings so that mixed time zones can be detected and reported.
-        convert = pacsv.ConvertOptions(column_types={data.time_col: pa.string()})
-        with fs.open_input_stream(inner) as stream:  # decompresses .gz by extension
-            return pacsv.read_csv(stream, convert_options=convert)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(inner, filesystem=fs)
+        elif fmt == "arrow":
+            table = _read_arrow(fs, inner, head)
+        else:
+            table = _read_csv(fs, inner, path, data, sniffed)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError, UnicodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "Empty CSV file" in first:
             raise DataError(f"{path}: file is empty", hint="write a header and at least one row") from None
         raise DataError(
-            f"{path}: cannot read as {fmt}: {first}",
+            f"{path}: cannot read as {fmt}: {clip(first, 200)}",
             hint=f"check that the file is valid {fmt} (or set data.format)",
         ) from None
+    return _clean_columns(table, path)
+
+
+def _choose_format(path: str, data: DataConfig, sniffed: Sniffed, head: bytes) -> str:
+    """The content decides; a text file under a binary format's name, or of an unknown kind, is refused."""
+    claimed = expected_format(path)
+    suffix = PurePosixPath(path).suffix
+    if data.format != "auto":
+        if data.format != sniffed.format:
+            raise DataError(
+                f"{path}: data.format is {data.format}, but the file is {sniffed.what}",
+                hint=f"set data.format: {sniffed.format} (or auto)",
+            )
+        return data.format
+    if sniffed.format == "csv" and claimed in ("parquet", "arrow"):
+        line = head.decode(sniffed.encoding if sniffed.compression is None else "latin-1", errors="replace")
+        raise DataError(
+            f"{path}: named '{suffix}' but it is {sniffed.what}, not {claimed} "
+            f"(it starts {clip(repr(line.splitlines()[0] if line.strip() else line), 60)})",
+            hint="rename it to .csv, or set data.format: csv",
+        )
+    if sniffed.format == "csv" and sniffed.compression is None and claimed is None:
+        raise DataError(
+            f"{path}: cannot tell the format from the extension '{clip(suffix, 40)}'",
+            hint="use a .csv, .parquet or .arrow file, or set data.format: csv|parquet",
+        )
+    return str(sniffed.format)
+
+
+def _read_arrow(fs, inner: str, head: bytes):  # -> pa.Table
+    """Arrow IPC: the file format (Feather v2 is the same), Feather v1, or the stream format."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    with fs.open_input_file(inner) as handle:
+        if head.startswith(b"\xff\xff\xff\xff"):
+            return pa.ipc.open_stream(handle).read_all()
+        return feather.read_table(handle)
+
+
+def _read_csv(fs, inner: str, path: str, data: DataConfig, sniffed: Sniffed):  # -> pa.Table
+    """CSV text in any codec and encoding the sniffer found, with its own delimiter."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    with fs.open_input_stream(inner, compression=sniffed.compression) as stream:
+        start = stream.read(1 << 16).decode(sniffed.encoding, errors="replace").lstrip("\ufeff")
+    delimiter = "\t" if inner.lower().endswith((".tsv", ".tsv.gz")) else sniff_delimiter(start.split("\n", 1)[0])
+    # Timestamps are read as strings so that mixed time zones can be detected and reported.
+    convert = pacsv.ConvertOptions(column_types={data.time_col: pa.string()})
+    read = pacsv.ReadOptions(encoding=sniffed.encoding.removesuffix("-le").removesuffix("-be")
+                             if sniffed.encoding.startswith("utf-32") else sniffed.encoding)
+    with fs.open_input_stream(inner, compression=sniffed.compression) as stream:
+        table = pacsv.read_csv(stream, read_options=read, parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                               convert_options=convert)
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+            _refuse_non_utf8(path, name, column)
+    return table
+
+
+def _refuse_non_utf8(path: str, name: str, column) -> None:
+    """pyarrow keeps a column with invalid UTF-8 as bytes: name the first such cell."""
+    for row, cell in enumerate(column.to_pylist()):
+        try:
+            (cell or b"").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{path}: column '{clip(name, 60)}' row {row + 1}: not UTF-8 text "
+                f"(byte 0x{exc.object[exc.start]:02x} in {clip(repr(cell), 60)})",
+                hint="save the file as UTF-8 (Excel: Save As > CSV UTF-8), or re-encode it: "
+                "iconv -f latin1 -t utf-8 in.csv > out.csv",
+            ) from None
+
+
+def _clean_columns(table, path: str):  # -> pa.Table
+    """Names stripped of spaces; Excel's trailing empty unnamed columns dropped; duplicates refused."""
+    names = [str(n).strip() for n in table.column_names]
+    keep = []
+    for i, (name, column) in enumerate(zip(names, table.columns, strict=True)):
+        if name == "":
+            if column.null_count == len(column) or all(str(v).strip() == "" for v in column.to_pylist() if v is not None):
+                continue  # an empty column without a header: Excel's trailing separators
+            raise DataError(
+                f"{path}: column {i + 1} has values but no name in the header",
+                hint="give every column a header name, or delete the column",
+            )
+        keep.append(i)
+    table = table.select(keep).rename_columns([names[i] for i in keep])
+    seen: dict[str, int] = {}
+    for position, name in enumerate(table.column_names, start=1):
+        if name in seen:
+            raise DataError(
+                f"{path}: column name '{clip(name, 60)}' appears twice (columns {seen[name]} and {position})",
+                hint="rename or delete one of them: tsdl cannot tell which one is meant",
+            )
+        seen[name] = position
+    return table
 
 
 def _detect_layout(raw: pd.DataFrame, data: DataConfig, path: str) -> str:
@@ -173,9 +270,9 @@ def _parse_times(raw: pd.DataFrame, col: str, path: str) -> tuple[np.ndarray, tu
         )
     if pd.api.types.is_datetime64_any_dtype(series):
         if getattr(series.dt, "tz", None) is not None:
-            return series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]"), (
+            return _as_ns(series.dt.tz_convert("UTC").dt.tz_localize(None), series, path, col), (
                 len(series), 0, [str(series.dt.tz)])
-        return series.to_numpy("datetime64[ns]"), (0, len(series), [])
+        return _as_ns(series, series, path, col), (0, len(series), [])
     if pd.api.types.is_numeric_dtype(series):
         raise DataError(
             f"{path}: column '{col}' holds numbers ({series.iloc[0]!r}), not timestamps",
@@ -195,7 +292,25 @@ def _parse_times(raw: pd.DataFrame, col: str, path: str) -> tuple[np.ndarray, tu
         # time-zone check fails on the counts returned here.
         offsets = sorted(set(text[aware].str.extract(f"({_TZ_SUFFIX[:-1]})$", expand=False)))
         parsed = _to_datetime(text.str.replace(_TZ_SUFFIX, "", regex=True), path, col, utc=False)
-    return parsed.to_numpy("datetime64[ns]"), (n_aware, len(text) - n_aware, offsets)
+    return _as_ns(parsed, text, path, col), (n_aware, len(text) - n_aware, offsets)
+
+
+def _as_ns(parsed: pd.Series, shown: pd.Series, path: str, col: str) -> np.ndarray:
+    """datetime64[ns], the checklist's unit, refusing what it cannot hold (the cast wraps silently).
+
+    pandas parses 9999-12-31 or 0001-01-01 into a coarser unit; cast to ns it became another date.
+    """
+    with np.errstate(over="ignore"):
+        outside = ((parsed < pd.Timestamp.min) | (parsed > pd.Timestamp.max)).to_numpy(bool)
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise DataError(
+            f"{path}: column '{clip(col, 60)}' row {row + 1}: timestamp {clip(shown.iloc[row], 60)!r} is "
+            f"outside the range tsdl can represent ({pd.Timestamp.min:%Y-%m-%d %H:%M} to {pd.Timestamp.max:%Y-%m-%d %H:%M}; "
+            f"{int(outside.sum())} such values)",
+            hint="remove placeholder dates such as 9999-12-31 or 0001-01-01 (or fix the year)",
+        )
+    return parsed.to_numpy("datetime64[ns]")
 
 
 def _to_datetime(text: pd.Series, path: str, col: str, *, utc: bool) -> pd.Series:
@@ -212,7 +327,7 @@ def _to_datetime(text: pd.Series, path: str, col: str, *, utc: bool) -> pd.Serie
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{path}: column '{col}' row {row + 1}: cannot parse {text.iloc[row]!r} as a timestamp "
+            f"{path}: column '{clip(col, 60)}' row {row + 1}: cannot parse {clip(repr(text.iloc[row]), 80)} as a timestamp "
             f"({int(bad.sum())} unparseable values)",
             hint="write ISO 8601 timestamps like 2024-01-31 13:00:00",
         )
@@ -229,10 +344,15 @@ def _numeric(values: pd.Series, path: str, col: str, what: str) -> np.ndarray:
     bad = coerced.isna().to_numpy() & values.notna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        value = values.iloc[row]
+        hint = f"make '{clip(col, 60)}' numeric (empty cells are read as missing) or drop it from the config"
+        if isinstance(value, str) and _DECIMAL_COMMA.match(value):
+            hint = ("the file writes decimal commas: export it with '.' decimals, or convert it: "
+                    "pandas.read_csv(f, sep=';', decimal=',').to_csv(out, index=False)")
         raise DataError(
-            f"{path}: {what} column '{col}' row {row + 1}: non-numeric value {values.iloc[row]!r} "
+            f"{path}: {what} column '{clip(col, 60)}' row {row + 1}: non-numeric value {clip(repr(value), 80)} "
             f"({int(bad.sum())} such values)",
-            hint=f"make '{col}' numeric (empty cells are read as missing) or drop it from the config",
+            hint=hint,
         )
     return coerced.astype("float64").to_numpy(na_value=np.nan)
 
@@ -322,5 +442,5 @@ def _blank(values: pd.Series) -> np.ndarray:
 
 
 def _show(columns: list[str], limit: int = 8) -> str:
-    shown = ", ".join(repr(str(c)) for c in columns[:limit])
+    shown = ", ".join(repr(clip(str(c), 40)) for c in columns[:limit])
     return shown + (f", ... ({len(columns)} in all)" if len(columns) > limit else "")
