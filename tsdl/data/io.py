@@ -71,6 +71,8 @@ def read_series_frame(data: DataConfig) -> SeriesFrame:
     if size == 0:
         raise DataError(f"{path}: file is empty", hint="write a header and at least one row of data")
     table = _read_table(path, data)
+    if table.num_rows == 0 and not any(str(c).strip() for c in table.column_names):
+        raise DataError(f"{path}: no header and no rows (only blank lines)", hint="write a header and at least one row")
     if table.num_rows == 0:
         raise DataError(
             f"{path}: no data rows (only a header with columns {', '.join(table.column_names)})",
@@ -300,6 +302,8 @@ def _as_ns(parsed: pd.Series, shown: pd.Series, path: str, col: str) -> np.ndarr
 
     pandas parses 9999-12-31 or 0001-01-01 into a coarser unit; cast to ns it became another date.
     """
+    if getattr(parsed.dt, "tz", None) is not None:  # zone names ('... UTC', '... CET') parse aware
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     with np.errstate(over="ignore"):
         outside = ((parsed < pd.Timestamp.min) | (parsed > pd.Timestamp.max)).to_numpy(bool)
     if outside.any():
@@ -313,7 +317,41 @@ def _as_ns(parsed: pd.Series, shown: pd.Series, path: str, col: str) -> np.ndarr
     return parsed.to_numpy("datetime64[ns]")
 
 
+_SLASHED = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-]\d{4}\b")
+
+
+def _day_first(text: pd.Series, path: str, col: str) -> bool | None:
+    """For dates like 03/04/2024: True (day first) or False (month first), decided by the file.
+
+    pandas' "mixed" parsing decides per value, so 13/01 and 01/02 in one file became the 13th of
+    January and the 2nd of January: silently reordered rows. A file with no day above 12 is refused.
+    """
+    parts = text.str.extract(_SLASHED)
+    if parts.isna().any(axis=None):
+        return None
+    first, second = parts[0].astype(int), parts[1].astype(int)
+    if (first > 12).any() and not (second > 12).any():
+        return True
+    if (second > 12).any() and not (first > 12).any():
+        return False
+    row = int(np.flatnonzero(((first <= 12) & (second <= 12)).to_numpy())[0]) if not (first > 12).any() else 0
+    raise DataError(
+        f"{path}: column '{clip(col, 60)}' row {row + 1}: {clip(repr(text.iloc[row]), 40)} could be day/month or "
+        "month/day, and the file does not tell which",
+        hint="write ISO 8601 timestamps like 2024-01-31 13:00:00",
+    )
+
+
 def _to_datetime(text: pd.Series, path: str, col: str, *, utc: bool) -> pd.Series:
+    day_first = _day_first(text, path, col)
+    if day_first is not None:
+        fmt = "%d/%m/%Y" if day_first else "%m/%d/%Y"
+        sep = text.str.extract(r"^\d{1,2}([/.-])", expand=False).iloc[0]
+        rest = text.str.replace(_SLASHED, "", regex=True).str.strip()
+        fmt = fmt.replace("/", sep) + (" %H:%M:%S" if (rest.str.count(":") == 2).all() else " %H:%M" if (rest != "").all() else "")
+        parsed = pd.to_datetime(text, format=fmt, utc=utc, errors="coerce")
+        if not parsed.isna().any():
+            return parsed
     try:
         parsed = pd.to_datetime(text, format="ISO8601", utc=utc, errors="coerce")
     except (ValueError, TypeError):
