@@ -86,7 +86,7 @@ def _cases() -> dict[str, Case | Callable[[], Case]]:
             ["check-data", "bin.csv"], 2, "bin.csv: not UTF-8 text", {"bin.csv": b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe,\n1,2\n"}
         ),
         "check-data-latin1-value": Case(
-            ["check-data", "l.csv"], 2, "non-numeric value", {"l.csv": b"ds,y\n2020-01-01,1\n2020-01-02,2\xe9\n"}
+            ["check-data", "l.csv"], 2, "l.csv: column 'y' row 2: not UTF-8 text (byte 0xe9", {"l.csv": b"ds,y\n2020-01-01,1\n2020-01-02,2\xe9\n"}
         ),
         "check-data-nothing": Case(["check-data"], 2, "needs -c CONFIG or a FILE"),
         "datasets-unknown": Case(["datasets", "fetch", "NoSuchSet"], 2, "NoSuchSet"),

@@ -46,7 +46,7 @@ CORPUS: dict[str, tuple[dict, str, int]] = {
     # from other tools, encodings, values and timestamps at the edge of what the dtypes hold.
     "excel_workbook_named.csv": ({}, "excel_workbook_named.csv: is an Excel workbook (.xlsx) (fix: export the sheet as CSV", 2),
     "excel_97_named.csv": ({}, "is an Excel 97-2003 workbook (.xls)", 2),
-    "binary_junk.csv": ({}, "binary_junk.csv: is not text, Parquet or Arrow (binary; it starts with b'", 2),
+    "binary_junk.csv": ({}, "binary_junk.csv: not UTF-8 text, Parquet or Arrow (binary; it starts with b'", 2),
     "truncated.parquet": ({}, "cannot read as parquet: Could not open Parquet input source", 2),
     "duplicate_columns.csv": ({}, "column name 'y' appears twice (columns 3 and 4)", 2),
     "duplicate_columns.arrow": ({}, "column name 'ds' appears twice (columns 2 and 4)", 2),
@@ -201,3 +201,16 @@ def test_a_file_name_with_shell_characters_is_only_a_name(
     out = capsys.readouterr().out
     assert str(odd) in out.splitlines()[0] and "value 1e+308" in out
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["in", odd.name]
+
+
+def test_check_data_guesses_the_columns_of_a_semicolon_excel_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without a config, check-data guesses time_col and series_cols from the header: it split on
+    # ',' only and kept Excel's BOM, so an Excel "CSV UTF-8" export with ';' had no time column.
+    days = pd.date_range("2024-01-01", periods=60, freq="D")
+    wide = pd.DataFrame({"date": days, "a": np.arange(60.0), "b": np.sin(np.arange(60.0))})
+    path = tmp_path / "export.csv"
+    path.write_text(wide.to_csv(index=False, sep=";"), encoding="utf-8-sig")
+    assert main(["check-data", str(path), "--set", "data.input_chunk_length=8", "--set", "data.output_chunk_length=4"]) == 0
+    assert "'D' inferred for all 2 series" in capsys.readouterr().out

@@ -63,6 +63,7 @@ def _file_defaults(location: str, args: argparse.Namespace) -> list[str]:
 
     ``location`` may be an object URI; an unreadable one is left to the checklist to report.
     """
+    from tsdl.data.sniff import sniff_delimiter
     from tsdl.storage import filesystem
 
     if args.config is not None or PurePosixPath(location).suffix.lower() != ".csv":
@@ -73,7 +74,8 @@ def _file_defaults(location: str, args: argparse.Namespace) -> list[str]:
             first = handle.read(1 << 16).decode("utf-8", errors="replace").splitlines()
     except (OSError, TsdlError):
         return []
-    header = [c.strip() for c in (first[0] if first else "").strip().split(",")]
+    line = (first[0] if first else "").lstrip("\ufeff").strip()  # Excel's "CSV UTF-8" starts with a BOM
+    header = [c.strip().strip('"') for c in line.split(sniff_delimiter(line))]
     guessed: list[str] = []
     time_col = next((c for c in _TIME_NAMES if c in header), None)
     if time_col and time_col != "ds":

@@ -77,10 +77,8 @@ def sniff(head: bytes) -> Sniffed:
     if b"\x00" in head:
         if _looks_utf16(head):
             return Sniffed("csv", encoding="utf-16-le" if head[1:2] == b"\x00" else "utf-16-be", what="UTF-16 text")
-        return _refuse(
-            f"not text, Parquet or Arrow (binary; it starts with {clip(repr(head[:16]))})",
-            "give a CSV, Parquet or Arrow file; check that the path names the data file",
-        )
+        what = f"not UTF-8 text, Parquet or Arrow (binary; it starts with {clip(repr(head[:16]))})"
+        return Sniffed(None, what=what, refusal=(what, "give a CSV, Parquet or Arrow file; check that the path names the data file"))
     return Sniffed("csv", what="text")
 
 
