@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tsdl.config.base import StrictModel
 
@@ -26,12 +26,33 @@ class OptimizerConfig(StrictModel):
 
 
 class LRSchedulerConfig(StrictModel):
-    """ReduceLROnPlateau on val_loss."""
+    """The epoch-level lr schedule: ReduceLROnPlateau on val_loss, or a fixed decay per epoch.
+
+    ``step`` multiplies every group's lr by `factor` after each epoch from epoch `step_start` on,
+    whatever the validation says: with ``factor: 0.5, step_start: 2`` this is the LTSF-Linear
+    authors' ``lradj=type1`` (epochs 1 and 2 at the configured lr, then halved every epoch),
+    the schedule behind DLinear's published ETTh1 numbers (docs/benchmarks.md).
+    """
 
     enabled: bool = True
+    name: Literal["plateau", "step"] = "plateau"
     patience: int = Field(5, ge=0)
+    """plateau only: epochs without a val_loss improvement before the lr is reduced."""
     factor: float = Field(0.5, gt=0.0, lt=1.0)
     min_lr: float = Field(1e-7, ge=0.0)
+    step_start: int = Field(1, ge=1)
+    """step only: the first epoch after which the lr is multiplied by `factor`."""
+
+    @model_validator(mode="after")
+    def _options_of_the_chosen_schedule(self) -> LRSchedulerConfig:
+        # Compared with the defaults, not model_fields_set: a dumped config (every field written)
+        # must load again.
+        if self.name == "step" and self.patience != 5:
+            raise ValueError("patience applies to name: plateau only; name: step decays every epoch "
+                             "(remove patience, or use step_start to hold the lr for the first epochs)")
+        if self.name == "plateau" and self.step_start != 1:
+            raise ValueError("step_start applies to name: step only (set name: step, or remove step_start)")
+        return self
 
 
 class EarlyStoppingConfig(StrictModel):

@@ -1,7 +1,7 @@
 """The per-worker training loop, run by a Ray Train DDP rank or by one worker in this process.
 
 Each worker trains with AdamW + clipping + AMP on its windows, validates every epoch
-(all-reduced over ranks), steps ReduceLROnPlateau and early stopping, and reports metrics with a
+(all-reduced over ranks), steps the lr schedule (`tsdl.train.schedule`) and early stopping, and reports metrics with a
 checkpoint holding ``last.pt`` and ``best.pt``. Only rank 0 writes checkpoints and logs to MLflow.
 
 Where the loop runs is a :class:`~tsdl.train.runtime.WorkerRuntime`; the step itself is in
@@ -32,6 +32,7 @@ from tsdl.train.finetune import FinetunePlan, apply_finetune
 from tsdl.train.logger import MetricsLogger, worker_logger_from
 from tsdl.train.precision import MixedPrecision
 from tsdl.train.runtime import RayTrainRuntime, WorkerRuntime
+from tsdl.train.schedule import build_scheduler
 from tsdl.train.seeding import epoch_seed, rng_state, seed_everything, set_rng_state
 from tsdl.train.step import (
     CHECK_EVERY,
@@ -166,13 +167,7 @@ class _Worker:
         optimizer = torch.optim.AdamW(
             finetune.param_groups(model), lr=tcfg.optimizer.lr, weight_decay=tcfg.optimizer.weight_decay
         )
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode="min",
-            factor=tcfg.lr_scheduler.factor,
-            patience=tcfg.lr_scheduler.patience,
-            min_lr=tcfg.lr_scheduler.min_lr,
-        )
+        scheduler = build_scheduler(optimizer, tcfg.lr_scheduler)
         amp = MixedPrecision(tcfg.precision, device)
         stopper = EarlyStopping(
             patience=tcfg.early_stopping.patience,
