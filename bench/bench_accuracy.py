@@ -18,6 +18,9 @@ with the reason.
 
     python bench/bench_accuracy.py --table --datasets ETTh1 --models dlinear nhits --epochs 3
     python bench/bench_accuracy.py --table --print-only         # the table from the stored results
+
+A re-measured cell whose test MSE is more than 2% above the stored one is a regression: the stored
+(better) result is kept, the new one is recorded next to it, and the script exits 1 naming the cell.
 """
 
 from __future__ import annotations
@@ -81,9 +84,9 @@ PUBLISHED_TABLE: dict[tuple[str, str, int], tuple[float | None, float | None]] =
 }
 TABLE_DATASETS = ("ETTh1", "ETTh2")
 TABLE_HORIZONS = (96, 192, 336, 720)
-# table model -> (example config, published rows shown next to it)
+# table model -> (example config, ``{horizon}`` filled in, published rows shown next to it)
 TABLE_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "dlinear": ("etth1-dlinear.yaml", ("DLinear",)),
+    "dlinear": ("etth1-dlinear-h{horizon}.yaml", ("DLinear",)),  # the authors' recipe, one per horizon
     "nhits": ("etth1-nhits.yaml", ()),
     "patchtst": ("etth1-patchtst.yaml", ("PatchTST/42", "PatchTST/64")),
     "lstm": ("etth1-rnn.yaml", ()),
@@ -200,6 +203,7 @@ def table_main(args) -> dict[str, Any]:
     print(f"wrote {len(written)} cell configs to {configs_dir}", flush=True)
     store = args.out / "accuracy-table.json"
     cells: dict[str, Any] = json.loads(store.read_text())["cells"] if store.exists() else {}
+    regressions: list[str] = []
     if not args.print_only:
         from tsdl import api
         from tsdl.ray_connection import ensure_ray
@@ -213,19 +217,50 @@ def table_main(args) -> dict[str, Any]:
                     if missing:
                         cells.setdefault(key, {"status": "not run", "reason": missing})
                         continue
-                    cells[key] = _run_cell(api, dataset, model, horizon, args)
+                    cells[key], regression = merge_cell(cells.get(key), _run_cell(api, dataset, model, horizon, args))
+                    if regression:
+                        print(f"REGRESSION {key}: {regression}", flush=True)
+                        regressions.append(f"{key}: {regression}")
                     _write_table(store, cells, args)
     _write_table(store, cells, args)
     text = render_table(cells)
     print(text, flush=True)
+    if regressions:
+        raise SystemExit(f"bench_accuracy: {len(regressions)} cell(s) regressed by more than "
+                         f"{REGRESSION_TOLERANCE:.0%} (stored results kept): " + "; ".join(regressions))
     return {"cells": cells, "table": text}
+
+
+REGRESSION_TOLERANCE = 0.02
+"""A re-measured cell may be at most this much (relative test MSE) worse than the stored one."""
+
+
+def merge_cell(stored: dict[str, Any] | None, new: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The cell to store after measuring ``new``, and why it is a regression (None when it is not).
+
+    A regression (test MSE more than `REGRESSION_TOLERANCE` above a stored measurement with the same
+    epoch and batch budget) keeps the
+    stored result, so one bad rerun can neither hide nor become the reference; the rerun is kept
+    under ``regressed`` for the record.
+    """
+    if not stored or stored.get("status") != "measured":
+        return new, None
+    if (stored.get("max_epochs"), stored.get("limit_batches")) != (new["max_epochs"], new["limit_batches"]):
+        return new, None  # another budget is another measurement, not a rerun of this one
+    limit = stored["test_mse"] * (1.0 + REGRESSION_TOLERANCE)
+    if new["test_mse"] <= limit:
+        return new, None
+    why = (f"test MSE {new['test_mse']:.4f} on {new['date_utc']} vs stored {stored['test_mse']:.4f} "
+           f"on {stored.get('date_utc', '?')} (+{new['test_mse'] / stored['test_mse'] - 1:.1%}, limit "
+           f"+{REGRESSION_TOLERANCE:.0%})")
+    return dict(stored, regressed=new), why
 
 
 def cell_config(dataset: str, model: str, horizon: int, overrides: list[str] | None = None):
     """The config of one grid cell: the model's ETTh1 example on ``dataset`` at ``horizon``."""
     from tsdl.config import load_config
 
-    example = TABLE_MODELS[model][0]
+    example = TABLE_MODELS[model][0].format(horizon=horizon)
     cell = [
         f"experiment.name=accuracy-{dataset.lower()}-{model}-{horizon}",
         f"data.dataset={dataset}",
@@ -247,7 +282,8 @@ def _write_cell_configs(directory: Path) -> list[Path]:
             for horizon in TABLE_HORIZONS:
                 path = directory / f"{dataset}-{model}-{horizon}.yaml"
                 header = (f"# bench/bench_accuracy.py --table cell: {model} on {dataset}, input 336, horizon {horizon}\n"
-                          f"# (generated from examples/{TABLE_MODELS[model][0]}); run: tsdl train -c {path.name}\n")
+                          f"# (generated from examples/{TABLE_MODELS[model][0].format(horizon=horizon)}); "
+                          f"run: tsdl train -c {path.name}\n")
                 path.write_text(header + dump_config(cell_config(dataset, model, horizon)))
                 paths.append(path)
     return paths
@@ -310,7 +346,8 @@ def render_table(cells: dict[str, Any]) -> str:
             for model, (_, papers) in TABLE_MODELS.items():
                 cell = cells.get(f"{dataset}/{model}/{horizon}")
                 if cell and cell.get("status") == "measured":
-                    row.append(f"{cell['test_mse']:.3f} / {cell['test_mae']:.3f} ({cell['epochs']} ep)")
+                    date = str(cell.get("date_utc", "undated"))[:10]
+                    row.append(f"{cell['test_mse']:.3f} / {cell['test_mae']:.3f} ({cell['epochs']} ep, {date})")
                 else:
                     reason = cell["reason"] if cell else "not run yet (CPU time; see the GPU list)"
                     notes.setdefault(reason, []).append(f"{dataset}/{model}/{horizon}")

@@ -31,3 +31,45 @@ def test_table_writes_every_cell_config_and_prints_the_grid(tmp_path: Path) -> N
     assert "0.329 / -" in rows[6]  # ETTh2 H=336 PatchTST/64: the MAE could not be verified
     stored = json.loads((tmp_path / "accuracy-table.json").read_text())
     assert stored["cells"] == {} and "not run (32 cells)" in done.stdout
+
+
+def _bench_accuracy():
+    import importlib
+
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        return importlib.import_module("bench_accuracy")
+    finally:
+        sys.path.remove(str(REPO_ROOT / "bench"))
+
+
+def _cell(mse: float, date: str, epochs: int = 10) -> dict:
+    return {"status": "measured", "test_mse": mse, "test_mae": 0.4, "epochs": epochs, "max_epochs": epochs,
+            "limit_batches": None, "date_utc": date}
+
+
+def test_a_rerun_more_than_2_percent_worse_is_a_regression_and_keeps_the_stored_cell() -> None:
+    bench = _bench_accuracy()
+    stored = _cell(0.4000, "2026-12-06 05:00")
+    kept, why = bench.merge_cell(stored, _cell(0.4079, "2026-12-07 05:00"))  # +1.98%: within
+    assert why is None and kept["test_mse"] == 0.4079
+    kept, why = bench.merge_cell(stored, _cell(0.4100, "2026-12-07 05:00"))  # +2.5%
+    assert why is not None and "0.4100" in why and "0.4000" in why
+    assert kept["test_mse"] == 0.4000 and kept["regressed"]["test_mse"] == 0.4100
+    # Another epoch budget is another measurement, and a first measurement has nothing to regress from.
+    assert bench.merge_cell(stored, _cell(0.5, "2026-12-07", epochs=3))[1] is None
+    assert bench.merge_cell({"status": "not run", "reason": "x"}, _cell(0.5, "2026-12-07"))[1] is None
+
+
+def test_the_table_dates_every_measured_cell_and_uses_the_per_horizon_dlinear_recipe(tmp_path: Path) -> None:
+    store = {"cells": {"ETTh1/dlinear/720": _cell(0.4712, "2026-12-06 05:30")}}
+    (tmp_path / "accuracy-table.json").write_text(json.dumps(store))
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "bench_accuracy.py"), "--table", "--print-only", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| ETTh1 | 720 |"))
+    assert "0.471 / 0.400 (10 ep, 2026-12-06)" in row
+    cell = load_config(tmp_path / "accuracy-configs" / "ETTh1-dlinear-720.yaml")
+    assert cell.training.lr_scheduler.name == "step" and cell.data.output_chunk_length == 720
