@@ -73,3 +73,22 @@ def test_the_table_dates_every_measured_cell_and_uses_the_per_horizon_dlinear_re
     assert "0.471 / 0.400 (10 ep, 2026-12-06)" in row
     cell = load_config(tmp_path / "accuracy-configs" / "ETTh1-dlinear-720.yaml")
     assert cell.training.lr_scheduler.name == "step" and cell.data.output_chunk_length == 720
+
+
+def test_the_shipped_paper_configs_carry_the_authors_recipes() -> None:
+    """DLinear (LTSF-Linear's etth1.sh: 32 x 7 windows, lr 5e-3, type1) and PatchTST/42 (etth1.sh:
+    128 x 7 windows, lr 1e-4, type3, 100 epochs) per horizon, as `tsdl train -c` loads them."""
+    for horizon in (96, 192, 336, 720):
+        c = load_config(REPO_ROOT / "examples" / f"etth1-dlinear-h{horizon}.yaml")
+        t = c.training
+        assert (c.data.input_chunk_length, c.data.output_chunk_length) == (336, horizon)
+        assert (c.data.split.train_rows, c.data.split.val_rows, c.data.split.test_rows) == (8640, 2880, 2880)
+        assert (t.batch_size, t.optimizer.lr, t.optimizer.weight_decay, t.gradient_clip_val) == (224, 0.005, 0.0, None)
+        assert (t.max_epochs, t.early_stopping.patience) == (10, 3)
+        assert (t.lr_scheduler.name, t.lr_scheduler.factor, t.lr_scheduler.step_start) == ("step", 0.5, 2)
+    for horizon in (96, 192):
+        c = load_config(REPO_ROOT / "examples" / f"etth1-patchtst-h{horizon}.yaml")
+        t = c.training
+        assert c.data.output_chunk_length == horizon and c.model.hidden_size == 16
+        assert (t.batch_size, t.optimizer.lr, t.max_epochs) == (896, 1e-4, 100)
+        assert (t.lr_scheduler.name, t.lr_scheduler.factor, t.lr_scheduler.step_start) == ("step", 0.9, 3)
