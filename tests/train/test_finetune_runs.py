@@ -152,3 +152,24 @@ def test_build_trainer_loads_init_from_directory(parent, tmp_path: Path) -> None
     )
     result = trainer.fit()
     assert result.metrics["epoch"] == parent_config.training.max_epochs
+
+
+def test_a_fine_tune_that_never_beats_its_start_keeps_the_parent(parent) -> None:
+    """The parent's weights are validated before epoch 1 and stay best.pt unless an epoch beats them."""
+    from tsdl.cli.train_cmd import _summary
+
+    parent_config, parent_result = parent
+    config = _child(parent_config, scalers="parent")
+    config = config.model_copy(update={"training": config.training.model_copy(update={
+        "max_epochs": 2, "optimizer": config.training.optimizer.model_copy(update={"lr": 0.5})})})
+    child = api.train(config, progress=False, init_from=str(parent_result.checkpoint_dir))
+
+    assert [h["val_loss"] > parent_result.best_val_loss for h in child.history] == [True, True]
+    assert [int(h["best_epoch"]) for h in child.history] == [0, 0]
+    best, start = load_best(child.checkpoint_dir), load_best(parent_result.checkpoint_dir)
+    assert best.epoch == 0 and best.val_loss == pytest.approx(parent_result.best_val_loss, rel=1e-6)
+    assert all(torch.equal(best.model[k], start.model[k]) for k in start.model)
+    # Same data and scalers as the parent: the test score is the parent's own.
+    assert child.test.model["MSE"] == pytest.approx(parent_result.test.model["MSE"], rel=1e-6)
+    assert "no epoch beat the starting model" in _summary(child)
+    assert "no epoch beat the starting model" not in _summary(parent_result)

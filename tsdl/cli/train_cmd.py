@@ -192,10 +192,11 @@ def _summary(result, *, quiet: bool = False) -> str:
         )
     else:
         table = ev.tables()
-    lines = [
-        "",
-        table,
-        "",
+    lines = ["", table, ""]
+    if result.history and int(result.history[-1].get("best_epoch", -1)) == 0:
+        # `keep_starting_model`: a fine-tune whose epochs never beat the parent on validation.
+        lines.append("no epoch beat the starting model: the test metrics are the parent's weights (epoch 0)")
+    lines += [
         f"run:        {result.run_name}  (resume with `tsdl train --resume {result.run_name}`)",
         f"checkpoint: {result.checkpoint_dir or f'{result.storage_path}/{result.run_name}'}",
     ]

@@ -71,8 +71,7 @@ def run_worker(loop_config: dict[str, Any], runtime: WorkerRuntime) -> None:
     torch.set_num_threads(threads)
     worker = _Worker.build(config, loop_config, runtime)
     if loop_config.get("init_state") is not None and worker.state.epoch == 0:
-        # The parent's weights on this run's validation data, before any update: the zero-shot score.
-        worker.logger.log_epoch(0, {"init_val_loss": worker.validate()})
+        worker.logger.log_epoch(0, {"init_val_loss": worker.keep_starting_model()})
     for epoch in range(worker.state.epoch + 1, config.training.max_epochs + 1):
         for hook in loop_config.get("epoch_hooks", []):
             hook(epoch, runtime.rank)
@@ -200,6 +199,26 @@ class _Worker:
 
     def validate(self) -> float:
         return validation_loss(self.model, self.loss_fn, self.amp, self.val_set, self.batch_size, self.runtime.device)
+
+    def keep_starting_model(self) -> float:
+        """Validate the parent's weights before any update and make them the best so far (epoch 0).
+
+        A fine-tuning run then never ends worse on validation than where it started: an epoch must
+        beat the parent to replace it in ``best.pt``, and early stopping counts from it. Returns the
+        parent's val_loss on this run's data (the zero-shot score, logged as ``init_val_loss``).
+        """
+        val_loss = self.validate()
+        self.stopper.update(val_loss, 0)
+        if self.runtime.rank == 0:
+            self.state.best = BestWeights(
+                epoch=0,
+                val_loss=val_loss,
+                model=cpu_state(self.model),
+                config=self.config.model_dump(mode="json"),
+                dims=self.dims,
+                scaler_state=self.scaler_state,
+            )
+        return val_loss
 
     def run_epoch(self, epoch: int) -> tuple[dict[str, Any], bool]:
         """Train one epoch, validate, step the scheduler and early stopping; the epoch's metrics."""
