@@ -128,7 +128,7 @@ def train(
     run_name = run_name or _fresh_run_name(storage, config.experiment.name)
     _preflight(config, storage, tracking_uri, progress=progress)
     with tempfile.TemporaryDirectory(prefix="tsdl-parent-") as scratch:  # a downloaded parent
-        setup = _setup_run(config, init_from, Path(scratch), progress=progress)
+        setup = _setup_run(config, init_from, Path(scratch), progress=progress, tracking_uri=tracking_uri)
         tags = {**(tags or {}), **setup.tags}
         tracker = _start_tracking(setup.config, setup.prepared, run_name, record, tags, tracking_uri)
         record = record or RunRecord(
@@ -200,31 +200,20 @@ def _evaluate_test(model: Any, loss: Any, prepared: Any) -> Any:
     )
 
 
-@dataclass
-class _RunSetup:
-    """What a run needs before Ray starts: the final config, scaled data, the parent to start from."""
+def _setup_run(
+    config: TsdlConfig, init_from: str | None, scratch: Path, *, progress: bool, tracking_uri: str | None = None
+):
+    """Everything that can fail on the user's input fails here, in seconds, before Ray starts.
 
-    config: TsdlConfig
-    prepared: Any  # tsdl.data.PreparedData
-    parent: Any  # tsdl.train.pretrained.ParentCheckpoint | None
-    lineage: dict[str, Any] | None
-    tags: dict[str, str]
+    Returns the run's `tsdl.train.finetune.FinetuneSetup` (config, data, parent, lineage).
+    """
+    from tsdl.train.finetune import FinetuneSetup
 
-
-def _setup_run(config: TsdlConfig, init_from: str | None, scratch: Path, *, progress: bool) -> _RunSetup:
-    """Everything that can fail on the user's input fails here, in seconds, before Ray starts."""
-    from tsdl.train import model_dims
-    from tsdl.train.finetune import check_finetune, lineage, lineage_tags
-    from tsdl.train.pretrained import prepare_finetune_data, resolve_init_from
-
-    download = functools.partial(_download_parent, config, into=scratch)
-    config, parent = resolve_init_from(config, init_from, download=download)
-    prepared = prepare_finetune_data(config, parent)
-    plan = check_finetune(config, model_dims(prepared), parent)  # bad patterns/shapes fail here
-    lineage_record = lineage(parent, plan) if parent is not None else None
+    download = functools.partial(_download_parent, config, into=scratch, tracking_uri=tracking_uri)
+    setup = FinetuneSetup.resolve(config, init_from, download=download)
     if progress:
-        print(prepared.report.render())
-    return _RunSetup(config, prepared, parent, lineage_record, lineage_tags(lineage_record))
+        print(setup.prepared.report.render())
+    return setup
 
 
 @contextlib.contextmanager
@@ -246,7 +235,7 @@ def _run_ends(tracker, record) -> Iterator[None]:
         tracker.finish("FINISHED")
 
 
-def _train_and_evaluate(setup: _RunSetup, record, tracker, *, address, epoch_hooks, progress) -> TrainResult:
+def _train_and_evaluate(setup, record, tracker, *, address, epoch_hooks, progress) -> TrainResult:
     from tsdl.ray_connection import ensure_ray
     from tsdl.train.in_process import trains_in_process
     from tsdl.train.progress import ProgressPrinter
@@ -277,7 +266,7 @@ def _train_and_evaluate(setup: _RunSetup, record, tracker, *, address, epoch_hoo
                 logger_factory=logger_factory,
                 epoch_hooks=epoch_hooks,
                 progress_queue=printer.queue if progress else None,
-                init_state=setup.parent.weights if setup.parent is not None else None,
+                init_state=setup.init_state,
             )
     except Exception as exc:  # Ray wraps worker errors; surface the worker's own message
         raise _worker_failure(exc, run_name, tracker.run_id if tracker else None) from exc
@@ -453,11 +442,17 @@ def _local_copy(checkpoint) -> Iterator[tuple[Path, bool]]:
         yield Path(tmp), False
 
 
-def _download_parent(config: TsdlConfig, run_id: str, *, into: Path) -> tuple[Path, str]:
-    """A parent run's checkpoint from the config's MLflow store: (local dir, ``runs:/`` URI)."""
+def _download_parent(
+    config: TsdlConfig, run_id: str, *, into: Path, tracking_uri: str | None = None
+) -> tuple[Path, str]:
+    """A parent run's checkpoint from the run's MLflow store: (local dir, ``runs:/`` URI).
+
+    The store is the one the child run tracks to (``--tracking-uri``, else $MLFLOW_TRACKING_URI,
+    else `tracking.tracking_uri`), so a parent trained with the same flag is found.
+    """
     from tsdl.tracking import download_checkpoint, resolve_tracking_uri
 
-    local = download_checkpoint(run_id, resolve_tracking_uri(config.tracking), dst=into)
+    local = download_checkpoint(run_id, resolve_tracking_uri(config.tracking, tracking_uri), dst=into)
     return local, f"runs:/{run_id}/checkpoint"
 
 

@@ -13,19 +13,29 @@ entirely (no update, no weight decay), on one worker or many.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from tsdl.config import TsdlConfig
 from tsdl.errors import ConfigError
-from tsdl.train.pretrained import ParentCheckpoint, WeightLoad, check_architecture, load_weights
+from tsdl.train.pretrained import (
+    ParentCheckpoint,
+    WeightLoad,
+    check_architecture,
+    load_weights,
+    prepare_finetune_data,
+    resolve_init_from,
+)
 
 __all__ = [
     "DEFAULT_HEADS",
     "FinetunePlan",
+    "FinetuneSetup",
     "apply_finetune",
     "check_finetune",
     "head_patterns",
@@ -223,6 +233,57 @@ def check_finetune(
         check_architecture(config, parent)
     model = build_model(config.model, **dims, loss=build_loss(config.loss))
     return apply_finetune(model, config, parent.weights if parent is not None else None)
+
+
+@dataclass(frozen=True)
+class FinetuneSetup:
+    """A run's fine-tuning setup, resolved once on the driver before Ray starts.
+
+    `resolve` is the one place that turns ``--init-from`` / `finetune.init_from` into everything
+    the run needs: the config that records the parent, the parent checkpoint, the data scaled per
+    `finetune.scalers`, the plan every worker will compute (dry-run here, so a bad pattern or shape
+    fails in seconds), and the lineage record with its MLflow tags. A run without a parent gets
+    the same object with ``parent=None`` (plain data, no lineage).
+    """
+
+    config: TsdlConfig
+    parent: ParentCheckpoint | None
+    prepared: Any  # tsdl.data.PreparedData
+    plan: FinetunePlan
+    lineage: dict[str, Any] | None
+    tags: dict[str, str]
+
+    @classmethod
+    def resolve(
+        cls,
+        config: TsdlConfig,
+        init_from: str | None = None,
+        *,
+        download: Callable[[str], tuple[Path, str]] | None = None,
+    ) -> FinetuneSetup:
+        """Resolve the parent, prepare the data, dry-run the plan, record the lineage.
+
+        Args:
+            config: the run's config.
+            init_from: ``--init-from`` (a run id or checkpoint directory); None uses the config's.
+            download: ``run_id -> (local checkpoint dir, checkpoint URI)`` for MLflow run ids.
+
+        Raises:
+            ConfigError / DataError: the parent cannot be found, does not fit, or its scalers do
+                not cover the data; a pattern matches nothing.
+        """
+        from tsdl.train.trainer import model_dims
+
+        config, parent = resolve_init_from(config, init_from, download=download)
+        prepared = prepare_finetune_data(config, parent)
+        plan = check_finetune(config, model_dims(prepared), parent)
+        record = lineage(parent, plan) if parent is not None else None
+        return cls(config, parent, prepared, plan, record, lineage_tags(record))
+
+    @property
+    def init_state(self) -> dict[str, torch.Tensor] | None:
+        """The parent's weights for the workers (`build_trainer`'s ``init_state``), or None."""
+        return self.parent.weights if self.parent is not None else None
 
 
 def head_patterns(config: TsdlConfig) -> list[str]:
