@@ -196,3 +196,15 @@ def test_a_finding_drops_remedies_that_keep_the_current_value() -> None:
     assert finding.remedies == (keep, command)
     assert Remedy("more dropout", "model.dropout", "0.50", "0.5").changes_nothing
     assert not Remedy("more dropout", "model.dropout", "0.4", "0.5").changes_nothing
+
+
+def test_best_after_the_first_epoch_then_flat_val_is_overfitting_from_the_start() -> None:
+    """N-HiTS at H=720 on ETTh1 (docs/benchmarks.md): the first epoch is the best, val then barely
+    moves (< overfit_rise) while train keeps falling; the old rule called that healthy."""
+    train, val = [0.62, 0.50, 0.44, 0.41], [1.30, 1.33, 1.34, 1.35]
+    d = classify_curves(_history(train, val), reference_loss=1.25)
+    assert d.kind == "overfitting"
+    assert "overfits from the first epoch" in d.summary and d.marks == {"val rises": 1.0}
+    assert any("seasonal naive" in line for line in d.evidence)  # worse than the reference, said so
+    # A model still improving on val after epoch 1 is not flagged by this rule.
+    assert classify_curves(_history(train, [1.30, 1.29, 1.31, 1.32])).kind != "overfitting"

@@ -11,7 +11,9 @@ Google's deep-learning tuning playbook) and are checked in this order, the first
    divergence again when even the best training loss is ``divergence_reference`` times the
    reference loss (the weights blew up in the first epoch and never recovered);
 4. overfitting: validation loss rose by ``overfit_rise`` above its best epoch ``k`` for at least
-   ``overfit_patience`` epochs while the training loss kept falling;
+   ``overfit_patience`` epochs while the training loss kept falling; or the best epoch is the first
+   and the training loss fell by ``min_decrease`` since, however little val rose (it overfits from
+   the first epoch: N-HiTS at H=720 on ETTh1, docs/benchmarks.md);
 5. underfitting: the best validation loss does not beat the reference forecast (a seasonal-naive
    forecast scored with the run's loss) by ``underfit_skill`` and train and val are close;
 6. healthy otherwise.
@@ -258,13 +260,21 @@ def _overfitting(c: _Curves, t: CurveThresholds) -> CurveDiagnosis | None:
     k = int(np.nanargmin(c.val))
     after = len(c.val) - 1 - k
     rise = (float(c.val[-1]) - c.v_min) / abs(c.v_min) if c.v_min != 0 else math.inf
-    if not (after >= t.overfit_patience and rise >= t.overfit_rise and float(c.train[-1]) < float(c.train[k])):
+    train_fell = float(c.train[-1]) < float(c.train[k])
+    # Best at the first epoch and never again while train_loss kept falling: every update after one
+    # pass over the data fit the training windows only, however little val_loss rose since.
+    from_the_start = k == 0 and train_fell and (c.train[k] - c.train[-1]) / abs(c.train[k]) >= t.min_decrease
+    if not (after >= t.overfit_patience and train_fell and (rise >= t.overfit_rise or from_the_start)):
         return None
+    head = (f"val_loss was best after the first epoch and never improved again ({_f(c.v_min)} -> {_f(c.val[-1])} "
+            f"at epoch {_e(c.epochs[-1])}) while train_loss fell {_f(c.train[k])} -> {_f(c.train[-1])}: "
+            f"it overfits from the first epoch" if k == 0 else
+            f"val_loss rose {rise:.0%} after its best at epoch {_e(c.epochs[k])} "
+            f"({_f(c.v_min)} -> {_f(c.val[-1])}) while train_loss fell {_f(c.train[k])} -> {_f(c.train[-1])}")
     return CurveDiagnosis(
         "overfitting",
-        f"val_loss rose {rise:.0%} after its best at epoch {_e(c.epochs[k])} "
-        f"({_f(c.v_min)} -> {_f(c.val[-1])}) while train_loss fell {_f(c.train[k])} -> {_f(c.train[-1])}",
-        (_gap_line(c.train, c.val),),
+        head,
+        (_gap_line(c.train, c.val), *c.reference_line),
         {"val rises": float(c.epochs[k])},
         _plateaued(c.train, t.plateau_share),
     )
