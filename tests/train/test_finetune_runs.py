@@ -173,3 +173,21 @@ def test_a_fine_tune_that_never_beats_its_start_keeps_the_parent(parent) -> None
     assert child.test.model["MSE"] == pytest.approx(parent_result.test.model["MSE"], rel=1e-6)
     assert "no epoch beat the starting model" in _summary(child)
     assert "no epoch beat the starting model" not in _summary(parent_result)
+
+
+def test_init_from_run_id_is_found_in_the_explicit_tracking_store(parent, tmp_path: Path, monkeypatch) -> None:
+    """`tsdl train --init-from RUN --tracking-uri STORE` (examples/finetune_ot.sh) downloads the parent
+    from STORE, whatever $MLFLOW_TRACKING_URI and tracking.tracking_uri say (before: "not found")."""
+    parent_config, parent_result = parent
+    store = parent_config.tracking.tracking_uri
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'env.db'}")
+    config = _child(parent_config, scalers="parent")
+    config = config.model_copy(update={
+        "tracking": config.tracking.model_copy(update={"tracking_uri": f"sqlite:///{tmp_path / 'cfg.db'}"}),
+        "training": config.training.model_copy(update={"max_epochs": 1}),
+    })
+    child = api.train(config, progress=False, init_from=parent_result.mlflow_run_id, tracking_uri=store)
+    assert child.extras["lineage"]["parent_run_id"] == parent_result.mlflow_run_id
+    assert _metric(parent_config, child.mlflow_run_id, "init_val_loss") == pytest.approx(
+        parent_result.best_val_loss, rel=1e-6
+    )
