@@ -138,6 +138,17 @@ class PreparedData:
         return len(self.feature_names["static"])
 
     @property
+    def model_dims(self) -> dict[str, int]:
+        """The shape arguments of `tsdl.models.build_model` for this data."""
+        return {
+            "input_chunk_length": self.input_chunk_length,
+            "output_chunk_length": self.output_chunk_length,
+            "n_past_features": self.n_past_features,
+            "n_future_features": self.n_future_features,
+            "n_static": self.n_static,
+        }
+
+    @property
     def series_ids(self) -> list[str]:
         return [str(s) for s in self._table.ids]
 

@@ -272,11 +272,9 @@ class FinetuneSetup:
             ConfigError / DataError: the parent cannot be found, does not fit, or its scalers do
                 not cover the data; a pattern matches nothing.
         """
-        from tsdl.train.trainer import model_dims
-
         config, parent = resolve_init_from(config, init_from, download=download)
         prepared = prepare_finetune_data(config, parent)
-        plan = check_finetune(config, model_dims(prepared), parent)
+        plan = check_finetune(config, prepared.model_dims, parent)
         record = lineage(parent, plan) if parent is not None else None
         return cls(config, parent, prepared, plan, record, lineage_tags(record))
 

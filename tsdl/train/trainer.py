@@ -119,14 +119,8 @@ def make_loop_config(
 
 
 def model_dims(prepared: PreparedData) -> dict[str, int]:
-    """The shape arguments of `tsdl.models.build_model` for this data."""
-    return {
-        "input_chunk_length": prepared.input_chunk_length,
-        "output_chunk_length": prepared.output_chunk_length,
-        "n_past_features": prepared.n_past_features,
-        "n_future_features": prepared.n_future_features,
-        "n_static": prepared.n_static,
-    }
+    """The shape arguments of `tsdl.models.build_model` for this data (`PreparedData.model_dims`)."""
+    return prepared.model_dims
 
 
 def resolve_storage_path(path: str) -> str:
