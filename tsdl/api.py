@@ -100,7 +100,9 @@ def train(
     """
     from tsdl.train import RunRecord
 
+    _check_names(run_name=run_name, resume=resume)
     config = _absolute_paths(config)
+    address = address or config.resources.address
     storage = config.resources.storage_path
     if resume is None and run_name is not None and RunRecord.exists(storage, run_name):
         if not resume_if_exists:
@@ -171,6 +173,16 @@ def _check_same_run(storage: str, run_name: str, config: TsdlConfig) -> None:
         hint=f"run it under a new name (--run-name, or a new deploy.name / release), or delete "
         f"{join(storage, run_name)} to start it again",
     )
+
+
+def _check_names(**names: str | None) -> None:
+    """Run and study names become directories under the storage path: one pattern for all
+    (tsdl.config.names), checked before anything is read or written."""
+    from tsdl.config.names import check_name
+
+    for what, name in names.items():
+        if name is not None:
+            check_name(name, f"--{what.replace('_', '-')}")
 
 
 def _fresh_run_name(storage: str, experiment: str) -> str:
@@ -301,7 +313,9 @@ def tune(config: TsdlConfig, *, final_fit: bool = False, **kwargs: Any):
     from tsdl.tune import run_study
     from tsdl.tune.study import stored_config
 
+    _check_names(study_name=kwargs.get("name"), resume=kwargs.get("resume"))
     config = _absolute_paths(config)
+    kwargs["address"] = kwargs.get("address") or config.resources.address
     storage = config.resources.storage_path
     study = kwargs.get("resume") or (kwargs.get("name") if kwargs.get("resume_if_exists") else None)
     probed = (stored_config(storage, study) if study else None) or config

@@ -47,18 +47,20 @@ def _check_data(args: argparse.Namespace) -> int:
 
     if args.file is None and args.config is None:
         raise ConfigError("check-data needs -c CONFIG or a FILE", hint="e.g. tsdl check-data data.csv")
-    overrides = list(args.overrides)
+    # FILE and what is guessed from it go in as (key, value): a file named `#x.csv`, `null` or
+    # `2024` is that file, not a YAML comment, null or number.
+    overrides: list = list(args.overrides)
     if args.file is not None and _is_dataset_name(args.file):
-        overrides = [f"data.dataset={args.file}", *_dataset_defaults(args.file, args), *overrides]
+        overrides = [("data.dataset", args.file), *_dataset_defaults(args.file, args), *overrides]
     elif args.file is not None:
-        overrides = [f"data.path={args.file}", *_file_defaults(args.file, args), *overrides]
+        overrides = [("data.path", args.file), *_file_defaults(args.file, args), *overrides]
     args.overrides = overrides
     report = run_checklist(config_from_args(args))
     print(report.render())
     return 0 if report.ok else 1
 
 
-def _file_defaults(location: str, args: argparse.Namespace) -> list[str]:
+def _file_defaults(location: str, args: argparse.Namespace) -> list[tuple[str, str]]:
     """Without a config, guess the time column and treat a wide file's columns as series.
 
     ``location`` may be an object URI; an unreadable one is left to the checklist to report.
@@ -76,12 +78,12 @@ def _file_defaults(location: str, args: argparse.Namespace) -> list[str]:
         return []
     line = (first[0] if first else "").lstrip("\ufeff").strip()  # Excel's "CSV UTF-8" starts with a BOM
     header = [c.strip().strip('"') for c in line.split(sniff_delimiter(line))]
-    guessed: list[str] = []
+    guessed: list[tuple[str, str]] = []
     time_col = next((c for c in _TIME_NAMES if c in header), None)
     if time_col and time_col != "ds":
-        guessed.append(f"data.time_col={time_col}")
+        guessed.append(("data.time_col", time_col))
     if "unique_id" not in header and "y" not in header and time_col:
-        guessed.append("data.series_cols=all")
+        guessed.append(("data.series_cols", "all"))
     return guessed
 
 
@@ -92,10 +94,10 @@ def _is_dataset_name(name: str) -> bool:
     return name in DATASETS and not Path(name).exists()
 
 
-def _dataset_defaults(name: str, args: argparse.Namespace) -> list[str]:
+def _dataset_defaults(name: str, args: argparse.Namespace) -> list[tuple[str, str]]:
     """Without a config, read a benchmark the way it is laid out (wide, every channel a series)."""
     from tsdl.data.datasets import get_dataset
 
     if args.config is not None:
         return []
-    return [f"data.time_col={get_dataset(name).time_col}", "data.series_cols=all"]
+    return [("data.time_col", get_dataset(name).time_col), ("data.series_cols", "all")]

@@ -172,7 +172,7 @@ def _with_claims_access_modes(config, client):
 
 
 def _status(args: argparse.Namespace) -> int:
-    client = _client(args.namespace)
+    client = _client(args.namespace, args.job)
     statuses = [client.status(args.job)] if args.job else client.list()
     if not statuses:
         print(f"no tsdl RayJobs in namespace {args.namespace}")
@@ -185,19 +185,29 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    sys.stdout.write(_client(args.namespace).logs(args.job, tail_lines=args.tail, previous=args.previous))
+    sys.stdout.write(_client(args.namespace, args.job).logs(args.job, tail_lines=args.tail, previous=args.previous))
     return 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    _client(args.namespace).cancel(args.job)
+    _client(args.namespace, args.job).cancel(args.job)
     print(f"deleted RayJob {args.namespace}/{args.job}; KubeRay removes its Ray cluster")
     return 0
 
 
-def _client(namespace: str) -> RayJobClient:
+def _client(namespace: str, job: str | None = None) -> RayJobClient:
     """A client whose retry notices ("... retrying in 8 s (attempt 2 of 6)") go to stderr, one
-    line each, so stdout keeps only the job's statuses."""
+    line each, so stdout keeps only the job's statuses.
+
+    The namespace and job name become parts of API URLs: the namespace is checked like
+    deploy.namespace, the job like every tsdl name (tsdl.config.names), before any request.
+    """
+    from tsdl.config import parse_config
+    from tsdl.config.names import check_name
     from tsdl.deploy import RayJobClient
+
+    parse_config({}, overrides=[("deploy.namespace", namespace)], source="-n/--namespace")
+    if job is not None:
+        check_name(job, "JOB")
 
     return RayJobClient(namespace=namespace, notify=lambda line: print(line, file=sys.stderr))

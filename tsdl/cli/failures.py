@@ -40,16 +40,32 @@ EXIT_TERMINATED = 143
 _RESUME_NOTE = "finished epochs and trials are kept (continue with --resume)"
 
 
+MAX_LINE = 1000
+"""Characters of the one failure line: a message echoing a huge value is cut, its fix kept."""
+
+TRAINING_COMMANDS = frozenset({"train", "tune", "doctor", "lr-find", "evaluate", "predict"})
+"""Commands where running out of memory is about batches and windows (the hint says so)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived; raised in the main thread so it unwinds like Ctrl-C."""
 
 
+_sigterm_received = threading.Event()
+
+
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM raises `Terminated` in the main thread (no-op in other threads)."""
+    """Within the block, SIGTERM raises `Terminated` in the main thread (no-op in other threads).
+
+    Ray's blocking calls (``ray.get``, ``placement_group.wait``) turn whatever a signal handler
+    raised into a plain ``KeyboardInterrupt``; the received SIGTERM is therefore also recorded,
+    so `failure_line` still reports it as SIGTERM (exit 143), not as Ctrl-C.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _sigterm_received.clear()
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -59,31 +75,54 @@ def sigterm_interrupts() -> Iterator[None]:
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    _sigterm_received.set()
     raise Terminated()
 
 
-def failure_line(exc: BaseException) -> tuple[str, int]:
-    """The one line the CLI prints for ``exc`` and the exit code it returns."""
+def failure_line(exc: BaseException, command: str | None = None) -> tuple[str, int]:
+    """The one line the CLI prints for ``exc`` (at most `MAX_LINE` characters) and the exit code.
+
+    Args:
+        command: the sub-command that failed; an out-of-memory hint about batch sizes is given
+            only for commands that train or predict (`TRAINING_COMMANDS`).
+    """
+    line, code = _failure(exc, command)
+    return _cut(line), code
+
+
+def _failure(exc: BaseException, command: str | None) -> tuple[str, int]:
     if isinstance(exc, TsdlError):
         return f"error: {_flat(exc.one_line())}", exc.exit_code
-    if isinstance(exc, Terminated):
+    if isinstance(exc, Terminated) or (isinstance(exc, KeyboardInterrupt) and _sigterm_received.is_set()):
         return f"terminated (SIGTERM): {_RESUME_NOTE}", EXIT_TERMINATED
     if isinstance(exc, KeyboardInterrupt):
         return f"interrupted: {_RESUME_NOTE}", EXIT_INTERRUPTED
     if isinstance(exc, OSError):
         return f"error: {_os_error(exc)}", EXIT_ERROR
     if isinstance(exc, MemoryError):
-        return (
-            "error: out of memory (fix: lower training.batch_size or data.input_chunk_length, "
-            "or run on a machine with more memory)",
-            EXIT_ERROR,
-        )
+        if command in TRAINING_COMMANDS:
+            fix = "lower training.batch_size or data.input_chunk_length, or run on a machine with more memory"
+        else:
+            fix = "give a smaller input, or run on a machine with more memory"
+        where = f" in `tsdl {command}`" if command else ""
+        return f"error: out of memory{where} (fix: {fix})", EXIT_ERROR
     text = _flat(str(exc)) or "(no message)"
     return (
         f"internal error: {type(exc).__name__}: {text[:500]} "
         "(rerun with --debug for the traceback, and please report it)",
         EXIT_INTERNAL,
     )
+
+
+def _cut(line: str) -> str:
+    """At most `MAX_LINE` characters; the message's middle goes, its trailing ``(fix: ...)`` stays."""
+    if len(line) <= MAX_LINE:
+        return line
+    head, sep, fix = line.rpartition(" (fix: ")
+    if not sep or len(fix) > MAX_LINE // 2:
+        head, sep, fix = line, "", ""
+    keep = MAX_LINE - len(sep) - len(fix) - 25
+    return f"{head[:keep]} ... [{len(head) - keep} chars cut]{sep}{fix}"
 
 
 def _os_error(exc: OSError) -> str:

@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - the one place every failure becomes one line
         if args.debug:
             traceback.print_exc()
-        line, code = failure_line(exc)
+        line, code = failure_line(exc, args.command)
         print(line, file=sys.stderr)
         return code
 

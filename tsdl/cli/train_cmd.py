@@ -108,11 +108,11 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume:
         _refuse_config_flags_on_resume(args)
-    overrides = list(args.overrides)
+    overrides: list = list(args.overrides)
     if args.num_workers is not None:
-        overrides.append(f"resources.num_workers={args.num_workers}")
+        overrides.append(("resources.num_workers", args.num_workers))
     if args.gpus:
-        overrides.append("resources.use_gpu=true")
+        overrides.append(("resources.use_gpu", True))
     args.overrides = overrides
     config = config_from_args(args)
     result = api.train(

@@ -12,7 +12,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from tsdl.config.names import NAME_PATTERN, NAME_RULE
 from tsdl.config.root import TsdlConfig
+from tsdl.config.text import brief, cut
+from tsdl.config.yaml_text import LOADER, MAX_CONFIG_BYTES, check_expansion, keep_text, node_at
 from tsdl.errors import ConfigError
 
 __all__ = [
@@ -25,7 +28,7 @@ __all__ = [
 ]
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TsdlConfig:
+def load_config(path: str | Path | None = None, overrides: Iterable[Override] = ()) -> TsdlConfig:
     """Read a YAML config (or the defaults when `path` is None) and apply `key.path=value` overrides."""
     if path is None:
         return parse_config({}, overrides=overrides)
@@ -36,6 +39,12 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         )
     if not path.is_file():
         raise ConfigError(f"config {path} is not a file", hint="give the YAML file itself, e.g. -c config.yaml")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config {path} is {size} bytes; a tsdl config is at most {MAX_CONFIG_BYTES} bytes",
+            hint="give the YAML config itself, not a data file",
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -43,14 +52,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             f"{path}: not UTF-8 text (byte offset {exc.start})",
             hint="give a YAML config; save it as UTF-8",
         ) from None
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}{where}: invalid YAML: {problem}", hint="fix the YAML syntax") from None
+    node = _compose(text, str(path))
+    raw = _construct(text, str(path))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -74,30 +77,87 @@ def _relative_to(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     return raw
 
 
+Override = str | tuple[str, Any]
+"""``"a.b=value"`` (value read as YAML, like ``--set``) or ``("a.b", value)`` (value as is: what a
+dedicated flag such as ``-n NAMESPACE`` or a positional FILE gives, never typed by YAML)."""
+
+
+def _compose(text: str, source: str) -> yaml.Node | None:
+    """The YAML node tree, refused when malformed, nested too deeply or an alias bomb."""
+    try:
+        node = yaml.compose(text, Loader=LOADER)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}{where}: invalid YAML: {cut(problem)}", hint="fix the YAML syntax") from None
+    except RecursionError:  # the pure-Python loader, without libyaml
+        raise ConfigError(f"{source}: the YAML is nested too deeply", hint="fix the YAML structure") from None
+    check_expansion(node, source)
+    return node
+
+
+def _construct(text: str, source: str) -> Any:
+    """Python values of YAML already composed by `_compose` (only tags can still fail here)."""
+    try:
+        return yaml.load(text, Loader=LOADER)  # noqa: S506 - a safe loader (C or Python)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: unsupported YAML: {cut(problem)}", hint="write plain values") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{source}: unreadable YAML value: {cut(str(exc))}", hint="write plain values") from None
+
+
 def parse_config(
     raw: Mapping[str, Any],
     *,
-    overrides: Iterable[str] = (),
+    overrides: Iterable[Override] = (),
     source: str = "<config>",
     node: yaml.Node | None = None,
 ) -> TsdlConfig:
-    """Validate a plain mapping; the first error becomes a one-line ConfigError."""
-    data = apply_overrides(dict(raw), overrides)
+    """Validate a plain mapping; the first error becomes a one-line ConfigError.
+
+    Text fields keep the text written in ``node`` (the file) or an override, not YAML's typing.
+    """
+    written: list[tuple[list[str], yaml.Node | None]] = []
+    data = _apply(dict(raw), overrides, written)
+
+    def at(path: Any) -> yaml.Node | None:
+        for parts, value_node in reversed(written):  # the last override of a path wins
+            if list(path[: len(parts)]) == parts:
+                return node_at(value_node, path[len(parts):])
+        return node_at(node, path)
+
+    data = keep_text(data, TsdlConfig, at)
     try:
         return TsdlConfig.model_validate(data)
     except ValidationError as exc:
         raise _to_config_error(exc, source=source, node=node) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the config is nested too deeply", hint="fix its structure") from None
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply `a.b.c=value` strings (value parsed as YAML) to a nested mapping, in order."""
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[Override]) -> dict[str, Any]:
+    """Apply `a.b.c=value` strings (value parsed as YAML) or ``(key, value)`` pairs, in order."""
+    return _apply(raw, overrides, [])
+
+
+def _apply(
+    raw: dict[str, Any], overrides: Iterable[Override], written: list[tuple[list[str], yaml.Node | None]]
+) -> dict[str, Any]:
     for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(
-                f"override {item!r} is not of the form key.path=value",
-                hint="write e.g. --set training.optimizer.lr=3e-4",
-            )
+        if isinstance(item, tuple):
+            key, value, node = item[0], item[1], None
+        else:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(
+                    f"override {brief(item)} is not of the form key.path=value",
+                    hint="write e.g. --set training.optimizer.lr=3e-4",
+                )
+            where = f"--set {brief(key.strip(), 60)}"
+            node = _compose(text, where) if text.strip() else None
+            value = _construct(text, where) if text.strip() else None
         parts = key.strip().split(".")
         cursor: dict[str, Any] = raw
         for part in parts[:-1]:
@@ -106,7 +166,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
                 nxt = {}
                 cursor[part] = nxt
             cursor = nxt
-        cursor[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        cursor[parts[-1]] = value
+        written.append((parts, node))
     return raw
 
 
@@ -149,6 +210,7 @@ def _to_config_error(exc: ValidationError, *, source: str, node: yaml.Node | Non
     err = exc.errors(include_url=False)[0]
     loc = [p for p in err["loc"] if not _is_union_tag(p)]
     dotted = ".".join(str(p) for p in loc) or "<root>"
+    dotted = dotted if len(dotted) <= 120 else f"{dotted[:117]}..."
     line = _line_of(node, loc)
     where = f"{source}:{line}" if line else source
     kind = err["type"]
@@ -164,7 +226,11 @@ def _to_config_error(exc: ValidationError, *, source: str, node: yaml.Node | Non
         return ConfigError(f"{where}: '{dotted}' is required", hint="add it to the config")
     message = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    shown = "" if isinstance(value, dict) else f" (got {brief(value)})"
+    if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NAME_PATTERN:
+        return ConfigError(
+            f"{where}: {dotted}: not a valid name: {NAME_RULE}{shown}", hint="use a name such as etth1-run_2"
+        )
     if not loc:  # a rule across sections: its message names the fields and the fix
         return ConfigError(f"{where}: {message}", hint="change one of the fields it names")
     return ConfigError(f"{where}: {dotted}: {message}{shown}", hint=_hint_for(loc, kind))

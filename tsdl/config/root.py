@@ -10,6 +10,7 @@ from tsdl.config.deploy import DeployConfig
 from tsdl.config.finetune import FinetuneConfig
 from tsdl.config.loss import NONNEGATIVE_TARGET_LOSSES, LossConfig
 from tsdl.config.model import LOG_SCALE_LOSSES, DLinearConfig, ModelConfig
+from tsdl.config.names import Name
 from tsdl.config.tracking import TrackingConfig
 from tsdl.config.training import ResourcesConfig, TrainingConfig
 from tsdl.config.tune import TuneConfig
@@ -20,7 +21,9 @@ __all__ = ["ExperimentConfig", "TsdlConfig"]
 class ExperimentConfig(StrictModel):
     """Names and tags that identify runs in MLflow and Ray."""
 
-    name: str = Field("tsdl", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Name = "tsdl"
+    """Starts every run and study name (a directory under resources.storage_path):
+    tsdl.config.names.NAME_PATTERN."""
     group: str | None = None
     """experiment_group tag, to compare runs across experiments."""
     tags: dict[str, str] = Field(default_factory=dict)

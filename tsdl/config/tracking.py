@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from tsdl.config.base import StrictModel
+from tsdl.config.names import Name
 
 __all__ = ["TrackingConfig"]
 
@@ -16,8 +17,9 @@ class TrackingConfig(StrictModel):
     tracking_uri: str | None = None
     """MLflow tracking URI; $MLFLOW_TRACKING_URI beats it (a pod's env wins over a laptop config);
     neither set: sqlite:///mlflow.db in the working directory."""
-    experiment_name: str | None = None
-    """MLflow experiment; defaults to experiment.name."""
+    experiment_name: Name | None = None
+    """MLflow experiment; defaults to experiment.name. A local store keeps its artifacts under
+    mlruns/<name>, so it follows tsdl.config.names.NAME_PATTERN."""
     log_checkpoints: bool = True
     """Upload the best checkpoint as an artifact."""
     log_per_layer_grad_norms: bool = False

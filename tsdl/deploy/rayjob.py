@@ -113,28 +113,29 @@ def with_overrides(
     The result is validated like a config file, so a bad flag fails with the field it set.
     """
     deploy = config.deploy
-    overrides: list[str] = []
+    # (key, value) pairs: a flag's value is taken as given, never read as YAML (`-n 0123`).
+    overrides: list[tuple[str, object]] = []
     if namespace is not None:
-        overrides.append(f"deploy.namespace={namespace}")
+        overrides.append(("deploy.namespace", namespace))
     if image is not None:
-        overrides.append(f"deploy.image={image}")
+        overrides.append(("deploy.image", image))
     if gpus_per_worker is not None:
-        overrides.append(f"deploy.worker.gpu={gpus_per_worker}")
+        overrides.append(("deploy.worker.gpu", gpus_per_worker))
     if storage is not None:
         key = "uri" if "://" in storage else "claim_name"
-        overrides.append(f"deploy.storage.{key}={storage}")
+        overrides.append((f"deploy.storage.{key}", storage))
     if workers is not None:
         low = min(deploy.worker.min_replicas, workers) if deploy.autoscaling else workers
         high = max(deploy.worker.max_replicas, workers) if deploy.autoscaling else workers
         overrides += [
-            f"deploy.worker.replicas={workers}",
-            f"deploy.worker.min_replicas={low}",
-            f"deploy.worker.max_replicas={high}",
+            ("deploy.worker.replicas", workers),
+            ("deploy.worker.min_replicas", low),
+            ("deploy.worker.max_replicas", high),
         ]
         if deploy.mode == "train":
             gpus = worker_gpus(config) if gpus_per_worker is None else gpus_per_worker
             per_pod = train_workers_per_pod(config, gpus)
-            overrides.append(f"resources.num_workers={workers * per_pod}")
+            overrides.append(("resources.num_workers", workers * per_pod))
     if not overrides:
         return config
     # exclude_unset: what the config did not set stays unset, so `render --values` omits it.
