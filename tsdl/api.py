@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -129,8 +130,10 @@ def train(
     hash_of_config = _run_workload_hash(config)
     run_name = run_name or _fresh_run_name(storage, config.experiment.name)
     _preflight(config, storage, tracking_uri, progress=progress)
+    _check_local_fit(config, address)
     with tempfile.TemporaryDirectory(prefix="tsdl-parent-") as scratch:  # a downloaded parent
         setup = _setup_run(config, init_from, Path(scratch), progress=progress, tracking_uri=tracking_uri)
+        _connect_ray(setup.config, address)  # before MLflow: a run that cannot start leaves no run
         tags = {**(tags or {}), **setup.tags}
         tracker = _start_tracking(setup.config, setup.prepared, run_name, record, tags, tracking_uri)
         record = record or RunRecord(
@@ -249,14 +252,13 @@ def _run_ends(tracker, record) -> Iterator[None]:
 
 def _train_and_evaluate(setup, record, tracker, *, address, epoch_hooks, progress) -> TrainResult:
     from tsdl.ray_connection import ensure_ray
-    from tsdl.train.in_process import trains_in_process
     from tsdl.train.progress import ProgressPrinter
 
     config, run_name = setup.config, record.run_name
     record.status = "RUNNING"
     with writing(f"{record.storage_path}/{run_name}", "run directory"):
         record.save()
-    in_process = trains_in_process(config, address)  # one local worker: no Ray Train group
+    in_process = _in_driver(config, address)  # one local worker: no Ray Train group
     if not in_process:
         ensure_ray(address)
     logger_factory = None
@@ -292,6 +294,46 @@ def _train_and_evaluate(setup, record, tracker, *, address, epoch_hooks, progres
     return outcome
 
 
+def _in_driver(config: TsdlConfig, address: str | None) -> bool:
+    """The in-driver path, unless the caller already joined a Ray cluster (``ray.init(address=...)``
+    in a notebook): that Ray is the cluster to train on."""
+    from tsdl.ray_connection import connected_cluster
+    from tsdl.train.in_process import trains_in_process
+
+    return trains_in_process(config, address) and not connected_cluster()
+
+
+def _connect_ray(config: TsdlConfig, address: str | None) -> None:
+    """Join (or start) Ray for a Ray Train run and make sure its workers can be placed: a dead
+    address fails within resources.connect_timeout_s, workers this machine cannot hold fail at
+    once, a cluster that must grow gets resources.placement_timeout_s (never a silent hang)."""
+    from tsdl.ray_connection import ensure_ray, reserve_worker_group
+
+    if _in_driver(config, address):
+        return
+    ensure_ray(address, connect_timeout_s=config.resources.connect_timeout_s)
+    reserve_worker_group(config, say=functools.partial(print, flush=True))
+
+
+def _check_ray_address(address: str | None, config: TsdlConfig) -> None:
+    """A cluster address that does not answer fails within resources.connect_timeout_s, before
+    the data is prepared (study.py joins it only after that)."""
+    from tsdl.ray_connection import check_address
+
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        check_address(target, timeout_s=config.resources.connect_timeout_s)
+
+
+def _check_local_fit(config: TsdlConfig, address: str | None) -> None:
+    """Workers this machine cannot hold are refused before the data is read or Ray starts."""
+    from tsdl.ray_connection import connected_cluster, reserve_worker_group
+
+    here = address is None and not os.environ.get("RAY_ADDRESS") and not connected_cluster()
+    if here and not _in_driver(config, address):
+        reserve_worker_group(config)  # refuses or returns: never waits for nodes here
+
+
 def _stored_config(raw: Any, where: str) -> TsdlConfig:
     """A config written by an earlier run, validated with the same one-line errors as a YAML file."""
     from tsdl.config import parse_config
@@ -320,6 +362,7 @@ def tune(config: TsdlConfig, *, final_fit: bool = False, **kwargs: Any):
     study = kwargs.get("resume") or (kwargs.get("name") if kwargs.get("resume_if_exists") else None)
     probed = (stored_config(storage, study) if study else None) or config
     _preflight(probed, storage, None, progress=kwargs.get("progress", True))
+    _check_ray_address(kwargs["address"], config)
     refit = None
     if final_fit:
         refit = functools.partial(train, address=kwargs.get("address"), progress=kwargs.get("progress", True))

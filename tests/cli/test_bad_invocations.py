@@ -7,11 +7,15 @@ errors here all come before Ray would start, so the table stays fast.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +30,18 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@functools.cache
+def _silent_port() -> int:
+    """A 127.0.0.1 port that accepts every connection and never answers (a hung server), for
+    the life of the test process."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(server.accept()[0]) for _ in iter(int, 1)], daemon=True).start()
+    return server.getsockname()[1]
 
 
 def _kubeconfig(server: str) -> str:
@@ -46,9 +62,19 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     usage: bool = False
     """argparse's documented form: a usage line, then ``tsdl ...: error: ...``."""
+    absent: tuple[str, ...] = ()
+    """Paths (relative to the working directory) the command must not have written."""
+    seconds: float = 90.0
+    """Wall-clock bound of the whole command (start-up included; CI machines are slow)."""
 
 
 _CFG = "data:\n  input_chunk_length: 24\n  output_chunk_length: 6\n"
+_FAST = _CFG + "training: {max_epochs: 1}\ntracking: {enabled: false}\n"
+"""A config that would train in seconds: what fails is the invocation, never the training."""
+_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)
+)
+"""A 'billion laughs' YAML: 9 ** 9 values once its aliases are expanded."""
 _STORE = "resources:\n  storage_path: elsewhere\n"
 
 
@@ -180,6 +206,114 @@ def _cases() -> dict[str, Case | Callable[[], Case]]:
             {"d.yaml": _CFG, "afile": "x"},
         ),
         "lr-find-missing-config": Case(["lr-find", "-c", "nope.yaml"], 2, "does not exist"),
+        # issue 23: names that become paths or Kubernetes objects (one pattern, tsdl.config.names)
+        "train-run-name-traversal": Case(
+            ["train", "-c", "f.yaml", "--run-name", "../../escaped"], 2, "--run-name '../../escaped' is not a valid name",
+            {"f.yaml": _FAST}, absent=("../escaped", "tsdl_results/../../escaped"),
+        ),
+        "train-run-name-absolute": Case(
+            ["train", "-c", "f.yaml", "--run-name", "/tmp/tsdl-abs-run"], 2, "is not a valid name", {"f.yaml": _FAST},
+        ),
+        "train-run-name-shell": Case(
+            ["train", "-c", "f.yaml", "--run-name", "x;touch pwned"], 2, "is not a valid name", {"f.yaml": _FAST},
+            absent=("pwned",),
+        ),
+        "train-run-name-unicode": Case(
+            ["train", "-c", "f.yaml", "--run-name", "modèle-été"], 2, "is not a valid name", {"f.yaml": _FAST},
+        ),
+        "train-run-name-flag-like": Case(
+            ["train", "-c", "f.yaml", "--run-name=-rf"], 2, "is not a valid name", {"f.yaml": _FAST},
+        ),
+        "train-resume-outside-storage": Case(
+            ["train", "--resume", "../outside"], 2, "--resume '../outside' is not a valid name",
+            {"outside/tsdl_run.json": '{"run_name": "outside"}'},
+        ),
+        "tune-study-name-traversal": Case(
+            ["tune", "--study-name", "../../s", "--budget", "smoke"], 2, "--study-name '../../s' is not a valid name",
+        ),
+        "tune-resume-traversal": Case(["tune", "--resume", "../x"], 2, "--resume '../x' is not a valid name"),
+        "config-experiment-name-slash": Case(
+            ["config", "show", "--set", "experiment.name=a/../../b"], 2, "experiment.name: not a valid name"
+        ),
+        "config-mlflow-experiment-traversal": Case(
+            ["config", "show", "-c", "e.yaml"], 2, "tracking.experiment_name: not a valid name",
+            {"e.yaml": "tracking:\n  experiment_name: ../../etc\n"},
+        ),
+        "status-job-traversal": Case(
+            ["status", "../../../api/v1/secrets"], 2, "JOB '../../../api/v1/secrets' is not a valid name",
+            {"kube": _kubeconfig(down)}, {"KUBECONFIG": "kube"},
+        ),
+        "logs-namespace-traversal": Case(
+            ["logs", "job1", "-n", "../kube-system"], 2, "deploy.namespace",
+            {"kube": _kubeconfig(down)}, {"KUBECONFIG": "kube"},
+        ),
+        # issue 23: resources that cannot be had (refused before the data is read or Ray starts)
+        "train-more-workers-than-cpus": Case(
+            ["train", "-c", "f.yaml", "--num-workers", "4096"], 2, "needs CPU=4096", {"f.yaml": _FAST},
+        ),
+        "train-gpus-beyond-the-machine": Case(
+            ["train", "-c", "f.yaml", "--gpus", "--set", "resources.gpus_per_worker=512"], 2, "drop --gpus",
+            {"f.yaml": _FAST},
+        ),
+        "train-cpus-per-worker-beyond-the-machine": Case(
+            ["train", "-c", "f.yaml", "--set", "resources.cpus_per_worker=100000", "--num-workers", "2"], 2,
+            "needs CPU=200000", {"f.yaml": _FAST},
+        ),
+        # issue 23: servers that do not answer, or junk where their address goes
+        "train-ray-address-silent": Case(
+            ["train", "-c", "f.yaml", "--address", f"127.0.0.1:{_silent_port()}", "--set",
+             "resources.connect_timeout_s=2"], 2, "no answer within 2 s", {"f.yaml": _FAST}, seconds=60,
+        ),
+        "train-ray-client-address-refused": Case(
+            ["train", "-c", "f.yaml", "--address", f"ray://127.0.0.1:{port}"], 2, "unreachable", {"f.yaml": _FAST},
+        ),
+        "train-ray-address-is-a-url": Case(
+            ["train", "-c", "f.yaml", "--address", "http://127.0.0.1:8265/"], 2, "is not auto, host:port",
+            {"f.yaml": _FAST},
+        ),
+        "train-RAY_ADDRESS-junk": Case(
+            ["train", "-c", "f.yaml"], 2, "'definitely not an address' is not auto, host:port", {"f.yaml": _FAST},
+            {"RAY_ADDRESS": "definitely not an address"},
+        ),
+        "tune-ray-address-silent": Case(
+            ["tune", "--budget", "smoke", "--address", f"127.0.0.1:{_silent_port()}", "--set",
+             "resources.connect_timeout_s=2"], 2, "no answer within 2 s", seconds=60,
+        ),
+        "train-mlflow-silent": Case(
+            ["train", "-c", "f.yaml", "--set", "tracking.enabled=true", "--tracking-uri",
+             f"http://127.0.0.1:{_silent_port()}"], 2, "unreachable (timed out)", {"f.yaml": _FAST}, seconds=90,
+        ),
+        "train-MLFLOW_TRACKING_URI-unknown-scheme": Case(
+            ["train", "-c", "f.yaml", "--set", "tracking.enabled=true"], 2, "gopher://nowhere",
+            {"f.yaml": _FAST}, {"MLFLOW_TRACKING_URI": "gopher://nowhere"},
+        ),
+        # issue 23: storage that cannot be written
+        "train-storage-under-a-file": Case(
+            ["train", "-c", "f.yaml", "--set", "resources.storage_path=afile/results"], 2, "resources.storage_path",
+            {"f.yaml": _FAST, "afile": "x"},
+        ),
+        "train-storage-on-a-full-device": Case(
+            ["train", "-c", "f.yaml", "--set", "resources.storage_path=/dev/full"], 2, "resources.storage_path",
+            {"f.yaml": _FAST},
+        ),
+        # issue 23: YAML and flag values: typing, size, expansion
+        "config-alias-bomb": Case(["config", "show", "-c", "bomb.yaml"], 2, "expands to more than", {"bomb.yaml": _BOMB}),
+        "config-alias-bomb-in-set": Case(
+            ["config", "show", "--set", "experiment.tags={" + _BOMB.strip().replace("\n", ", ") + "}"], 2,
+            "expands to more than",
+        ),
+        "config-huge-number": Case(["config", "show", "--set", "training.seed=" + "9" * 100_000], 2, "training.seed"),
+        "config-huge-string-echoed": Case(
+            ["config", "show", "--set", "deploy.namespace=" + "X" * 100_000], 2, "(100000 chars)"
+        ),
+        "config-huge-file": Case(["config", "show", "-c", "big.yaml"], 2, "a tsdl config is at most", {"big.yaml": "#" * (2 << 20)}),
+        "config-deep-nesting": Case(["config", "show", "-c", "deep.yaml"], 2, "nest", {"deep.yaml": "data: " + "[" * 5000 + "]" * 5000}),
+        "config-python-tag": Case(
+            ["config", "show", "-c", "tag.yaml"], 2, "unsupported YAML",
+            {"tag.yaml": "data: !!python/object/apply:os.system ['touch pwned']\n"}, absent=("pwned",),
+        ),
+        "check-data-file-named-like-a-comment": Case(["check-data", "#data.csv"], 2, "#data.csv does not exist"),
+        "check-data-file-named-null": Case(["check-data", "null"], 2, "null does not exist"),
         # top level
         "unknown-command": Case(["frobnicate"], 2, "invalid choice", usage=True),
     }
@@ -188,7 +322,14 @@ def _cases() -> dict[str, Case | Callable[[], Case]]:
 CASES = _cases()
 
 
-def _run(case: Case, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _env(case: Case, cwd: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "KUBE", "RAY_ADDRESS"))}
+    env.update(HOME=str(cwd), PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])))
+    env.update({k: str(cwd / v) if k == "KUBECONFIG" else v for k, v in case.env.items()})
+    return env
+
+
+def _write(case: Case, cwd: Path) -> None:
     for name, content in case.files.items():
         path = cwd / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,17 +337,22 @@ def _run(case: Case, cwd: Path) -> subprocess.CompletedProcess[str]:
             path.write_bytes(content)
         else:
             path.write_text(content)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "KUBE", "RAY_ADDRESS"))}
-    env.update(HOME=str(cwd), PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])))
-    env.update({k: str(cwd / v) if k == "KUBECONFIG" else v for k, v in case.env.items()})
+
+
+def _run(case: Case, cwd: Path) -> subprocess.CompletedProcess[str]:
+    _write(case, cwd)
     return subprocess.run(
         [sys.executable, "-m", "tsdl.cli.main", *case.argv],
         cwd=cwd,
-        env=env,
+        env=_env(case, cwd),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=max(120, case.seconds + 30),
     )
+
+
+def _written(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
 def test_the_table_covers_every_command() -> None:
@@ -215,16 +361,26 @@ def test_the_table_covers_every_command() -> None:
     commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     covered = {case.argv[0] for case in CASES.values()}
     assert commands <= covered, f"no bad-invocation case for: {sorted(commands - covered)}"
-    assert len(CASES) >= 25
+    assert len(CASES) >= 80
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_invocation_is_one_line(name: str, tmp_path: Path) -> None:
     case = CASES[name]
-    proc = _run(case, tmp_path)
+    cwd = tmp_path / "cwd"  # anything written in tmp_path but outside cwd escaped it
+    cwd.mkdir()
+    start = time.monotonic()
+    proc = _run(case, cwd)
+    elapsed = time.monotonic() - start
     err_lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    shown = f"rc={proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    shown = f"rc={proc.returncode} in {elapsed:.0f} s\nstdout:\n{proc.stdout[:3000]}\nstderr:\n{proc.stderr[:3000]}"
     assert "Traceback" not in proc.stderr + proc.stdout, shown
+    assert elapsed < case.seconds, shown
+    assert len(proc.stdout) + len(proc.stderr) < 20_000 and all(len(line) <= 1000 for line in err_lines), shown
+    assert [p.name for p in tmp_path.iterdir()] == ["cwd"], f"written outside the working directory: {shown}"
+    assert not [p for p in case.absent if (cwd / p).exists()], shown
+    left = _written(cwd) - set(case.files) - {"mlflow.db"}  # the tracking probe creates the local store
+    assert not left, f"a refused command left {sorted(left)}"
     if case.code == -1:  # any failure code, as long as it is one line (see the case's comment)
         assert proc.returncode != 0, shown
     else:
@@ -238,3 +394,74 @@ def test_bad_invocation_is_one_line(name: str, tmp_path: Path) -> None:
     assert case.fragment in err_lines[0], shown
     assert err_lines[0].count("(fix:") <= 1, shown  # a wrapper never adds a second fix
     assert proc.stdout.strip() == "" or name.startswith(("train", "tune")), shown  # their progress
+
+
+@dataclass
+class Signals:
+    argv: list[str]
+    signals: list[signal.Signals]
+    after: str | None
+    """Send once a stdout line starts with this (None: 0.3 s after the start, during imports)."""
+    codes: tuple[int, ...] = (143,)
+
+
+def _long_csv() -> str:
+    """Enough rows that reading and checking them takes a moment (hourly, 20 years)."""
+    import numpy as np
+    import pandas as pd
+
+    index = pd.date_range("2000-01-01", periods=175_000, freq="h")
+    values = np.sin(np.arange(len(index)) / 24.0)
+    return "ds,y\n" + "".join(f"{t},{v:.4f}\n" for t, v in zip(index.astype(str), values, strict=True))
+
+
+SIGNAL_CASES = {
+    # before the CLI's own handler exists: the default action, no traceback, nothing written
+    "sigterm-during-start-up": Signals(["train", "-c", "s.yaml"], [signal.SIGTERM], None, (143, -15)),
+    # after `tracking: ...`, the data is being read and checked
+    "sigterm-during-checklist": Signals(["train", "-c", "s.yaml"], [signal.SIGTERM], "tracking:"),
+    "sigterm-twice": Signals(["train", "-c", "s.yaml"], [signal.SIGTERM, signal.SIGTERM], "tracking:"),
+    "sigint-then-sigterm": Signals(["train", "-c", "s.yaml"], [signal.SIGINT, signal.SIGTERM], "tracking:", (130, 143)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIGNAL_CASES))
+def test_a_signal_at_an_awkward_moment_is_one_line(name: str, tmp_path: Path) -> None:
+    case = SIGNAL_CASES[name]
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    files = {"s.yaml": "data: {path: long.csv, input_chunk_length: 24, output_chunk_length: 6}\n"
+             "training: {max_epochs: 1}\n", "long.csv": _long_csv()}
+    spec = Case(case.argv, 0, "", files)
+    _write(spec, cwd)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tsdl.cli.main", *case.argv], cwd=cwd, env=_env(spec, cwd),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    out = ""
+    if case.after is None:
+        time.sleep(0.3)
+    else:
+        deadline = time.monotonic() + 120
+        while not any(line.startswith(case.after) for line in out.splitlines()) and time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            if not line:
+                break
+            out += line
+    for sig in case.signals:
+        proc.send_signal(sig)
+        time.sleep(0.05)
+    try:
+        rest, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"{name}: still running 60 s after the signal")
+    out += rest
+    shown = f"rc={proc.returncode}\nstdout:\n{out[-3000:]}\nstderr:\n{err[-3000:]}"
+    err_lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode in case.codes, shown
+    assert "Traceback" not in out + err and len(err_lines) <= 1, shown
+    if proc.returncode > 0:
+        assert err_lines and err_lines[0].startswith(("terminated (SIGTERM)", "interrupted")), shown
+    runs = cwd / "tsdl_results"
+    assert not runs.exists() or not any(runs.iterdir()), f"a stopped start-up left {sorted(_written(runs))}"

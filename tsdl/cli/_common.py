@@ -13,7 +13,8 @@ __all__ = ["add_config_args", "add_name_args", "check_name_args", "config_from_a
 def add_config_args(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     """-c CONFIG plus repeatable --set key.path=value overrides."""
     parser.add_argument(
-        "-c", "--config", required=required, metavar="FILE", help="YAML config (see `tsdl config init`)"
+        "-c", "--config", required=required, metavar="FILE",
+        help="YAML config (see `tsdl config init`; at most 1 MiB, no nested aliases)",
     )
     parser.add_argument(
         "--set",
@@ -21,7 +22,8 @@ def add_config_args(parser: argparse.ArgumentParser, *, required: bool = False) 
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config value, e.g. --set training.max_epochs=5 (repeatable)",
+        help="override a config value, e.g. --set training.max_epochs=5 (repeatable); the value is "
+        "read as YAML, but a text field (a name, namespace, column) keeps it as written: 0123 stays '0123'",
     )
 
 
@@ -37,7 +39,8 @@ def add_name_args(parser: argparse.ArgumentParser, noun: str, *, default: str, f
     parser.add_argument(
         f"--{noun}-name",
         metavar="NAME",
-        help=f"name of a new {noun} (default: {default}); an existing name is refused",
+        help=f"name of a new {noun} (default: {default}); an existing name is refused; letters, "
+        "digits, _ . - (starting with a letter or digit), at most 128",
     )
     parser.add_argument(
         "--resume-if-exists",

@@ -24,6 +24,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_TERMINATED",
     "Terminated",
+    "ending",
     "failure_line",
     "sigterm_interrupts",
 ]
@@ -71,7 +72,35 @@ def sigterm_interrupts() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if not _exiting.is_set():
+            signal.signal(signal.SIGTERM, previous)
+
+
+_exiting = threading.Event()
+
+
+@contextmanager
+def ending(*, until_exit: bool) -> Iterator[None]:
+    """The command has failed or was stopped and prints its line: SIGINT/SIGTERM are ignored
+    meanwhile, so a signal sent twice neither cuts the line nor turns exit 143 into a kill.
+
+    Args:
+        until_exit: keep ignoring them after the block, until the process exits (the ``tsdl``
+            process itself: interpreter shutdown after a Ray run takes a moment); a library
+            caller of `tsdl.cli.main.main` gets its handlers back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        if until_exit:
+            _exiting.set()
+        else:
+            for signum, handler in previous.items():
+                signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:

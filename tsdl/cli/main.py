@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Sequence
 
 from tsdl import __version__
-from tsdl.cli.failures import failure_line, sigterm_interrupts
+from tsdl.cli.failures import ending, failure_line, sigterm_interrupts
 from tsdl.ray_connection import configure_output
 
 __all__ = ["build_parser", "main"]
@@ -87,17 +87,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     configure_output(verbose=args.verbose or args.debug)
     _quiet_libraries(verbose=args.verbose or args.debug)
-    try:
-        with sigterm_interrupts():
+    with sigterm_interrupts():
+        try:
             return int(args.handler(args) or 0)
-    except (SystemExit, GeneratorExit):
-        raise
-    except BaseException as exc:  # noqa: BLE001 - the one place every failure becomes one line
-        if args.debug:
-            traceback.print_exc()
-        line, code = failure_line(exc, args.command)
-        print(line, file=sys.stderr)
-        return code
+        except (SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the one place every failure becomes one line
+            # A second Ctrl-C/SIGTERM now would only cut the line or kill with -15. Called as
+            # the `tsdl` process (no argv), signals stay ignored until it has exited.
+            with ending(until_exit=argv is None):
+                if args.debug:
+                    traceback.print_exc()
+                line, code = failure_line(exc, args.command)
+                print(line, file=sys.stderr)
+            return code
 
 
 def _quiet_libraries(*, verbose: bool) -> None:

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_args(train)
     train.add_argument("--num-workers", type=int, metavar="N", help="Ray Train workers (DDP ranks)")
     train.add_argument("--gpus", action="store_true", help="one GPU per worker (AMP per training.precision)")
-    train.add_argument("--address", metavar="ADDR", help="Ray address: auto | ray://host:10001 (default: in-process)")
+    train.add_argument("--address", metavar="ADDR", help="Ray address: auto | host:6379 | ray://host:10001 (default: in-process); "
+                       "must answer within resources.connect_timeout_s (10 s)")
     train.add_argument("--resume", metavar="RUN", help="continue the named run from its last checkpoint")
     add_name_args(train, "run", default="<experiment>-<time>", found="under resources.storage_path")
     train.add_argument(

@@ -115,3 +115,8 @@ class ResourcesConfig(StrictModel):
     """Where Ray stores results and checkpoints: a local dir, shared filesystem or s3://, gs:// URI."""
     max_failures: int = Field(2, ge=-1)
     """Worker-group restarts from the last checkpoint before the run fails (-1: unlimited)."""
+    connect_timeout_s: float = Field(10.0, gt=0.0, le=3600.0)
+    """Seconds a Ray address (--address, RAY_ADDRESS, address) has to answer before tsdl fails."""
+    placement_timeout_s: float = Field(900.0, gt=0.0, le=604_800.0)
+    """On a cluster too small for the workers now: seconds to wait for nodes (an autoscaler adding
+    them) before the run fails. On this machine (no --address) a run that cannot fit fails at once."""

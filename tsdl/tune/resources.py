@@ -21,14 +21,14 @@ at start) would fail at once.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from tsdl.config import TsdlConfig
 from tsdl.errors import TuneError
+from tsdl.ray_connection import AUTOSCALER_CAPACITY_ENV, describe, groups_that_fit, worker_group_demand
+from tsdl.ray_connection import autoscaler_capacity as _autoscaler_capacity
 
 if TYPE_CHECKING:
     from ray.tune import PlacementGroupFactory
@@ -42,9 +42,6 @@ __all__ = [
     "trial_resources",
     "worker_group_demand",
 ]
-
-AUTOSCALER_CAPACITY_ENV = "TSDL_AUTOSCALER_CAPACITY"
-"""JSON `{"CPU": n, "GPU": m}`: the resources the cluster's autoscaler may grow to."""
 
 TRIAL_ACTOR_MEMORY = 64 * 1024**2
 """Bytes of Ray `memory` the trial actor reserves (it must reserve something)."""
@@ -64,32 +61,9 @@ def direct_trial_resources(config: TsdlConfig) -> PlacementGroupFactory:
     return PlacementGroupFactory([worker_group_demand(config)])
 
 
-def worker_group_demand(config: TsdlConfig) -> dict[str, float]:
-    """CPUs/GPUs one trial's Train worker group reserves: ``{"CPU": n * c, "GPU": n * g}``."""
-    res = config.resources
-    demand = {"CPU": res.num_workers * res.cpus_per_worker}
-    if res.use_gpu:
-        demand["GPU"] = res.num_workers * res.gpus_per_worker
-    return demand
-
-
 def autoscaler_capacity(environ: Mapping[str, str] = os.environ) -> dict[str, float] | None:
-    """The autoscaler's upper bound from `AUTOSCALER_CAPACITY_ENV`, or None without one.
-
-    Raises:
-        TuneError: the variable is set but is not a JSON object of numbers.
-    """
-    raw = environ.get(AUTOSCALER_CAPACITY_ENV)
-    if not raw:
-        return None
-    try:
-        parsed = json.loads(raw)
-        return {str(k): float(v) for k, v in parsed.items()}
-    except (ValueError, TypeError, AttributeError):
-        raise TuneError(
-            f"{AUTOSCALER_CAPACITY_ENV}={raw!r} is not a JSON object of resource amounts",
-            hint='set it like {"CPU": 16, "GPU": 4}, or unset it',
-        ) from None
+    """`tsdl.ray_connection.autoscaler_capacity`, failing as a TuneError."""
+    return _autoscaler_capacity(environ, error=TuneError)
 
 
 def max_concurrent_trials(
@@ -115,14 +89,9 @@ def max_concurrent_trials(
             for name in {*cluster, *capacity}
         }
     demand = worker_group_demand(config)
-    fits = min(
-        math.floor(cluster.get(name, 0.0) / amount + 1e-9)
-        for name, amount in demand.items()
-        if amount > 0
-    )
+    fits = groups_that_fit(demand, cluster)  # the check `tsdl train` makes too
     if fits < 1:
-        have = ", ".join(f"{k}={cluster.get(k, 0.0):g}" for k in demand)
-        need = ", ".join(f"{k}={v:g}" for k, v in demand.items())
+        have, need = describe(cluster, demand), describe(demand)
         raise TuneError(
             f"one trial needs {need} (resources.num_workers x cpus/gpus_per_worker) but the Ray "
             f"cluster has {have}",
