@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING
 
 from tsdl.config import TsdlConfig
 from tsdl.errors import TuneError
-from tsdl.ray_connection import AUTOSCALER_CAPACITY_ENV, describe, groups_that_fit, worker_group_demand
+from tsdl.ray_connection import (
+    AUTOSCALER_CAPACITY_ENV,
+    describe,
+    groups_that_fit,
+    worker_group_demand,
+)
 from tsdl.ray_connection import autoscaler_capacity as _autoscaler_capacity
 
 if TYPE_CHECKING:
