@@ -9,6 +9,7 @@ import pytest
 
 from tsdl.config import parse_config
 from tsdl.deploy import build_manifests
+from tsdl.deploy.access import with_worker_gpus
 from tsdl.deploy.rayjob import autoscaler_capacity as deploy_capacity
 from tsdl.errors import TuneError
 from tsdl.tune.resources import (
@@ -76,7 +77,9 @@ def test_the_deployed_head_carries_the_worker_groups_upper_bound() -> None:
     env = {e["name"]: e["value"] for e in head["env"]}
     capacity = autoscaler_capacity(env)
     assert capacity == {"CPU": 32.0, "GPU": 4.0}  # KubeRay rounds 7.5 CPUs up to 8 per pod
-    assert json.loads(deploy_capacity(config.deploy)) == capacity
+    assert json.loads(deploy_capacity(with_worker_gpus(config).deploy)) == capacity
+    with pytest.raises(ValueError, match="with_worker_gpus"):  # unresolved: GPU=0 was a silent wrong answer
+        deploy_capacity(config.deploy)
     assert max_concurrent_trials(config, HEAD_ONLY, capacity=capacity) == 4
     worker = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
     assert AUTOSCALER_CAPACITY_ENV not in {e["name"] for e in worker["containers"][0]["env"]}

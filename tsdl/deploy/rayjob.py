@@ -160,13 +160,15 @@ def autoscaler_capacity(deploy: DeployConfig) -> str:
     """JSON of the CPUs/GPUs the worker group has at `max_replicas` pods, as Ray counts them
     (KubeRay derives `num-cpus` from the CPU limit rounded up, unless rayStartParams set it)."""
     worker = deploy.worker
+    if worker.gpu is None:  # unset follows resources.use_gpu, which a DeployConfig cannot see
+        raise ValueError("resolve deploy.worker.gpu first (tsdl.deploy.access.with_worker_gpus)")
     params = worker.ray_start_params
     cpus = (
         int(float(params["num-cpus"]))
         if "num-cpus" in params
         else math.ceil(parse_quantity(worker.cpu))
     )
-    gpus = int(float(params["num-gpus"])) if "num-gpus" in params else int(worker.gpu or 0)
+    gpus = int(float(params["num-gpus"])) if "num-gpus" in params else worker.gpu
     return f'{{"CPU": {worker.max_replicas * cpus}, "GPU": {worker.max_replicas * gpus}}}'
 
 
