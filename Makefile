@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # pyproject range works for users who already have one.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test lint bench e2e e2e-local clean image image-push constraints
+.PHONY: install demo test lint bench gpu-check e2e e2e-local clean image image-push constraints
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,12 @@ lint: install
 bench: install
 	$(BIN)/pip install --quiet -e ".[dev,bench]" "$(TORCH_SPEC)"
 	$(BIN)/python bench/run_all.py --smoke
+
+# Everything that needs a CUDA GPU in one command (< 5 min): the `-m gpu` tests and fp32 vs
+# bf16/fp16 windows/s, peak memory and loss agreement; writes bench/results/gpu_check.json, exits
+# non-zero on any failure. Without CUDA it is a dry run: every step skipped with its reason, exit 0.
+gpu-check: install
+	$(BIN)/python bench/gpu_check.py
 
 e2e:
 	bash scripts/kind-e2e.sh

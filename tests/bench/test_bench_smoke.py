@@ -153,3 +153,44 @@ def test_instance_norm_smoke(tmp_path: Path) -> None:
     rows = result["rows"]
     assert [r["instance_norm"] for r in rows] == ["none", "revin", "mean_std", "robust"]
     assert all(_positive(r["test_mse"]) and _positive(r["val_mse"]) for r in rows)
+
+
+def test_gpu_check_dry_runs_on_cpu_with_every_step_skipped_and_its_reason(tmp_path: Path) -> None:
+    """`make gpu-check` without CUDA: each step still builds its plan (GPU tests collected, the
+    example configs parsed) and is skipped with the reason; exit 0, one JSON."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible: gpu-check would run for real (`make gpu-check`)")
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "gpu_check.py"), "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result["status"] == "dry-run" and result["gpu"] is None
+    assert set(result["steps"]) == {"tests", "precision"}
+    for step in result["steps"].values():
+        assert step["status"] == "skipped" and "no CUDA device" in step["reason"]
+    assert result["steps"]["tests"]["collected"] >= 12  # 3 precisions + pinned memory + 4 models x 2 losses
+    assert "gpu-check: DRY-RUN" in done.stdout
+
+
+def test_gpu_check_precision_run_agrees_on_cpu_and_flags_a_disagreeing_loss() -> None:
+    """The precision step's measurement and its tolerance check, on CPU (fp32 vs bf16 autocast)."""
+    import torch
+
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.pop(0)
+    batches = gpu_check.synthetic_batches(2, 8)
+    cpu = torch.device("cpu")
+    fp32 = gpu_check.precision_run("dlinear", "32", cpu, batches, steps=3, warmup=1)
+    bf16 = gpu_check.precision_run("dlinear", "bf16-mixed", cpu, batches, steps=3, warmup=1)
+    assert _positive(fp32["windows_per_s"]) and fp32["peak_mem_mb"] is None
+    assert fp32["first_loss"] != bf16["first_loss"]  # autocast really ran in bf16
+    assert gpu_check.agreement(fp32, bf16) == []
+    assert gpu_check.agreement(fp32, dict(bf16, final_loss=fp32["final_loss"] * 1.2)) != []
+    assert gpu_check.agreement(fp32, dict(bf16, first_loss=math.nan)) != []
