@@ -2,7 +2,8 @@
 when the run trains in the driver itself, see ``tsdl.train.in_process``).
 
 Workers' stdout is not forwarded to the terminal (Ray's own actor logs are noise for a CLI user),
-so the driver prints the lines itself: epoch, losses, lr, throughput and an ETA.
+so the driver prints the lines itself: epoch, losses, lr, throughput and an ETA; inside an epoch,
+rank 0's step messages draw a live line (``tsdl.train.step_progress``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import queue
 import sys
 import threading
 from typing import Any, TextIO
+
+from tsdl.train.step_progress import KIND as STEP_KIND
+from tsdl.train.step_progress import LiveLine
 
 __all__ = ["ProgressPrinter", "format_epoch"]
 
@@ -48,6 +52,7 @@ class ProgressPrinter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tsdl-progress", daemon=True)
         self._epoch_times: list[float] = []
+        self._live = LiveLine(self._stream)  # in-epoch progress (tsdl.train.step_progress)
 
     def __enter__(self) -> ProgressPrinter:
         self._thread.start()
@@ -57,6 +62,7 @@ class ProgressPrinter:
         self._stop.set()
         self._thread.join(timeout=5)
         self._drain()
+        self._live.clear()
         if hasattr(self.queue, "shutdown") and not isinstance(self.queue, queue.Queue):
             self.queue.shutdown()
 
@@ -82,6 +88,10 @@ class ProgressPrinter:
             return
 
     def _print(self, metrics: dict[str, Any]) -> None:
+        if metrics.get("kind") == STEP_KIND:
+            self._live.update(metrics)
+            return
+        self._live.clear()  # the epoch's line takes the live line's place
         self._epoch_times.append(float(metrics["epoch_time_s"]))
         mean = sum(self._epoch_times) / len(self._epoch_times)
         print(format_epoch(metrics, mean), file=self._stream, flush=True)
