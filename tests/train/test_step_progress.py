@@ -102,3 +102,23 @@ def test_progress_printer_draws_step_messages_live_and_the_epoch_line_replaces_t
     live = format_step(_message(10, 40, elapsed_s=2.0))
     assert text.startswith("\r" + live + "\r" + " " * len(live) + "\r" + "epoch   1/5  train_loss 0.5000")
     assert text.endswith("\n") and text.count("\n") == 1
+
+
+def test_a_run_sends_rank_0_step_messages_between_its_epoch_lines(make_config, monkeypatch) -> None:
+    """The hook in the step loop: every step but the last of each epoch reaches the driver's
+    printer (throttle off), before that epoch's line; `progress=False` (--quiet) sends none."""
+    from tsdl import api
+    from tsdl.train import step_progress
+
+    seen: list[dict] = []
+    monkeypatch.setattr(step_progress, "EVERY_S", 0.0)
+    monkeypatch.setattr(ProgressPrinter, "_print", lambda self, message: seen.append(message))
+    config = make_config(training__max_epochs=2, tracking__enabled=False)
+    api.train(config, progress=True)
+    kinds = [(m.get("kind", "epoch"), m["epoch"], m.get("step")) for m in seen]
+    assert kinds == [*(("step", 1, s) for s in range(1, 8)), ("epoch", 1, None),
+                     *(("step", 2, s) for s in range(1, 8)), ("epoch", 2, None)]
+    assert all(m["total"] == 8 and m["windows"] == 32 * m["step"] for m in seen if "kind" in m)
+    seen.clear()
+    api.train(config, progress=False, run_name="quiet")
+    assert seen == []

@@ -22,6 +22,8 @@ from typing import Any, TextIO
 
 __all__ = ["LiveLine", "StepReporter", "format_step"]
 
+EVERY_S = 1.0
+"""Rank 0's minimum time between two step messages (tests set it to 0)."""
 KIND = "step"
 """The ``kind`` of a step message in the progress queue (epoch messages carry no ``kind``)."""
 
@@ -34,13 +36,14 @@ class StepReporter:
         epoch, max_epochs: where the run is.
         total_steps: the epoch's training steps.
         world: ranks; windows/s counts all of them (each rank trains as many windows).
-        every_s: the minimum time between two messages.
+        every_s: the minimum time between two messages (default ``EVERY_S``).
         clock: monotonic seconds (tests pass a fake one).
     """
 
     def __init__(self, queue: Any | None, *, epoch: int, max_epochs: int, total_steps: int, world: int = 1,
-                 every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._queue, self._clock, self._every = queue, clock, every_s
+                 every_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._queue, self._clock = queue, clock
+        self._every = EVERY_S if every_s is None else every_s
         self._fields = {"kind": KIND, "epoch": epoch, "max_epochs": max_epochs, "total": total_steps}
         self._world = world
         self._started = clock()

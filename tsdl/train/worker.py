@@ -46,6 +46,7 @@ from tsdl.train.step import (
     unwrap,
     validation_loss,
 )
+from tsdl.train.step_progress import StepReporter
 
 __all__ = ["EpochHook", "run_worker", "torch_threads", "train_loop_per_worker"]
 
@@ -147,6 +148,7 @@ class _Worker:
     logger: MetricsLogger
     dims: dict[str, int]
     scaler_state: dict
+    progress_queue: Any | None = None  # rank 0 only: the driver's progress queue (live in-epoch line)
 
     @classmethod
     def build(cls, config: TsdlConfig, loop_config: dict[str, Any], runtime: WorkerRuntime) -> _Worker:
@@ -195,6 +197,7 @@ class _Worker:
             logger=worker_logger_from(loop_config, runtime.rank),
             dims=dims,
             scaler_state=loop_config["scaler_state"],
+            progress_queue=loop_config.get("progress_queue") if runtime.rank == 0 else None,
         )
 
     def validate(self) -> float:
@@ -261,6 +264,8 @@ class _Worker:
         pin = tcfg.pin_memory and device.type == "cuda"
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         n_windows, norm = 0, torch.zeros((), device=device)
+        live = StepReporter(self.progress_queue, epoch=epoch, max_epochs=tcfg.max_epochs,
+                            total_steps=self.steps_per_epoch, world=self.runtime.world)
         for step, batch in enumerate(islice(batches, self.steps_per_epoch), start=1):
             batch = (batch.pin_memory() if pin else batch).to(device, non_blocking=pin)
             loss, norm = train_step(
@@ -269,6 +274,7 @@ class _Worker:
             loss_sum += loss.detach().double() * len(batch)
             n_windows += len(batch)
             self.state.global_step += 1
+            live.step(step, n_windows)
             if step % CHECK_EVERY == 0 or step == self.steps_per_epoch:
                 check_finite(loss_sum, self.state.global_step, tcfg)
             if self.state.global_step % tcfg.log_every_n_steps == 0:
