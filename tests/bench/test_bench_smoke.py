@@ -50,14 +50,47 @@ def test_run_all_lists_every_benchmark_script() -> None:
         assert (REPO_ROOT / "bench" / script).exists(), f"{name}: bench/{script} is missing"
 
 
-@pytest.mark.ray
 def test_throughput_smoke(tmp_path: Path) -> None:
+    """Whole epochs of the independent plain loop (and its foreach/fused rows) and of tsdl, paired
+    per repeat; the plain DLinear was checked equal to tsdl's before timing (the script fails if not)."""
     result = _run("throughput", tmp_path)
     (row,) = result["summary"]
-    assert _positive(row["plain_win_s"]) and _positive(row["tsdl_win_s"])
-    assert row["ratio"] == pytest.approx(row["tsdl_win_s"] / row["plain_win_s"])
-    threads = {r["threads"] for r in result["runs"]}
-    assert threads == {row["threads"]}, "tsdl worker and plain loop must use the same torch thread count"
+    paths = ["plain", "plain+foreach", "plain+fused", "tsdl"]
+    assert [r["path"] for r in result["runs"]] == paths
+    assert all(_positive(row[f"{p}_win_s"]) for p in paths)
+    by = {r["path"]: r for r in result["runs"]}
+    assert row["tsdl/plain"] == pytest.approx(by["tsdl"]["windows_per_s"] / by["plain"]["windows_per_s"])
+    fastest = max(paths[:3], key=lambda p: by[p]["windows_per_s"])
+    assert row["fastest_plain"] == fastest
+    assert row["tsdl/fastest"] == pytest.approx(by["tsdl"]["windows_per_s"] / by[fastest]["windows_per_s"])
+    for run in result["runs"]:  # whole epochs include the validation pass: slower than the steps alone
+        assert len(run["epoch_walls_s"]) == 2 and run["windows_per_s"] < run["train_windows_per_s"]
+    assert {r["threads"] for r in result["runs"]} == {row["threads"]}, "same torch threads on both sides"
+
+
+def test_throughput_plain_dlinear_equals_tsdl_and_loaded_results_are_refused() -> None:
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        import bench_throughput
+    finally:
+        sys.path.pop(0)
+    import torch
+
+    from tsdl.config import parse_config
+    from tsdl.losses import build_loss
+    from tsdl.models import build_model
+
+    config = parse_config({"model": {"name": "dlinear", "moving_avg": 25}})
+    torch.manual_seed(0)
+    ours = build_model(config.model, input_chunk_length=96, output_chunk_length=24, n_past_features=1,
+                       n_future_features=0, n_static=0, loss=build_loss(config.loss))
+    plain = bench_throughput.PlainDLinear(96, 24, 25)
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(64, 96).cumsum(dim=1)  # trending series: the edges matter
+    want = ours(x[:, :, None], x.new_zeros(64, 24, 0), x.new_zeros(64, 0))[..., 0]
+    torch.testing.assert_close(plain(x), want, rtol=1e-5, atol=1e-5)
+    assert bench_throughput.too_loaded(2.0, 2) is None
+    assert "load reached 2.5 > 2 cores" in bench_throughput.too_loaded(2.5, 2)
 
 
 def test_memory_scaling_smoke(tmp_path: Path) -> None:
