@@ -25,6 +25,23 @@ def test_trend_matches_a_hand_computed_edge_padded_moving_average() -> None:
     torch.testing.assert_close(trend, torch.tensor([expected]))
 
 
+def test_cumulative_sum_trend_equals_avgpool_of_the_padded_series_even_at_a_large_level() -> None:
+    """The cumulative-sum moving average (the fast path) is the paper's AvgPool1d over the
+    edge-padded series to float precision, also for raw data far from zero (level 1e4)."""
+    torch.manual_seed(0)
+    for level, kernel in ((0.0, 25), (1e4, 25), (1e4, 24), (-3e3, 5)):
+        x = level + torch.randn(16, 336).cumsum(dim=1)
+        padded = torch.cat([x[:, :1].expand(-1, (kernel - 1) // 2), x, x[:, -1:].expand(-1, kernel // 2)], dim=1)
+        reference = torch.nn.functional.avg_pool1d(padded.double().unsqueeze(1), kernel, stride=1).squeeze(1)
+        decomposition = SeriesDecomposition(kernel)
+        assert decomposition.uses_cumsum(x)
+        _, trend = decomposition(x)
+        pooled = decomposition._by_pooling(x)  # the CUDA path
+        tolerance = 1e-5 * float(x.abs().max())  # float32 rounding of values this large
+        for got in (trend, pooled):
+            assert float((got.double() - reference).abs().max()) <= tolerance, (level, kernel)
+
+
 def test_constant_series_has_constant_trend_and_zero_seasonal() -> None:
     seasonal, trend = SeriesDecomposition(25)(torch.full((2, 30), 3.5))
     torch.testing.assert_close(trend, torch.full((2, 30), 3.5))

@@ -99,31 +99,32 @@ class WindowSet:
         L, F = self.input_chunk_length, self.n_features
         # One index_select of [L + H, F] windows from a zero-copy unfold view: torch copies the
         # rows in parallel, several times faster than numpy fancy indexing of [B, L] row indices.
-        rows = self._window_view().index_select(0, torch.from_numpy(np.asarray(starts, np.int64)))
-        past = rows[:, :, :L].transpose(1, 2).contiguous()  # [B, L, F]
-        horizon = rows[:, :, L:].transpose(1, 2)  # [B, H, F] (view)
-        target = horizon[:, :, 0].contiguous()  # [B, H]
+        # That copy is the only one: past, target and future are views into it (a second copy of
+        # the lookback cost ~10% of a DLinear epoch; docs/benchmarks.md section 1).
+        rows = self._window_view().index_select(0, torch.from_numpy(np.asarray(starts, np.int64)))  # [B, L+H, F]
+        past = rows[:, :L]  # [B, L, F]
+        target = rows[:, L:, 0]  # [B, H]
         if factor is not None:
             scale = torch.from_numpy(factor)[:, None]
-            past[:, :, 0] *= scale
+            past[:, :, 0] *= scale  # rows is this batch's own copy: scaling it in place is safe
             target *= scale
-        future = horizon[:, :, F - self.n_future :] if self.n_future else horizon[:, :, :0]
+        future = rows[:, L:, F - self.n_future :] if self.n_future else rows[:, L:, :0]
         static = self.static[self.segments[seg, 4]]  # [B, S]
         return Batch(
             past=past,
-            future=future.contiguous(),
+            future=future,
             static=torch.from_numpy(np.ascontiguousarray(static)),
             target=target,
         )
 
     def _window_view(self) -> torch.Tensor:
-        """``[T - L - H + 1, F, L + H]`` view of every window of ``data`` (no copy), built once."""
+        """``[T - L - H + 1, L + H, F]`` view of every window of ``data`` (no copy), built once."""
         if self._windows_view is None:
             span = self.input_chunk_length + self.output_chunk_length
             data = torch.from_numpy(self.data) if self.data.flags.writeable else torch.tensor(self.data)
             if len(data) < span:  # no window fits; keep the shape so empty gathers still work
                 data = torch.zeros((span, self.n_features), dtype=torch.float32)
-            self._windows_view = data.unfold(0, span, 1)
+            self._windows_view = data.unfold(0, span, 1).transpose(1, 2)
         return self._windows_view
 
     def batches(
