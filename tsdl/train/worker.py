@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from tsdl.config import TsdlConfig
+from tsdl.config.training import OptimizerConfig
 from tsdl.data import WindowSet
 from tsdl.losses import BaseLoss, build_loss
 from tsdl.models import build_model
@@ -48,7 +49,7 @@ from tsdl.train.step import (
 )
 from tsdl.train.step_progress import StepReporter
 
-__all__ = ["EpochHook", "run_worker", "torch_threads", "train_loop_per_worker"]
+__all__ = ["EpochHook", "adamw", "run_worker", "torch_threads", "train_loop_per_worker"]
 
 # Called as hook(epoch, rank) at the start of every epoch; lets tests inject faults and tools
 # (e.g. the doctor) observe training without touching the loop.
@@ -58,6 +59,12 @@ EpochHook = Callable[[int, int], None]
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point; `loop_config` comes from `tsdl.train.trainer.build_trainer`."""
     run_worker(loop_config, RayTrainRuntime(loop_config))
+
+
+def adamw(params: Any, config: OptimizerConfig) -> torch.optim.AdamW:
+    """AdamW as ``training.optimizer`` asks, including its kernel (``implementation``)."""
+    kernel = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[config.implementation]
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **kernel)
 
 
 def torch_threads(cpus: float) -> int:
@@ -165,9 +172,7 @@ class _Worker:
         train_set = runtime.windows("train", stride=config.data.stride)
         val_set = runtime.windows("val", stride=None)
         batch_size = max(1, tcfg.batch_size // runtime.world)
-        optimizer = torch.optim.AdamW(
-            finetune.param_groups(model), lr=tcfg.optimizer.lr, weight_decay=tcfg.optimizer.weight_decay
-        )
+        optimizer = adamw(finetune.param_groups(model), tcfg.optimizer)
         scheduler = build_scheduler(optimizer, tcfg.lr_scheduler)
         amp = MixedPrecision(tcfg.precision, device)
         stopper = EarlyStopping(
