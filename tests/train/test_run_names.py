@@ -145,6 +145,9 @@ def test_train_with_data_and_storage_on_s3(s3, make_config, tmp_path: Path) -> N
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=540,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # The README's compact-output claim (checked here, where a whole --quiet training runs anyway).
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert len(lines) <= 15, "a --quiet training printed:\n" + "\n".join(lines)
     keys = s3.keys("results/s3-run/")
     assert "results/s3-run/tsdl_run.json" in keys
     assert any("/checkpoint_" in k and k.endswith("last.pt") for k in keys), keys
