@@ -227,3 +227,20 @@ def test_gpu_check_precision_run_agrees_on_cpu_and_flags_a_disagreeing_loss() ->
     assert gpu_check.agreement(fp32, bf16) == []
     assert gpu_check.agreement(fp32, dict(bf16, final_loss=fp32["final_loss"] * 1.2)) != []
     assert gpu_check.agreement(fp32, dict(bf16, first_loss=math.nan)) != []
+
+
+def test_dlinear_step_micro_times_both_decompositions() -> None:
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        import dlinear_step_micro
+    finally:
+        sys.path.pop(0)
+    from tsdl.models.dlinear import SeriesDecomposition
+
+    import torch
+
+    times = dlinear_step_micro.main(["--rounds", "1"])
+    assert set(times) == {"avgpool", "cumsum"} and all(_positive(v[0]) for v in times.values())
+    x = torch.randn(2, 30)  # the class is left as it was: still a staticmethod choosing by device
+    assert SeriesDecomposition.uses_cumsum(x) and SeriesDecomposition(5).uses_cumsum(x)
+    SeriesDecomposition(5)(x)
