@@ -235,9 +235,9 @@ def test_dlinear_step_micro_times_both_decompositions() -> None:
         import dlinear_step_micro
     finally:
         sys.path.pop(0)
-    from tsdl.models.dlinear import SeriesDecomposition
-
     import torch
+
+    from tsdl.models.dlinear import SeriesDecomposition
 
     times = dlinear_step_micro.main(["--rounds", "1"])
     assert set(times) == {"avgpool", "cumsum"} and all(_positive(v[0]) for v in times.values())
