@@ -94,10 +94,9 @@ def test_the_rendered_rayjob_follows_the_values(validator: ObjectValidator) -> N
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert job["spec"]["activeDeadlineSeconds"] == 86400
     assert job["spec"]["entrypoint"].startswith("tsdl tune -c /etc/tsdl/config.yaml --address auto")
-    assert [c["metadata"]["name"] for c in kinds["PersistentVolumeClaim"]] == [
-        "big-mlflow",
-        "big-results",
-    ]
+    # Its own ReadWriteMany claim; MLflow is the namespace's shared tsdl-mlflow (N12).
+    assert [c["metadata"]["name"] for c in kinds["PersistentVolumeClaim"]] == ["big-results"]
+    assert "Deployment" not in kinds
 
 
 def test_autoscaling_grants_the_head_alone_a_token_and_the_chart_no_ray_role() -> None:
@@ -197,7 +196,7 @@ def test_validator_catches_a_broken_rayjob(validator: ObjectValidator) -> None:
 
 
 def test_validator_catches_a_broken_core_object(validator: ObjectValidator) -> None:
-    claim = _by_kind(render_chart())["PersistentVolumeClaim"][0]
+    claim = _by_kind(render_chart({"job": {"enabled": False}}))["PersistentVolumeClaim"][0]
     claim["spec"]["accessModes"] = "ReadWriteMany"
     assert validator.errors(claim)
 

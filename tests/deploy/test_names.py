@@ -39,7 +39,11 @@ def _claims_and_accounts(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 def test_two_releases_in_one_namespace_share_no_object(validator: ObjectValidator) -> None:
     """`helm install a` and `helm install b` in one namespace: nothing to fight over."""
-    values = {"mlflow": {"server": {"enabled": True}}, "autoscaling": True}
+    values = {
+        "mlflow": {"server": {"enabled": True}},
+        "storage": {"createClaim": True},
+        "autoscaling": True,
+    }
     a = render_chart(values, release="etth1", namespace="ml")
     b = render_chart(values, release="weather", namespace="ml")
     assert not _keys(a) & _keys(b)
@@ -69,6 +73,47 @@ def test_two_submitted_jobs_share_only_the_prerequisites(validator: ObjectValida
     remaining = _keys(prerequisites) | _keys(tune)
     assert _claims_and_accounts(tune) <= remaining
     assert _claims_and_accounts(tune) == _claims_and_accounts(train)
+
+
+def test_job_releases_default_to_the_namespace_prerequisites(validator: ObjectValidator) -> None:
+    """N12: every `helm install` of a job created its own MLflow server and two kept claims
+    (120 GiB left behind per experiment, runs split across servers). By default a job release
+    now mounts the prerequisites' tsdl-results and logs to their tsdl-mlflow, as `tsdl submit`
+    does; the prerequisites release still creates both, and values can still ask for its own."""
+    prerequisites = _keys(render_chart({"job": {"enabled": False}}, release="tsdl", namespace="ml"))
+    assert {
+        ("PersistentVolumeClaim", "tsdl-results"),
+        ("Deployment", "tsdl-mlflow"),
+    } <= prerequisites
+    submitted = build_manifests(parse_config({**_GPU, "deploy": {"namespace": "ml"}}))
+    submitted_env = {
+        e["name"]: e.get("value")
+        for e in submitted[-1]["spec"]["submitterPodTemplate"]["spec"]["containers"][0]["env"]
+    }
+    for release in ("etth1", "weather"):
+        objects = render_chart({}, release=release, namespace="ml")
+        kinds = {kind for kind, _ in _keys(objects)}
+        assert not kinds & {"PersistentVolumeClaim", "Deployment", "Service"}, release
+        assert ("PersistentVolumeClaim", "tsdl-results") in _claims_and_accounts(objects)
+        job = next(o for o in objects if o["kind"] == "RayJob")
+        env = {
+            e["name"]: e.get("value")
+            for e in job["spec"]["submitterPodTemplate"]["spec"]["containers"][0]["env"]
+        }
+        assert (
+            env["MLFLOW_TRACKING_URI"]
+            == submitted_env["MLFLOW_TRACKING_URI"]
+            == "http://tsdl-mlflow:5000"
+        )
+        assert [e for obj in objects for e in validator.errors(obj)] == []
+    own = _keys(
+        render_chart(
+            {"storage": {"createClaim": True}, "mlflow": {"server": {"enabled": True}}},
+            release="etth1",
+            namespace="ml",
+        )
+    )
+    assert {("PersistentVolumeClaim", "etth1-results"), ("Deployment", "etth1-mlflow")} <= own
 
 
 def test_a_job_release_can_use_the_namespace_prerequisites() -> None:

@@ -51,8 +51,15 @@ def test_every_pod_gets_the_tracking_server_from_submit() -> None:
 
 
 def test_every_pod_gets_the_tracking_server_from_the_chart() -> None:
-    job = _kinds(render_chart({}, release="etth1", namespace="ml"))["RayJob"]
-    for role, container in _containers(job).items():
+    """A job release logs to the prerequisites' server, as `tsdl submit` does (N12); one with a
+    server of its own logs there."""
+    shared = _kinds(render_chart({}, release="etth1", namespace="ml"))["RayJob"]
+    own = _kinds(
+        render_chart({"mlflow": {"server": {"enabled": True}}}, release="etth1", namespace="ml")
+    )["RayJob"]
+    for role, container in _containers(shared).items():
+        assert _env(container)["MLFLOW_TRACKING_URI"] == "http://tsdl-mlflow:5000", role
+    for role, container in _containers(own).items():
         assert _env(container)["MLFLOW_TRACKING_URI"] == "http://etth1-mlflow.ml.svc:5000", role
 
 
@@ -80,9 +87,7 @@ def test_a_laptop_tracking_uri_is_replaced_in_the_mounted_config_and_said_on_std
             namespace="ml",
         )
     )
-    assert (
-        "tracking_uri: http://etth1-mlflow.ml.svc:5000" in helm["ConfigMap"]["data"]["config.yaml"]
-    )
+    assert "tracking_uri: http://tsdl-mlflow:5000" in helm["ConfigMap"]["data"]["config.yaml"]
 
 
 def test_the_chart_refuses_a_job_with_no_tracking_server() -> None:
@@ -95,7 +100,9 @@ def test_the_chart_refuses_a_job_with_no_tracking_server() -> None:
 
 
 def test_the_mlflow_server_serves_artifacts_with_one_worker() -> None:
-    server = _kinds(render_chart({}))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    server = _kinds(render_chart({"job": {"enabled": False}}))["Deployment"]["spec"]["template"][
+        "spec"
+    ]["containers"][0]
     assert "--serve-artifacts" in server["command"] and "--workers=1" in server["command"]
 
 
@@ -107,7 +114,7 @@ _CHOICES = ("storage.uri=s3://", "storage.claimName=", "storage.storageClassName
 def test_a_read_write_many_claim_of_the_default_class_is_refused() -> None:
     """B2: the default claim asked ReadWriteMany of the default class and stayed Pending."""
     with pytest.raises(DeployError) as caught:
-        render_chart({"storage": {"accessModes": ["ReadWriteMany"]}})
+        render_chart({"storage": {"createClaim": True, "accessModes": ["ReadWriteMany"]}})
     assert all(choice in caught.value.message for choice in _CHOICES)
 
 
@@ -118,6 +125,9 @@ def test_the_multi_node_preset_without_shared_storage_fails_with_the_three_choic
         render_chart(preset)
     assert all(choice in caught.value.message for choice in _CHOICES)
     with pytest.raises(DeployError, match="2 worker pods span nodes"):
+        render_chart({**preset, "storage": {"createClaim": True, "accessModes": ["ReadWriteOnce"]}})
+    # ... and on the prerequisites' shared ReadWriteOnce claim (the default without the preset's).
+    with pytest.raises(DeployError, match="which the ReadWriteOnce claim tsdl-results cannot"):
         render_chart({**preset, "storage": {"accessModes": ["ReadWriteOnce"]}})
     for storage in (
         {"uri": "s3://results/tsdl"},
@@ -149,10 +159,15 @@ def test_the_default_claim_binds_anywhere_and_the_head_follows_the_gpu_worker() 
     """M2/N2: a ReadWriteOnce claim mounted on two nodes is a Multi-Attach error, and a GPU worker
     told to follow a CPU head can schedule nowhere: the head goes to the worker's (GPU) node,
     tolerating its taint."""
-    kinds = _kinds(render_chart({"config": {"resources": {"use_gpu": True}}}, release="etth1"))
-    assert kinds["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
-    job = kinds["RayJob"]
-    assert _follows(_pod(job, "ray-head")) == "ray-worker" and _follows(_pod(job, "ray-worker")) is None
+    gpu = {"config": {"resources": {"use_gpu": True}}}
+    own = _kinds(render_chart({**gpu, "storage": {"createClaim": True}}, release="etth1"))
+    assert own["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert _follows(_pod(own["RayJob"], "ray-head")) == "ray-worker"
+    job = _kinds(render_chart(gpu, release="etth1"))["RayJob"]  # on the shared tsdl-results
+    assert (
+        _follows(_pod(job, "ray-head")) == "ray-worker"
+        and _follows(_pod(job, "ray-worker")) is None
+    )
     assert _GPU_TAINT in _pod(job, "ray-head")["tolerations"]
     shared = _kinds(render_chart({"storage": {"uri": "s3://b/p"}}, release="etth1"))["RayJob"]
     assert _follows(_pod(shared, "ray-head")) is None and _follows(_pod(shared, "ray-worker")) is None

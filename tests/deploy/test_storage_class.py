@@ -56,7 +56,7 @@ def test_a_default_class_or_no_cluster_passes(tmp_path: Path) -> None:
 
 def test_the_chart_wires_the_check_to_both_claims() -> None:
     """Without a cluster the chart still renders; with a class set, no lookup is needed."""
-    kinds = [o["kind"] for o in render_chart({})]
+    kinds = [o["kind"] for o in render_chart({"job": {"enabled": False}})]
     assert kinds.count("PersistentVolumeClaim") == 2
     for template in ("pvc.yaml", "mlflow.yaml"):
         text = (CHART_DIR / "templates" / template).read_text()

@@ -15,8 +15,27 @@ release `tsdl` thus creates what `tsdl submit` uses (DeployConfig defaults). */}
 {{- .Values.serviceAccount | default .Release.Name -}}
 {{- end }}
 
+{{/* N12: the namespace's shared results claim and MLflow server come from the prerequisites
+(release `tsdl`, job.enabled=false; k8s/prerequisites.yaml). storage.createClaim and
+mlflow.server.enabled default (null) to "not a job release": a prerequisites release creates them,
+a job release uses the shared ones instead of leaving a server and kept claims behind per job. */}}
+{{- define "tsdl.createClaim" -}}
+{{- $c := .Values.storage.createClaim -}}
+{{- if and (not .Values.storage.uri) (ternary (not .Values.job.enabled) $c (kindIs "invalid" $c)) -}}true{{- end -}}
+{{- end }}
+
+{{- define "tsdl.mlflowServer" -}}
+{{- $e := .Values.mlflow.server.enabled -}}
+{{- if ternary (not .Values.job.enabled) $e (kindIs "invalid" $e) -}}true{{- end -}}
+{{- end }}
+
+{{/* A job release on the shared server (mlflow.server.enabled null): what `tsdl submit` uses. */}}
+{{- define "tsdl.sharedMlflow" -}}
+{{- if and .Values.job.enabled (kindIs "invalid" .Values.mlflow.server.enabled) -}}true{{- end -}}
+{{- end }}
+
 {{- define "tsdl.claimName" -}}
-{{- .Values.storage.claimName | default (printf "%s-results" .Release.Name) -}}
+{{- .Values.storage.claimName | default (ternary (printf "%s-results" .Release.Name) "tsdl-results" (eq (include "tsdl.createClaim" .) "true")) -}}
 {{- end }}
 
 {{- define "tsdl.mlflowName" -}}
@@ -100,8 +119,9 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- .Values.storage.uri | default .Values.storage.mountPath -}}
 {{- end }}
 
-{{/* MLflow tracking URI of every pod: explicit, else the chart's own server when it is enabled,
-else the config's own tracking URI when that is a server (tsdl/deploy/access.py). Empty when the
+{{/* MLflow tracking URI of every pod: explicit, else the release's own server when it deploys one,
+else the config's own tracking URI when that is a server, else the prerequisites' shared
+tsdl-mlflow (by its short name, as `tsdl submit` does: tsdl/deploy/access.py). Empty when the
 config turns tracking off; a failure when nothing the pods can reach is left. */}}
 {{- define "tsdl.mlflowUri" -}}
 {{- $tracking := (.Values.config | default dict).tracking | default dict -}}
@@ -109,27 +129,28 @@ config turns tracking off; a failure when nothing the pods can reach is left. */
 {{- if eq (toString (dig "enabled" true $tracking)) "false" -}}
 {{- else if .Values.mlflow.trackingUri -}}
 {{ .Values.mlflow.trackingUri }}
-{{- else if .Values.mlflow.server.enabled -}}
+{{- else if include "tsdl.mlflowServer" . -}}
 http://{{ include "tsdl.mlflowName" . }}.{{ .Release.Namespace }}.svc:5000
 {{- else if regexMatch "^(https?|databricks)(://|$)" $own -}}
 {{ $own }}
+{{- else if include "tsdl.sharedMlflow" . -}}
+http://tsdl-mlflow:5000
 {{- else -}}
 {{- fail (printf "mlflow: the pods need a tracking server (config.tracking.tracking_uri %q is not one; /home/ray is read-only); set mlflow.server.enabled=true, mlflow.trackingUri=http://HOST:5000, or config.tracking.enabled=false" $own) -}}
 {{- end -}}
 {{- end }}
 
 {{/* A claim the chart creates: ReadWriteMany needs an explicit class (the default class of
-EKS/GKE/AKS cannot provide it, and the claim would stay Pending); ReadWriteOnce serves one node. */}}
+EKS/GKE/AKS cannot provide it, and the claim would stay Pending). Any ReadWriteOnce claim (the
+chart's own or an existing one such as the prerequisites' tsdl-results) serves one node. */}}
 {{- define "tsdl.checkStorage" -}}
 {{- $s := .Values.storage -}}
 {{- $choices := "storage.uri=s3://BUCKET/PREFIX (recommended across nodes), storage.createClaim=false with storage.claimName=EXISTING_RWX_PVC, or storage.storageClassName=CLASS with ReadWriteMany" -}}
-{{- if and (not $s.uri) $s.createClaim -}}
-{{- if and (has "ReadWriteMany" $s.accessModes) (not $s.storageClassName) -}}
+{{- if and (include "tsdl.createClaim" .) (has "ReadWriteMany" $s.accessModes) (not $s.storageClassName) -}}
 {{- fail (printf "storage: a ReadWriteMany claim of the default StorageClass stays Pending on most clusters; choose %s" $choices) -}}
 {{- end -}}
-{{- if and (not (has "ReadWriteMany" $s.accessModes)) (gt (int .Values.worker.maxReplicas) 1) -}}
-{{- fail (printf "storage: %d worker pods span nodes, which a %s claim cannot; choose %s" (int .Values.worker.maxReplicas) (join "," $s.accessModes) $choices) -}}
-{{- end -}}
+{{- if and (not $s.uri) (not (has "ReadWriteMany" $s.accessModes)) (gt (int .Values.worker.maxReplicas) 1) -}}
+{{- fail (printf "storage: %d worker pods span nodes, which the %s claim %s cannot; choose %s" (int .Values.worker.maxReplicas) (join "," $s.accessModes) (include "tsdl.claimName" .) $choices) -}}
 {{- end -}}
 {{- end }}
 
