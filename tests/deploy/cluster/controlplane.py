@@ -212,11 +212,11 @@ class ControlPlane:
         self.start_operator()
 
     def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [str(self.bin("kubectl")), f"--kubeconfig={self.kubeconfig()}", *args],
-            input=input, capture_output=True, text=True, timeout=120,
+            input=input, capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         if check and result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
@@ -226,8 +226,16 @@ class ControlPlane:
         """CRDs and the operator's ClusterRole of the KubeRay release, the default StorageClass."""
         crds = self.cache / "kuberay" / "crds"
         self.kubectl("apply", "--server-side", "-f", str(crds))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=120s",
-                     "crd/rayjobs.ray.io", "crd/rayclusters.ray.io")  # fmt: skip
+        admin, deadline = self.api(), time.monotonic() + 120
+        for crd in ("rayjobs.ray.io", "rayclusters.ray.io"):
+            path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}"
+            while not any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in (admin.get(path).get("status") or {}).get("conditions") or []
+            ):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"CRD {crd} not Established after 120s")
+                time.sleep(0.5)
         self.kubectl(
             "apply", "--server-side", "-f", str(self.cache / "kuberay" / "operator-role.yaml")
         )

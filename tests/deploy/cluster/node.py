@@ -50,6 +50,8 @@ BRIDGE = "tsdl-e2e0"
 BRIDGE_IP = "10.244.0.1"  # the nodes' own address on the pod network (S3 stands here)
 PREFIX = 16
 CLUSTER_DOMAIN = "cluster.local"
+# In a pod's network namespace nothing listens here: a Service without ready endpoints refuses.
+NO_ENDPOINT = "127.0.0.2"
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,8 @@ class ContainerRun:
     ready_fail: int = 0
     live_fail: int = 0
     next_probe: float = 0.0
+    live_next: float = 0.0
+    running: bool = False
     backoff_until: float = 0.0
     done: bool = False  # terminated for good (no restart)
 
@@ -500,15 +504,18 @@ class NodeAgent:
                     ready.setdefault((s["metadata"]["namespace"], owner), ep["addresses"][0])
         by_ns: dict[str, list[str]] = {}
         fq_lines: list[str] = []
+        down_lines: list[str] = []
         for svc in services:
             ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
             ip = ready.get((ns, name))
-            if ip is None:
-                continue
             fq = [f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.{CLUSTER_DOMAIN}"]
+            if ip is None:  # the name resolves, the connection is refused (kube-proxy's reject)
+                down_lines.append(f"{NO_ENDPOINT}\t{' '.join(fq)}")
+                by_ns.setdefault(ns, []).append(f"{NO_ENDPOINT}\t{name}")
+                continue
             fq_lines.append(f"{ip}\t{' '.join(fq)}")
             by_ns.setdefault(ns, []).append(f"{ip}\t{name}")
-        self._fq_lines = fq_lines
+        self._fq_lines = fq_lines + down_lines  # pods only: the operator's file skips them
         self._service_lines = by_ns
         _write_if_changed(
             self.operator_hosts,
@@ -622,7 +629,9 @@ class NodeAgent:
         root = cdir / "root"
         root.mkdir(parents=True, exist_ok=True)
         image = image_for(str(c.spec.get("image", "")))
-        script = sandbox_script(c.resolved, image, root, run.hosts_file, run.name[:63])
+        marker = cdir / "started"
+        marker.unlink(missing_ok=True)
+        script = sandbox_script(c.resolved, image, root, run.hosts_file, run.name[:63], marker)
         (cdir / "sandbox.sh").write_text(script)
         log = cdir / "container.log"
         argv = ["nsenter", f"--net=/run/netns/{run.netns}", "unshare", "-m", "-u", "--propagation",
@@ -636,6 +645,8 @@ class NodeAgent:
         c.exit_code = None
         c.ready = False
         c.ready_ok = c.ready_fail = c.live_fail = 0
+        c.live_next = 0.0
+        c.running = False
         probe = c.spec.get("readinessProbe") or {}
         c.next_probe = time.monotonic() + float(probe.get("initialDelaySeconds", 0))
 
@@ -673,14 +684,23 @@ class NodeAgent:
     # -- probes ------------------------------------------------------------------------------------
 
     def _probe(self, run: PodRun, c: ContainerRun) -> None:
+        """Readiness and liveness, each on its own initialDelay/period (the kubelet's workers)."""
+        now_ = time.monotonic()
+        if not c.running:  # probes count from the process's start, not from the sandbox setup
+            assert c.proc is not None
+            if not (c.proc.log.parent / "started").exists():
+                return
+            c.running = True
+            c.started_mono = now_
+            probe = c.spec.get("readinessProbe") or {}
+            c.next_probe = now_ + float(probe.get("initialDelaySeconds", 0))
+            c.live_next = 0.0
         ready_probe = c.spec.get("readinessProbe")
         live_probe = c.spec.get("livenessProbe")
-        if time.monotonic() < c.next_probe:
-            return
         if ready_probe is None:
             c.ready = True
-        else:
-            c.next_probe = time.monotonic() + float(ready_probe.get("periodSeconds", 10))
+        elif now_ >= c.next_probe:
+            c.next_probe = now_ + float(ready_probe.get("periodSeconds", 10))
             if self._check(run, c, ready_probe):
                 c.ready_ok += 1
                 c.ready_fail = 0
@@ -691,18 +711,17 @@ class NodeAgent:
                 c.ready_fail += 1
                 if c.ready_fail >= int(ready_probe.get("failureThreshold", 3)):
                     c.ready = False
-        if live_probe is not None:
-            delay = float(live_probe.get("initialDelaySeconds", 0))
-            if time.monotonic() - c.started_mono < delay:
+        if live_probe is not None and now_ >= c.live_next:
+            if c.live_next == 0.0:  # first time: wait out initialDelaySeconds
+                c.live_next = c.started_mono + float(live_probe.get("initialDelaySeconds", 0))
                 return
+            c.live_next = now_ + float(live_probe.get("periodSeconds", 10))
             if self._check(run, c, live_probe):
                 c.live_fail = 0
             else:
                 c.live_fail += 1
                 if c.live_fail >= int(live_probe.get("failureThreshold", 3)):
                     self.restart_container(run, c, "failed liveness probe")
-        if ready_probe is None and live_probe is None:
-            c.next_probe = time.monotonic() + 5
 
     def _check(self, run: PodRun, c: ContainerRun, probe: Mapping[str, Any]) -> bool:
         timeout = float(probe.get("timeoutSeconds", 1))

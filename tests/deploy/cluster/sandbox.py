@@ -158,7 +158,12 @@ class Container:
 
 
 def sandbox_script(
-    container: Container, image: ImageEmulation, root: Path, hosts_file: Path, hostname: str
+    container: Container,
+    image: ImageEmulation,
+    root: Path,
+    hosts_file: Path,
+    hostname: str,
+    started: Path | None = None,
 ) -> str:
     """Shell (run as root inside `unshare -m`) that builds the container's root and execs it."""
     sh = _Script(root)
@@ -232,6 +237,8 @@ def sandbox_script(
         sh.run("mount -o remount,ro", root)
     groups = ",".join(str(g) for g in container.groups) or str(container.gid)
     inner = f'cd {shlex.quote(container.workdir)} && exec "$@"'
+    if started is not None:  # the container's process starts now (its setup is done)
+        sh.run("touch", started)
     sh.lines.append(
         " ".join(
             [
