@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # pyproject range works for users who already have one.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test lint bench gpu-check e2e e2e-local clean image image-push constraints
+.PHONY: install demo test lint bench gpu-check e2e e2e-cluster clean image image-push constraints
 
 install: $(VENV)/.installed
 
@@ -42,9 +42,11 @@ gpu-check: install
 e2e:
 	bash scripts/kind-e2e.sh
 
-# The rendered RayJob on an emulated cluster (pods as sandboxed processes; needs root), one line.
-e2e-local: install
-	$(BIN)/python scripts/e2e-local.py
+# tsdl's RayJobs on a cluster of real Kubernetes parts: etcd, kube-apiserver, controller-manager,
+# scheduler and the KubeRay operator built from their Go modules (cached in ~/.cache/tsdl-e2e),
+# pods run by our node agent (needs root and Linux namespaces, e.g. CI). One line.
+e2e-cluster: install
+	$(BIN)/python scripts/e2e-cluster.py
 
 # The two images of the chart's defaults, built from this checkout (needs Docker; docs/deploy.md
 # "Images"). Until a release is tagged and its GHCR packages made public, build and push your own:

@@ -174,7 +174,7 @@ describe_pending_pods() {
 }
 
 check_mlflow() {
-  # The emulated cluster's checks (tests/deploy/e2e_checks.py), through a port-forward: this
+  # The cluster e2e's checks (tests/deploy/e2e_checks.py), through a port-forward: this
   # run's own experiment (its name holds RUN_ID, so nothing left from before can pass), the study
   # named after the RayJob FINISHED with metrics and artifacts, no run left RUNNING.
   log "checking the MLflow study ${RELEASE} in experiment ${EXPERIMENT}"

@@ -1,6 +1,6 @@
 """What a finished tsdl RayJob must have left behind, checked the same way on any cluster.
 
-Used by the emulated cluster test (tests/deploy/test_emulated_cluster.py) and by
+Used by the cluster e2e (tests/deploy/test_cluster_scenarios.py, `make e2e-cluster`) and by
 `scripts/kind-e2e.sh` on a real kind cluster:
 
     python -m tests.deploy.e2e_checks --tracking-uri http://localhost:5000 \\
