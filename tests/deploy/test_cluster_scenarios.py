@@ -254,12 +254,6 @@ def save_operator_objects(c: E2ECluster, ns: str, job: str, tag: str) -> Path:
 # --- scenario 1: the README's kubectl lines -------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="N1 (issue 21, not merged): the CPU head and the GPU worker share the ReadWriteOnce claim "
-    "tsdl-results with nothing keeping them on one node; the scheduler leaves the worker Pending "
-    "(`didn't match PersistentVolume's node affinity`)",
-)
 def test_1_kubectl_apply_of_the_k8s_manifests_succeeds(cluster: E2ECluster) -> None:
     """`kubectl apply -f k8s/prerequisites.yaml` then `-f k8s/rayjob-tune.yaml` (README), with the
     user's own config in the ConfigMap (a small CPU study; the GPU worker still asks for its GPU)."""
