@@ -242,7 +242,7 @@ class NodeAgent:
         api: Api,
         workdir: Path,
         nodes: tuple[NodeShape, ...] = (CPU_NODE, GPU_NODE),
-        volumes_per_node: int = 6,
+        volumes_per_node: int = 24,
     ) -> None:
         self.api = api
         self.workdir = workdir
