@@ -142,3 +142,20 @@ def test_a_model_with_instance_norm_needs_its_loss() -> None:
             n_static=0,
             n_outputs=1,
         )
+
+
+@pytest.mark.parametrize("mode", ["revin", "mean_std", "robust"])
+def test_the_inverse_map_returns_the_raw_lookback_exactly(mode: str) -> None:
+    # Equivariance holds for any loc = center + f*spread, scale = g*spread; only a round trip
+    # pins the inverse itself: loc + scale * z must give back the raw values.
+    norm = InstanceNorm(mode).double()
+    if mode == "revin":  # a trained affine map, not the identity it starts as
+        with torch.no_grad():
+            norm.affine_weight.fill_(-0.7)
+            norm.affine_bias.fill_(0.4)
+    past = torch.randn(5, 24, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    past[..., 0] = 40.0 * past[..., 0] + 250.0  # a raw scale far from the normalized one
+    normalized, loc, scale = norm(past)
+    assert not torch.allclose(normalized[..., 0], past[..., 0])
+    torch.testing.assert_close(loc + scale * normalized[..., 0], past[..., 0], rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(normalized[..., 1:], past[..., 1:], rtol=0, atol=0)  # covariates untouched
