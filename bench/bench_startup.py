@@ -77,6 +77,9 @@ class _FirstStepLogger:
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
 
 def _append(path: str, name: str) -> None:
     with open(path, "a") as f:

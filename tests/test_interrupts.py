@@ -76,6 +76,53 @@ def test_ctrl_c_during_a_metrics_write_lands_after_it(tmp_path: Path) -> None:
     assert [m.value for m in MlflowClient(client.tracking_uri).get_metric_history(run_id, "train_loss")] == [0.5]
 
 
+def test_a_second_signal_in_the_block_acts_at_once() -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt), deferred_interrupts():
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("held")
+        os.kill(os.getpid(), signal.SIGINT)  # the user means it: no waiting for the block
+        done.append("rest of the block")
+    assert done == ["held"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class _HttpClient:
+    """An MlflowClient of an HTTP tracking server, as far as log_metrics_at looks at it."""
+
+    tracking_uri = "http://127.0.0.1:9"
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    def log_batch(self, run_id, metrics) -> None:
+        self.seen.append(os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES"))
+        os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C while the request waits on the network
+        self.seen.append("request went on")
+
+
+def test_ctrl_c_during_an_http_write_is_not_held() -> None:
+    client = _HttpClient()
+    with pytest.raises(KeyboardInterrupt):
+        log_metrics_at(client, "run", [(1, {"train_loss": 0.5})], bounded=True)
+    assert client.seen == ["2"]  # interrupted inside the request, which retried at most twice
+    assert os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") != "2"  # restored after the write
+
+
+def test_a_training_write_to_an_unreachable_server_is_bounded_and_kept_for_the_next(caplog) -> None:
+    import time
+
+    from tsdl.tracking.worker import _ClientLogger
+
+    client = MlflowClient("http://127.0.0.1:9")  # nothing listens: every try is refused
+    logger = _ClientLogger(client, "0" * 32)
+    started = time.monotonic()
+    logger.log_epoch(1, {"train_loss": 0.5})  # a warning, not a failed training run
+    assert time.monotonic() - started < 30  # MLflow's defaults retry for minutes
+    assert logger._pending == [(1, {"train_loss": 0.5})]  # sent with the next write
+    assert "MLflow metrics write failed" in caplog.text
+
+
 @pytest.mark.ray
 def test_ray_trains_sigint_handler_does_not_outlive_training(ray_local, tmp_path: Path) -> None:
     """Ray Train's handler (Ctrl-C three times: exit 0) stayed installed after fit() returned."""

@@ -129,6 +129,7 @@ def train(
             print(f"resuming run {resume}", flush=True)
     hash_of_config = _run_workload_hash(config)
     run_name = run_name or _fresh_run_name(storage, config.experiment.name)
+    config = _with_torch_threads(config, address)
     _preflight(config, storage, tracking_uri, progress=progress)
     _check_local_fit(config, address)
     with tempfile.TemporaryDirectory(prefix="tsdl-parent-") as scratch:  # a downloaded parent
@@ -186,6 +187,19 @@ def _check_names(**names: str | None) -> None:
     for what, name in names.items():
         if name is not None:
             check_name(name, f"--{what.replace('_', '-')}")
+
+
+def _with_torch_threads(config: TsdlConfig, address: str | None) -> TsdlConfig:
+    """The config with its torch thread count resolved, so the stored run (config, manifest)
+    says how many it trained with and a resume or --reproduce uses the same on any machine."""
+    from tsdl.train.threads import torch_threads
+
+    if config.resources.torch_threads is not None:
+        return config
+    threads = torch_threads(config, in_process=_in_driver(config, address))
+    return config.model_copy(
+        update={"resources": config.resources.model_copy(update={"torch_threads": threads})}
+    )
 
 
 def _fresh_run_name(storage: str, experiment: str) -> str:
@@ -566,8 +580,14 @@ def reproduce(
 
     uri = tracking_uri or resolve_tracking_uri(TsdlConfig().tracking)
     config, manifest, metrics = load_run(run_id, uri)
+    resources = config.resources
+    if manifest.get("torch_threads"):  # the count it trained with, whatever this machine has
+        resources = resources.model_copy(update={"torch_threads": int(manifest["torch_threads"])})
     config = config.model_copy(
-        update={"tracking": config.tracking.model_copy(update={"tracking_uri": uri})}
+        update={
+            "tracking": config.tracking.model_copy(update={"tracking_uri": uri}),
+            "resources": resources,
+        }
     )
     result = train(config, address=address, progress=False, tags={"tsdl.reproduces": run_id}, tracking_uri=uri)
     data_matches = result.data_hash == manifest.get("data_hash")

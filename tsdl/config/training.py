@@ -112,6 +112,10 @@ class ResourcesConfig(StrictModel):
     """Ray Train workers (DDP processes)."""
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0.0)
+    torch_threads: int | None = Field(None, ge=1, le=4096)
+    """torch intra-op threads per worker; unset: cpus_per_worker, or every CPU this process may use
+    (the container's CPU quota counted) when one worker trains in the driver. Resolved when the run
+    starts and stored with it, so resuming or --reproduce uses the same count on any machine."""
     gpus_per_worker: float = Field(1.0, ge=0.0)
     """GPUs per worker when use_gpu is true."""
     address: str | None = None

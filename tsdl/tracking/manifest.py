@@ -52,13 +52,14 @@ def build_manifest(
         scaler_state: fitted scaler parameters (numpy arrays are converted to lists).
 
     Returns:
-        seed, data_hash, split_boundaries, scaler_state, config_hash, package_versions, python,
+        seed, torch_threads, data_hash, split_boundaries, scaler_state, config_hash, package_versions, python,
         git_commit, image_digest (None outside a container that sets $TSDL_IMAGE_DIGEST), created_at.
     """
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seed": config.training.seed,
+        "torch_threads": config.resources.torch_threads,
         "data_hash": data_hash,
         "split_boundaries": to_jsonable(split_boundaries),
         "scaler_state": to_jsonable(scaler_state),

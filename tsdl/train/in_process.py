@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import shutil
@@ -28,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tsdl.config import TsdlConfig
-from tsdl.train.checkpointing import META_FILE, checkpoint_dir_name
+from tsdl.train.checkpoint_store import CheckpointStore, Restored
 from tsdl.train.runtime import InProcessRuntime, Report
 from tsdl.train.seeding import set_deterministic
+from tsdl.train.threads import torch_threads
 from tsdl.train.worker import run_worker
 
 if TYPE_CHECKING:
@@ -40,15 +40,20 @@ __all__ = [
     "InProcessResult",
     "LocalCheckpoint",
     "fit_in_process",
-    "latest_checkpoint",
     "run_in_process",
     "trains_in_process",
 ]
 
 _log = logging.getLogger(__name__)
 
+
 def run_in_process(
-    loop_config: dict[str, Any], prepared: PreparedData, *, checkpoint: Any | None, report: Report, use_gpu: bool
+    loop_config: dict[str, Any],
+    prepared: PreparedData,
+    *,
+    checkpoint: Restored | None,
+    report: Report,
+    use_gpu: bool,
 ) -> None:
     """Run the training loop of ``loop_config`` (see ``tsdl.train.trainer.loop_config``) here."""
     device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
@@ -95,62 +100,52 @@ def trains_in_process(config: TsdlConfig, address: str | None = None, *, in_tria
 def fit_in_process(
     loop_config: dict[str, Any], prepared: PreparedData, *, run_dir: Path, max_failures: int
 ) -> InProcessResult:
-    """Train here on every core, checkpointing under ``run_dir``; restart from the latest checkpoint on failure.
+    """Train here, checkpointing under ``run_dir``; restart from the newest complete checkpoint on failure.
 
     Mirrors Ray Train's ``FailureConfig(max_failures)`` (-1: unlimited) and its resume: a run
     directory that already holds a checkpoint continues from it. tsdl's own errors (bad config
-    or data, a non-finite loss) are deterministic and fail at once instead of being retried.
+    or data, a non-finite loss) are deterministic and fail at once instead of being retried, and
+    so does a ``MemoryError``: a retry in the same process would start from the same heap.
+    Checkpoints go through the run's :class:`~tsdl.train.checkpoint_store.CheckpointStore`,
+    which keeps only the newest. Torch gets the config's thread count (every CPU this process
+    may use when unset, see ``tsdl.train.threads``).
     """
     from tsdl.errors import TsdlError
 
+    config = TsdlConfig.model_validate(loop_config["config"])
+    store = CheckpointStore.at(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    # The driver's run is the only training on this machine: all its cores, like a plain loop.
-    loop_config = {**loop_config, "threads": len(os.sched_getaffinity(0))}
+    store.clean_staging()  # a save cut short by a kill in an earlier attempt
+    loop_config = {**loop_config, "threads": torch_threads(config, in_process=True)}
     failures = 0
     with _process_settings():
         while True:
-            latest = latest_checkpoint(run_dir)
             try:
                 run_in_process(
                     loop_config,
                     prepared,
-                    checkpoint=latest,
-                    report=functools.partial(_persist, run_dir),
+                    checkpoint=store.choose(),
+                    report=functools.partial(_persist, store),
                     use_gpu=False,
                 )
                 break
-            except TsdlError:
+            except (TsdlError, MemoryError):
                 raise
             except Exception as exc:
                 failures += 1
                 if 0 <= max_failures < failures:
                     raise
                 _log.warning("training failed (%s); restart %d from the last checkpoint", exc, failures)
-    return InProcessResult(latest_checkpoint(run_dir))
+    newest = store.newest_complete()
+    return InProcessResult(LocalCheckpoint(newest) if newest is not None else None)
 
 
-def latest_checkpoint(run_dir: Path) -> LocalCheckpoint | None:
-    """The checkpoint of the highest epoch under ``run_dir`` (this module's or Ray Train's)."""
-    found = []
-    for meta in run_dir.glob(f"checkpoint_*/{META_FILE}"):
-        epoch = json.loads(meta.read_text()).get("epoch", 0)
-        found.append((epoch, meta.stat().st_mtime, meta.parent))
-    return LocalCheckpoint(str(max(found)[2])) if found else None
-
-
-def _persist(run_dir: Path, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
-    """Keep only the newest checkpoint; it appears under its final name complete or not at all."""
+def _persist(store: CheckpointStore, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+    """Save the epoch's checkpoint, then delete every older one (the newest holds last and best)."""
     if checkpoint_dir is None:
         return
-    final = run_dir / checkpoint_dir_name(int(metrics["epoch"]))
-    staging = run_dir / f".{final.name}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(checkpoint_dir, staging)
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
-    for old in run_dir.glob("checkpoint_*"):
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
+    saved = store.save(Path(checkpoint_dir), int(metrics["epoch"]))
+    store.prune(saved)
 
 
 @contextlib.contextmanager

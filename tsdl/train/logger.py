@@ -23,7 +23,11 @@ class MetricsLogger(Protocol):
         ...
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Per-step scalars, e.g. ``grad_norm/<layer>`` every log_every_n_steps."""
+        """Per-step scalars, e.g. ``grad_norm/<layer>`` every log_every_n_steps (may be buffered)."""
+        ...
+
+    def flush(self) -> None:
+        """Write what is buffered; the loop calls it before it returns or raises."""
         ...
 
 
@@ -35,6 +39,9 @@ class NullLogger:
 
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
         del step, metrics
+
+    def flush(self) -> None:
+        pass
 
 
 def worker_logger_from(loop_config: dict[str, Any], rank: int) -> MetricsLogger:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from tsdl.train.checkpoint_store import Restored
 from tsdl.train.checkpointing import checkpoint_dir_name
 from tsdl.train.recovery import EpochCheckpoints
 
@@ -36,7 +37,7 @@ class WorkerRuntime(Protocol):
 
     def windows(self, split: str, *, stride: int | None) -> WindowSet: ...
 
-    def checkpoint(self) -> Any | None: ...
+    def checkpoint(self) -> Restored | None: ...
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None: ...
 
@@ -72,7 +73,7 @@ class RayTrainRuntime:
             stride=stride,
         )
 
-    def checkpoint(self) -> Any | None:
+    def checkpoint(self) -> Restored | None:
         import ray.train
 
         # Not just Ray's registered checkpoint: after a worker died it can be epochs behind storage.
@@ -94,7 +95,7 @@ class InProcessRuntime:
     Args:
         prepared: the run's scaled data; its train/val windows are used as they are (no copy).
         device: where the model trains.
-        checkpoint: a ``ray.train.Checkpoint``-like object (``as_directory()``) to resume from.
+        checkpoint: the loaded checkpoint to resume from (``tsdl.train.checkpoint_store``).
         report: called once per epoch with the metrics and the checkpoint directory.
     """
 
@@ -102,7 +103,7 @@ class InProcessRuntime:
     world = 1
 
     def __init__(
-        self, prepared: PreparedData, *, device: torch.device, checkpoint: Any | None, report: Report
+        self, prepared: PreparedData, *, device: torch.device, checkpoint: Restored | None, report: Report
     ) -> None:
         self.device = device
         self._prepared = prepared
@@ -115,7 +116,7 @@ class InProcessRuntime:
     def windows(self, split: str, *, stride: int | None) -> WindowSet:
         return self._prepared.windows(split)  # train uses data.stride, val every window, as sharded
 
-    def checkpoint(self) -> Any | None:
+    def checkpoint(self) -> Restored | None:
         return self._checkpoint
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:

@@ -8,7 +8,14 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["epoch_seed", "rng_state", "seed_everything", "set_deterministic", "set_rng_state"]
+__all__ = [
+    "epoch_seed",
+    "rng_state",
+    "seed_everything",
+    "set_cublas_workspace",
+    "set_deterministic",
+    "set_rng_state",
+]
 
 
 def seed_everything(seed: int, *, deterministic: bool, use_cuda: bool = False) -> None:
@@ -23,10 +30,19 @@ def seed_everything(seed: int, *, deterministic: bool, use_cuda: bool = False) -
         torch.cuda.manual_seed_all(seed)
     if deterministic:
         if use_cuda:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            set_cublas_workspace()
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
         set_deterministic(True)
+
+
+def set_cublas_workspace() -> None:
+    """Set ``CUBLAS_WORKSPACE_CONFIG`` (what deterministic cuBLAS needs), unless already set.
+
+    cuBLAS reads it once, at the process's first cuBLAS call: a process that trains several runs
+    (a reused Tune trial actor) must set it before its first run, whatever that run's settings.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def set_deterministic(mode: bool) -> None:

@@ -11,6 +11,7 @@ worker holds (Ray starts actors with ``OMP_NUM_THREADS=1``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 import time
@@ -27,7 +28,8 @@ from tsdl.config.training import OptimizerConfig
 from tsdl.data import WindowSet
 from tsdl.losses import BaseLoss, build_loss
 from tsdl.models import build_model
-from tsdl.train.checkpointing import BestWeights, TrainState, load_best, load_last, save_checkpoint
+from tsdl.train.checkpoint_store import Restored
+from tsdl.train.checkpointing import BestWeights, TrainState, save_checkpoint
 from tsdl.train.early_stopping import EarlyStopping
 from tsdl.train.finetune import FinetunePlan, apply_finetune
 from tsdl.train.logger import MetricsLogger, worker_logger_from
@@ -48,8 +50,9 @@ from tsdl.train.step import (
     validation_loss,
 )
 from tsdl.train.step_progress import StepReporter
+from tsdl.train.threads import torch_threads
 
-__all__ = ["EpochHook", "adamw", "run_worker", "torch_threads", "train_loop_per_worker"]
+__all__ = ["EpochHook", "adamw", "run_worker", "train_loop_per_worker"]
 
 # Called as hook(epoch, rank) at the start of every epoch; lets tests inject faults and tools
 # (e.g. the doctor) observe training without touching the loop.
@@ -67,17 +70,23 @@ def adamw(params: Any, config: OptimizerConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **kernel)
 
 
-def torch_threads(cpus: float) -> int:
-    """Intra-op threads for a worker holding ``cpus`` CPUs (at least one)."""
-    return max(1, int(cpus))
-
-
 def run_worker(loop_config: dict[str, Any], runtime: WorkerRuntime) -> None:
     """Set up this worker, then train epoch by epoch until max_epochs or early stopping."""
     config = TsdlConfig.model_validate(loop_config["config"])
-    threads = loop_config.get("threads") or torch_threads(config.resources.cpus_per_worker)
-    torch.set_num_threads(threads)
+    # The driver's in-process run passes its own count (every CPU it may use, when unset).
+    torch.set_num_threads(loop_config.get("threads") or torch_threads(config, in_process=False))
     worker = _Worker.build(config, loop_config, runtime)
+    try:
+        _train_epochs(worker, config, loop_config, runtime)
+    except BaseException:
+        # Buffered step metrics reach the tracker before the driver marks the run FAILED/KILLED.
+        with contextlib.suppress(Exception):
+            worker.logger.flush()
+        raise
+    worker.logger.flush()
+
+
+def _train_epochs(worker: _Worker, config: TsdlConfig, loop_config: dict[str, Any], runtime: WorkerRuntime) -> None:
     if loop_config.get("init_state") is not None and worker.state.epoch == 0:
         worker.logger.log_epoch(0, {"init_val_loss": worker.keep_starting_model()})
     for epoch in range(worker.state.epoch + 1, config.training.max_epochs + 1):
@@ -105,13 +114,10 @@ class _Resumable:
         self.history: list[dict[str, float]] = []
         self.best: BestWeights | None = None
 
-    def restore(self, checkpoint: Any | None) -> None:
+    def restore(self, checkpoint: Restored | None) -> None:
         if checkpoint is None:
             return
-        with checkpoint.as_directory() as directory:
-            last = load_last(Path(directory))
-            if (Path(directory) / "best.pt").exists():
-                self.best = load_best(Path(directory))
+        last, self.best = checkpoint.last, checkpoint.best
         unwrap(self.model).load_state_dict(last.model)
         self.optimizer.load_state_dict(last.optimizer)
         self.scheduler.load_state_dict(last.scheduler)

@@ -54,17 +54,24 @@ def run_trial(
     """
     from ray import tune
 
+    from tsdl.train.seeding import set_cublas_workspace
+
+    # Tune gives a function trainable's actor no runtime environment of ours (its class cache
+    # builds a fixed one), and a reused actor may already have run a non-deterministic trial:
+    # the trial sets it before any CUDA work, so the actor's first cuBLAS call sees it.
+    set_cublas_workspace()
     config = trial_config(TsdlConfig.model_validate(base), params, plan)
     data = prepared[config.data.input_chunk_length]
     from tsdl.train.in_process import run_in_process, trains_in_process
 
     if trains_in_process(config, in_trial=True):
+        from tsdl.train.checkpoint_store import load_ray_checkpoint
         from tsdl.train.trainer import make_loop_config
 
         run_in_process(
             make_loop_config(config, data),
             data,
-            checkpoint=tune.get_checkpoint(),
+            checkpoint=load_ray_checkpoint(tune.get_checkpoint()),
             report=_report_to_tune,
             use_gpu=config.resources.use_gpu,
         )
