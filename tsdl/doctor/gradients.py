@@ -174,7 +174,7 @@ def _scale(probe: GradientProbe, vanishing: float, exploding: float) -> Finding:
 def _alive_recorder(name: str, alive: dict[str, torch.Tensor]):
     """A forward hook that ORs "this unit was positive for some input" into ``alive[name]``."""
 
-    def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    def hook(module: torch.nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         positive = (output.detach() > 0).reshape(output.shape[0], -1).any(dim=0)
         alive[name] = positive if name not in alive else alive[name] | positive
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from tsdl.config.loader import config_hash, dump_config, to_flat_dict
 from tsdl.config.root import TsdlConfig
 from tsdl.errors import TrackingError
-from tsdl.tracking.manifest import MANIFEST_ARTIFACT
 from tsdl.tracking.store import artifact_root_for, connect, quick_http, resolve_tracking_uri
 from tsdl.tracking.system import system_info
 from tsdl.tracking.worker import log_metrics, worker_logger
@@ -156,10 +155,6 @@ class MlflowRun:
         """Write ``text`` as artifact ``name`` (e.g. ``test_metrics.txt``, ``features.txt``)."""
         self._client.log_text(self.run_id, text, name)
 
-    def log_manifest(self, manifest: Mapping[str, Any]) -> None:
-        """The reproducibility manifest (``build_manifest``) as ``manifest.json``."""
-        self.log_json(dict(manifest), MANIFEST_ARTIFACT)
-
     def log_figure(self, png_path: str | Path, artifact_path: str = "plots") -> None:
         """Upload a PNG written by ``tsdl.tracking.plots`` under ``artifact_path``."""
         path = Path(png_path)
@@ -184,7 +179,7 @@ class MlflowRun:
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
-        tb: TracebackType | None,
+        _tb: TracebackType | None,
     ) -> None:
         if exc_type is KeyboardInterrupt:
             self.finish("KILLED")

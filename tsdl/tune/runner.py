@@ -124,7 +124,6 @@ class StageRunner:
         self._config = config
         self._plan = plan
         self._root = root
-        self._progress = progress
         self._registry = f"tsdl-trials-{root.rstrip('/').rsplit('/', 1)[-1]}"
         self._registry_actor = start_registry(self._registry)  # keep the handle: owned by us
         self._prepared = dict(prepared)
