@@ -1,8 +1,14 @@
-"""Real Ray Train runs on a local 2-CPU Ray: end to end, determinism, faults, resume, DDP parity."""
+"""Real training runs on a local 2-CPU Ray: end to end, determinism, faults, resume, DDP parity.
+
+The single-worker cases run on both paths a `tsdl train` can take (`path`): in the driver
+(`tsdl.train.in_process`) and in a 1-worker TorchTrainer (`--address auto` on the test's Ray);
+each checks which process trained, so a change to the path choice cannot quietly move them.
+"""
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +16,7 @@ import pytest
 from tsdl import api
 from tsdl.errors import TrainingError
 from tsdl.train.checkpointing import checkpoint_dir_name
-from tsdl.train.epoch_hooks import EpochLog, FailOnce, KillOnce
+from tsdl.train.epoch_hooks import EpochLog, FailOnce, KillOnce, ProcessLog
 
 pytestmark = [pytest.mark.ray]
 
@@ -19,10 +25,20 @@ def _losses(result) -> list[tuple[float, float]]:
     return [(h["train_loss"], h["val_loss"]) for h in result.history]
 
 
-def test_train_end_to_end(ray_local, make_config) -> None:
-    config = make_config()
-    result = api.train(config, progress=False)
-    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+@pytest.fixture(params=["in_process", "ray_train"])
+def path(request, ray_local, tmp_path: Path):
+    """``(address, hooks)`` for one path; after the test, asserts which process trained."""
+    log = tmp_path / "pids.log"
+    yield ("auto" if request.param == "ray_train" else None), (ProcessLog(str(log)),)
+    pids = {int(x) for x in log.read_text().split()}
+    assert (pids == {os.getpid()}) == (request.param == "in_process"), (request.param, pids)
+
+
+def test_train_end_to_end(path, make_config) -> None:
+    address, hooks = path
+    config = make_config(training__max_epochs=2)
+    result = api.train(config, address=address, epoch_hooks=hooks, progress=False)
+    assert [h["epoch"] for h in result.history] == [1, 2]
     assert all(math.isfinite(v) for pair in _losses(result) for v in pair)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert (result.checkpoint_dir / "best.pt").exists() and (result.checkpoint_dir / "last.pt").exists()
@@ -52,7 +68,7 @@ def _assert_mlflow_run_is_complete(config, result) -> None:
     assert params["data_stats.n_series"] == "4"
     for name in ("train_loss", "val_loss", "grad_norm", "lr", "epoch_time_s", "windows_per_s"):
         history = client.get_metric_history(run.info.run_id, name)
-        assert [m.step for m in history] == [1, 2, 3], name
+        assert [m.step for m in history] == [1, 2], name
     for name in ("MAE", "MSE", "RMSE", "sMAPE", "MASE"):
         assert f"test_{name}" in metrics and f"test_{name}_original" in metrics
         assert f"test_naive_{name}" in metrics
@@ -64,9 +80,10 @@ def _assert_mlflow_run_is_complete(config, result) -> None:
     }
     assert expected <= files, expected - files
     local = Path(client.download_artifacts(run.info.run_id, "config.yaml"))
-    assert yaml.safe_load(local.read_text())["training"]["max_epochs"] == 3
+    assert yaml.safe_load(local.read_text())["training"]["max_epochs"] == 2
     manifest = json.loads(Path(client.download_artifacts(run.info.run_id, "manifest.json")).read_text())
     assert manifest["seed"] == 7 and len(manifest["data_hash"]) == 64
+    assert manifest["torch_threads"] >= 1  # the count it trained with (--reproduce restores it)
     assert set(manifest["split_boundaries"]) == {"train", "val", "test"}
     assert "skill" in Path(client.download_artifacts(run.info.run_id, "test_metrics.txt")).read_text()
 
@@ -78,32 +95,45 @@ def _artifact_paths(client, run_id: str, path: str | None = None) -> set[str]:
     return found
 
 
-def test_same_seed_gives_identical_epoch_losses(ray_local, make_config) -> None:
-    first = api.train(make_config(tracking__enabled=False), progress=False)
-    second = api.train(make_config(tracking__enabled=False), progress=False)
+def test_same_seed_gives_identical_epoch_losses(path, make_config) -> None:
+    address, hooks = path
+    run = lambda **o: api.train(  # noqa: E731
+        make_config(**{"tracking__enabled": False, "training__max_epochs": 2, **o}), address=address,
+        epoch_hooks=hooks, progress=False,
+    )
+    first, second = run(), run()
     assert _losses(first) == _losses(second)
-    third = api.train(make_config(tracking__enabled=False, training__seed=8), progress=False)
-    assert _losses(third) != _losses(first)
+    third = run(training__seed=8, training__max_epochs=1)
+    assert _losses(third)[0] != _losses(first)[0]
 
 
-def test_worker_failure_resumes_from_last_checkpoint(ray_local, make_config, tmp_path: Path) -> None:
-    config = make_config(training__max_epochs=5, resources__max_failures=1, tracking__enabled=False)
-    hooks = (EpochLog(str(tmp_path / "started.log")), FailOnce(3, str(tmp_path / "marker")))
-    result = api.train(config, epoch_hooks=hooks, progress=False)
+def test_worker_failure_resumes_from_last_checkpoint(path, make_config, tmp_path: Path) -> None:
+    address, hooks = path
+    config = make_config(resources__max_failures=1, tracking__enabled=False)
+    hooks = (*hooks, EpochLog(str(tmp_path / "started.log")), FailOnce(2, str(tmp_path / "marker")))
+    result = api.train(config, address=address, epoch_hooks=hooks, progress=False)
     started = [int(x) for x in (tmp_path / "started.log").read_text().split()]
-    assert started == [1, 2, 3, 3, 4, 5]  # epoch 3 was interrupted, then restarted from epoch 2's checkpoint
-    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]  # no finished epoch repeated
+    assert started == [1, 2, 2, 3]  # epoch 2 was interrupted, then restarted from epoch 1's checkpoint
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]  # no finished epoch repeated
 
 
-def test_resume_continues_an_interrupted_run(ray_local, make_config, tmp_path: Path) -> None:
-    config = make_config(training__max_epochs=4, tracking__enabled=False)
-    hooks = (EpochLog(str(tmp_path / "started.log")), FailOnce(3, str(tmp_path / "marker")))
+def test_resume_continues_an_interrupted_run(path, make_config, tmp_path: Path) -> None:
+    address, hooks = path
+    config = make_config(tracking__enabled=False)
+    hooks = (*hooks, EpochLog(str(tmp_path / "started.log")), FailOnce(2, str(tmp_path / "marker")))
     with pytest.raises(TrainingError, match="resume"):
-        api.train(config, run_name="interrupted", epoch_hooks=hooks, progress=False)
-    resumed = api.train(config, resume="interrupted", epoch_hooks=hooks, progress=False)
+        api.train(config, address=address, run_name="interrupted", epoch_hooks=hooks, progress=False)
+    resumed = api.train(config, address=address, resume="interrupted", epoch_hooks=hooks, progress=False)
     started = [int(x) for x in (tmp_path / "started.log").read_text().split()]
-    assert started == [1, 2, 3, 3, 4]
-    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert started == [1, 2, 2, 3]
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+
+
+def test_two_workers_give_identical_losses_run_to_run(ray_local, make_config) -> None:
+    config = make_config(training__max_epochs=2, resources__num_workers=2, tracking__enabled=False)
+    first = api.train(config, progress=False)
+    second = api.train(config, progress=False)
+    assert _losses(first) == _losses(second)
 
 
 def test_killed_worker_process_resumes_without_losing_or_repeating_a_finished_epoch(

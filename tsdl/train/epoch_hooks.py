@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["EpochLog", "FailOnce", "KillOnce"]
+__all__ = ["EpochLog", "FailOnce", "KillOnce", "ProcessLog"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,18 @@ class EpochLog:
         if rank == 0:
             with Path(self.path).open("a") as f:
                 f.write(f"{epoch}\n")
+
+
+@dataclass(frozen=True)
+class ProcessLog:
+    """Appends the id of the process that trains rank 0 (which path ran: the driver or a worker)."""
+
+    path: str
+
+    def __call__(self, epoch: int, rank: int) -> None:
+        if rank == 0:
+            with Path(self.path).open("a") as f:
+                f.write(f"{os.getpid()}\n")
 
 
 @dataclass(frozen=True)
