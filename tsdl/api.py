@@ -537,7 +537,7 @@ def _log_outcome(
     tracker.log_text(evaluation.tables(), "test_metrics.txt")
     tracker.log_json(prepared.feature_names, "features.json")
     tracker.log_json(prepared.scalers.state_dict(), "scalers.json")
-    tracker.log_json(
+    tracker.log_manifest(
         build_manifest(
             config=config,
             data_hash=prepared.content_hash(),
@@ -545,7 +545,6 @@ def _log_outcome(
             scaler_state=prepared.scalers.state_dict(),
         )
         | ({"lineage": lineage} if lineage else {}),
-        "manifest.json",
     )
     if config.tracking.log_checkpoints:
         tracker.log_artifact_dir(checkpoint_dir, "checkpoint")

@@ -13,7 +13,6 @@ import yaml
 from tsdl.config import TsdlConfig, config_hash, parse_config, to_flat_dict
 from tsdl.errors import TrackingError
 from tsdl.tracking import (
-    MANIFEST_ARTIFACT,
     MlflowRun,
     connect,
     download_checkpoint,
@@ -222,7 +221,7 @@ def test_full_run_round_trip_through_load_run(
         split_boundaries={"test": {"start": 800}},
         scaler_state={"mean": [0.0]},
     )
-    run.log_json(manifest, MANIFEST_ARTIFACT)
+    run.log_manifest(manifest)
     run.log_test_metrics({"MAE": 0.3})
     png = learning_curve_png([{"epoch": 0, "train_loss": 1.0}], tmp_path / "lc.png")
     run.log_figure(png)

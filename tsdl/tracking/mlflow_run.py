@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tsdl.config.loader import config_hash, dump_config, to_flat_dict
 from tsdl.config.root import TsdlConfig
 from tsdl.errors import TrackingError
+from tsdl.tracking.manifest import MANIFEST_ARTIFACT
 from tsdl.tracking.store import artifact_root_for, connect, quick_http, resolve_tracking_uri
 from tsdl.tracking.system import system_info
 from tsdl.tracking.worker import log_metrics, worker_logger
@@ -150,6 +151,10 @@ class MlflowRun:
     def log_json(self, obj: Any, name: str) -> None:
         """Write ``obj`` as an indented JSON artifact ``name`` (e.g. ``manifest.json``)."""
         self._client.log_text(self.run_id, json.dumps(obj, indent=2, default=str), name)
+
+    def log_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """The reproducibility manifest (``build_manifest``) as ``manifest.json``."""
+        self.log_json(dict(manifest), MANIFEST_ARTIFACT)
 
     def log_text(self, text: str, name: str) -> None:
         """Write ``text`` as artifact ``name`` (e.g. ``test_metrics.txt``, ``features.txt``)."""
