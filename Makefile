@@ -3,8 +3,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# The CPU wheel of torch that lies on these machines; any torch in the
-# pyproject range works for users who already have one.
+# The pinned torch: from PyPI this is the CUDA build (about 3 GB; it runs on the CPU too). Any
+# torch in the pyproject range works for users who already have one.
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: install demo test lint bench gpu-check e2e e2e-cluster clean image image-push constraints
