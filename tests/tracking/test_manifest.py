@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def test_manifest_records_seed_data_splits_scaler_versions_and_image(
     }
     assert manifest["scaler_state"] == {"kind": "standard", "mean": [1.5, 2.0], "n": 3}
     assert manifest["image_digest"] == "sha256:abc"
-    assert manifest["package_versions"]["torch"] == __import__("torch").__version__
+    # The distribution's version: a CUDA wheel says 2.13.0 there, 2.13.0+cu130 in torch.__version__.
+    assert manifest["package_versions"]["torch"] == importlib.metadata.version("torch")
     assert json.loads(json.dumps(manifest)) == manifest  # plain JSON all the way down
 
     monkeypatch.delenv("TSDL_IMAGE_DIGEST")
