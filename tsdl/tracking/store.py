@@ -8,7 +8,8 @@ the database file, so a laptop run needs no server and all of it lives in one pl
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -17,8 +18,6 @@ from tsdl.config.tracking import TrackingConfig
 from tsdl.errors import TrackingError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from mlflow import MlflowClient
 
 __all__ = [
@@ -127,11 +126,17 @@ def _reason(exc: BaseException) -> str:
     return text[:300]
 
 
-@contextmanager
-def quick_http() -> Iterator[None]:
+def quick_http() -> AbstractContextManager[None]:
     """Temporarily make MLflow's HTTP client give up after one short try."""
-    saved = {key: os.environ.get(key) for key in _PROBE_ENV}
-    os.environ.update(_PROBE_ENV)
+    return http_limits(_PROBE_ENV)
+
+
+@contextmanager
+def http_limits(env: Mapping[str, str]) -> Iterator[None]:
+    """MLflow's HTTP client settings (retries, timeouts: environment variables it reads on each
+    request) set to ``env`` for the block, and the caller's own restored after it."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
     try:
         yield
     finally:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from tsdl.interrupts import deferred_interrupts
+from tsdl.tracking.store import http_limits
 from tsdl.train.logger import MetricsLogger, NullLogger
 
 if TYPE_CHECKING:
@@ -138,19 +138,9 @@ def is_local_store(tracking_uri: str) -> bool:
     return scheme in ("", "file", "sqlite")
 
 
-@contextlib.contextmanager
-def bounded_http() -> Iterator[None]:
+def bounded_http() -> contextlib.AbstractContextManager[None]:
     """MLflow's HTTP retries and timeout capped for the block (``TRAINING_HTTP_ENV``)."""
-    saved = {key: os.environ.get(key) for key in TRAINING_HTTP_ENV}
-    os.environ.update(TRAINING_HTTP_ENV)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return http_limits(TRAINING_HTTP_ENV)
 
 
 def _as_float(key: str, value: float) -> float:
