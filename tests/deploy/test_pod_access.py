@@ -63,6 +63,23 @@ def test_every_pod_gets_the_tracking_server_from_the_chart() -> None:
         assert _env(container)["MLFLOW_TRACKING_URI"] == "http://etth1-mlflow.ml.svc:5000", role
 
 
+def test_a_head_with_the_releases_own_mlflow_waits_for_it_and_one_on_the_shared_server_does_not() -> (
+    None
+):
+    """The release's own server starts with the job; on the cluster e2e (kind preset) the driver's
+    preflight ran first and the job failed 'MLflow tracking server ... unreachable'."""
+    for values, waits in (({}, False), ({"mlflow": {"server": {"enabled": True}}}, True),
+                          (load_preset("kind-cpu-values.yaml"), True)):  # fmt: skip
+        job = _kinds(render_chart(values, release="etth1", namespace="ml"))["RayJob"]
+        head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+        inits = {c["name"]: c for c in head.get("initContainers", [])}
+        assert ("wait-mlflow" in inits) is waits, values
+        if waits:
+            uri = _env(_containers(job)["head"])["MLFLOW_TRACKING_URI"]
+            assert inits["wait-mlflow"]["command"][-1] == uri
+            assert inits["wait-mlflow"]["securityContext"] == _containers(job)["head"]["securityContext"]
+
+
 def test_a_laptop_tracking_uri_is_replaced_in_the_mounted_config_and_said_on_stderr(
     tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:

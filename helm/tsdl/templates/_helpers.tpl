@@ -253,6 +253,36 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- if and (eq .component "ray-head") $v.job.enabled (include "tsdl.mlflowServer" $root) (include "tsdl.mlflowUri" $root) }}
+  {{- /* The release's own MLflow server starts with the job (its database migration takes a
+  minute or more on a small CPU limit) and the driver, on the head, refuses an unreachable
+  server: the head waits for it first (seen on the cluster e2e with the kind preset). */}}
+  initContainers:
+    - name: wait-mlflow
+      image: {{ .image }}
+      imagePullPolicy: {{ $v.imagePullPolicy }}
+      command:
+        - python
+        - -c
+        - |
+          import sys, time, urllib.request
+          uri, limit = sys.argv[1], 600
+          deadline = time.monotonic() + limit
+          while True:
+              try:
+                  urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5)
+                  break
+              except Exception as exc:
+                  if time.monotonic() > deadline:
+                      sys.exit(f"error: MLflow server {uri} did not answer within {limit} s ({exc})")
+                  time.sleep(2)
+        - {{ include "tsdl.mlflowUri" $root | quote }}
+      resources:
+        requests: {cpu: 100m, memory: 128Mi}
+        limits: {cpu: 100m, memory: 128Mi}
+      securityContext:
+        {{- include "tsdl.containerSecurityContext" $root | nindent 8 }}
+  {{- end }}
   containers:
     - name: {{ .component }}
       image: {{ .image }}
