@@ -86,3 +86,49 @@ def test_the_deployed_head_carries_the_worker_groups_upper_bound() -> None:
     fixed = build_manifests(parse_config(GPU_TRIAL.model_dump(mode="json", exclude={"deploy"})))
     fixed_head = fixed[-1]["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     assert AUTOSCALER_CAPACITY_ENV not in {e["name"] for e in fixed_head["containers"][0]["env"]}
+
+
+CPU_TRIAL = parse_config({"resources": {"num_workers": 1, "cpus_per_worker": 1}})
+
+
+def _fake_cluster(monkeypatch: pytest.MonkeyPatch, *, connected: bool) -> tuple[dict, list]:
+    """A Ray whose head is back but whose worker has not rejoined yet (CPU=0), as after KubeRay
+    recreates a lost head pod; `reserve_worker_group` is where the worker comes back."""
+    import ray
+
+    from tsdl.tune import runner
+
+    resources: dict[str, float] = {"CPU": 0.0}
+    waits: list[str] = []
+
+    def rejoin(config) -> None:
+        waits.append(config.experiment.name)
+        resources["CPU"] = 4.0
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: dict(resources))
+    monkeypatch.setattr(runner, "connected_cluster", lambda: connected)
+    monkeypatch.setattr(runner, "autoscaler_capacity", lambda: None)
+    monkeypatch.setattr(runner, "reserve_worker_group", rejoin)
+    return resources, waits
+
+
+def test_on_a_cluster_whose_workers_have_not_rejoined_the_study_waits_instead_of_failing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found by the cluster e2e (scenario 3): the resumed study failed 'the Ray cluster has CPU=0'.
+    from tsdl.tune.runner import trial_concurrency
+
+    _, waits = _fake_cluster(monkeypatch, connected=True)
+    assert trial_concurrency(CPU_TRIAL) == 4
+    assert waits == [CPU_TRIAL.experiment.name]
+
+
+def test_on_this_machine_a_trial_that_cannot_fit_is_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tsdl.tune.runner import trial_concurrency
+
+    _, waits = _fake_cluster(monkeypatch, connected=False)
+    with pytest.raises(TuneError, match="CPU=0"):
+        trial_concurrency(CPU_TRIAL)
+    assert waits == []

@@ -9,7 +9,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from tsdl.config import TsdlConfig
 from tsdl.config.tune import ParamSpec
-from tsdl.ray_connection import is_verbose
+from tsdl.ray_connection import connected_cluster, is_verbose, reserve_worker_group
 from tsdl.tune.budget import StudyPlan
 from tsdl.tune.progress import StudyProgress
 from tsdl.tune.resources import (
@@ -97,6 +97,22 @@ def build_searcher(
     )
 
 
+def trial_concurrency(config: TsdlConfig) -> int:
+    """How many trials run at once on the connected Ray (`max_concurrent_trials`).
+
+    A cluster without an autoscaler may still be coming together: after KubeRay recreates a lost
+    head pod, the workers rejoin seconds later and until then the cluster shows CPU=0, which
+    would refuse a study that only needs to resume. On a cluster tsdl waits for one trial's group
+    first (at most ``resources.placement_timeout_s``, saying so); on this machine it refuses at once.
+    """
+    import ray
+
+    capacity = autoscaler_capacity()
+    if capacity is None and connected_cluster():
+        reserve_worker_group(config)
+    return max_concurrent_trials(config, ray.cluster_resources(), capacity=capacity)
+
+
 class StageRunner:
     """Runs or restores the stages of one study under ``root`` with shared data and a registry.
 
@@ -117,8 +133,6 @@ class StageRunner:
         root: str,
         progress: bool,
     ) -> None:
-        import ray
-
         from tsdl.tune.teardown import start_registry
 
         self._config = config
@@ -127,9 +141,7 @@ class StageRunner:
         self._registry = f"tsdl-trials-{root.rstrip('/').rsplit('/', 1)[-1]}"
         self._registry_actor = start_registry(self._registry)  # keep the handle: owned by us
         self._prepared = dict(prepared)
-        self._concurrency = max_concurrent_trials(
-            config, ray.cluster_resources(), capacity=autoscaler_capacity()
-        )
+        self._concurrency = trial_concurrency(config)
         self._reporter = StudyProgress(plan) if progress else None
         from tsdl.train.in_process import trains_in_process
 
