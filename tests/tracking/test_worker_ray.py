@@ -25,6 +25,7 @@ def test_two_workers_log_each_epoch_once(ray_local: None, tmp_path: Path) -> Non
         for epoch in range(2):
             logger.log_epoch(epoch, {"train_loss": 1.0 + epoch, "rank": float(rank)})
         logger.log_step(10, {"grad_norm/layer": 0.5})
+        logger.flush()  # the training loop flushes before it returns; nothing is written at GC
 
     config = parse_config({"tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}})
     run = MlflowRun.start(config, data_stats={"n_series": 1})
