@@ -129,8 +129,9 @@ def train(
             print(f"resuming run {resume}", flush=True)
     hash_of_config = _run_workload_hash(config)
     run_name = run_name or _fresh_run_name(storage, config.experiment.name)
-    config = _with_torch_threads(config, address)
+    config = _with_kernels(_with_torch_threads(config, address))
     _preflight(config, storage, tracking_uri, progress=progress)
+    _check_compile(config, address)
     _check_local_fit(config, address)
     with tempfile.TemporaryDirectory(prefix="tsdl-parent-") as scratch:  # a downloaded parent
         setup = _setup_run(config, init_from, Path(scratch), progress=progress, tracking_uri=tracking_uri)
@@ -200,6 +201,28 @@ def _with_torch_threads(config: TsdlConfig, address: str | None) -> TsdlConfig:
     return config.model_copy(
         update={"resources": config.resources.model_copy(update={"torch_threads": threads})}
     )
+
+
+def _with_kernels(config: TsdlConfig) -> TsdlConfig:
+    """The config with ``training.optimizer.implementation: auto`` resolved for the run's device,
+    stored with the run like the thread count (a resume or --reproduce uses the same kernel)."""
+    from tsdl.train.kernels import adamw_kernel
+
+    optimizer = config.training.optimizer
+    kernel = adamw_kernel(optimizer.implementation, "cuda" if config.resources.use_gpu else "cpu")
+    if kernel == optimizer.implementation:
+        return config
+    training = config.training.model_copy(update={"optimizer": optimizer.model_copy(update={"implementation": kernel})})
+    return config.model_copy(update={"training": training})
+
+
+def _check_compile(config: TsdlConfig, address: str | None) -> None:
+    """``training.compile: true`` fails in seconds where this machine trains and cannot compile
+    (workers on a cluster check their own machine when they start)."""
+    if config.training.compile and address is None:
+        from tsdl.train.kernels import check_compile_supported
+
+        check_compile_supported("cuda" if config.resources.use_gpu else "cpu")
 
 
 def _fresh_run_name(storage: str, experiment: str) -> str:

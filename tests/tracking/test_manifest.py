@@ -19,7 +19,7 @@ def test_manifest_records_seed_data_splits_scaler_versions_and_image(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TSDL_IMAGE_DIGEST", "sha256:abc")
-    config = parse_config({"training": {"seed": 7}})
+    config = parse_config({"training": {"seed": 7, "compile": True, "optimizer": {"implementation": "foreach"}}})
     splits = {"train": {"start": pd.Timestamp("2020-01-01"), "end": pd.Timestamp("2020-06-30")}}
     manifest = build_manifest(
         config=config,
@@ -28,6 +28,7 @@ def test_manifest_records_seed_data_splits_scaler_versions_and_image(
         scaler_state={"kind": "standard", "mean": np.array([1.5, 2.0]), "n": np.int64(3)},
     )
     assert manifest["seed"] == 7
+    assert (manifest["optimizer_implementation"], manifest["compile"]) == ("foreach", True)
     assert manifest["data_hash"] == "sha256:00"
     assert manifest["config_hash"] == config_hash(config)
     assert manifest["split_boundaries"] == {

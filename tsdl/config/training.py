@@ -23,11 +23,13 @@ class OptimizerConfig(StrictModel):
 
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(1e-5, ge=0.0, le=1.0)
-    implementation: Literal["default", "foreach", "fused"] = "default"
-    """torch's AdamW kernel: ``default`` (a loop over parameters on CPU), ``foreach`` (multi-tensor
-    ops) or ``fused`` (one fused kernel, CPU and CUDA). The last two make the optimizer step
-    cheaper (it is ~15% of a DLinear step on CPU) but are not bit-identical to ``default``, so
-    they are opt-in (docs/benchmarks.md section 1)."""
+    implementation: Literal["auto", "default", "foreach", "fused"] = "auto"
+    """torch's AdamW kernel: ``default`` (torch's choice: a loop over parameters on CPU, multi-tensor
+    on CUDA), ``foreach`` (multi-tensor ops) or ``fused`` (one fused kernel, CPU and CUDA).
+    ``auto`` is ``fused`` on CPU, where it made the optimizer step much cheaper and trained to the
+    same losses within float noise, and ``default`` on CUDA (not measured there yet). A run
+    resolves it when it starts and stores the kernel it used with its config and manifest
+    (docs/benchmarks.md section 1)."""
 
 
 class LRSchedulerConfig(StrictModel):
@@ -103,6 +105,11 @@ class TrainingConfig(StrictModel):
     limit_train_batches: int | None = Field(None, ge=1)
     """Cap on training batches per epoch (smoke runs, tuning budgets)."""
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    compile: bool = False
+    """Compile the model's forward with torch.compile (default mode, inductor) for training and
+    validation. Off by default: the first epoch pays the compilation (tens of seconds), and the
+    compiled kernels are not bit-identical to eager ones. Needs a C++ compiler on CPU (Triton on
+    CUDA); a run refuses to start where that is missing. Checkpoints keep the model's own keys."""
 
 
 class ResourcesConfig(StrictModel):

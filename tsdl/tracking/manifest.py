@@ -52,7 +52,8 @@ def build_manifest(
         scaler_state: fitted scaler parameters (numpy arrays are converted to lists).
 
     Returns:
-        seed, torch_threads, data_hash, split_boundaries, scaler_state, config_hash, package_versions, python,
+        seed, torch_threads, optimizer_implementation (AdamW's kernel, ``auto`` resolved by the run),
+        compile (``training.compile``), data_hash, split_boundaries, scaler_state, config_hash, package_versions, python,
         git_commit, image_digest (None outside a container that sets $TSDL_IMAGE_DIGEST), created_at.
     """
     return {
@@ -60,6 +61,8 @@ def build_manifest(
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seed": config.training.seed,
         "torch_threads": config.resources.torch_threads,
+        "optimizer_implementation": config.training.optimizer.implementation,
+        "compile": config.training.compile,
         "data_hash": data_hash,
         "split_boundaries": to_jsonable(split_boundaries),
         "scaler_state": to_jsonable(scaler_state),

@@ -32,6 +32,13 @@ from tsdl.train.checkpoint_store import Restored
 from tsdl.train.checkpointing import BestWeights, TrainState, save_checkpoint
 from tsdl.train.early_stopping import EarlyStopping
 from tsdl.train.finetune import FinetunePlan, apply_finetune
+from tsdl.train.kernels import (
+    adamw_kernel,
+    apply_adamw_kernel,
+    check_compile_supported,
+    compile_model,
+    kernel_flags,
+)
 from tsdl.train.logger import MetricsLogger, worker_logger_from
 from tsdl.train.precision import MixedPrecision
 from tsdl.train.runtime import RayTrainRuntime, WorkerRuntime
@@ -64,10 +71,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     run_worker(loop_config, RayTrainRuntime(loop_config))
 
 
-def adamw(params: Any, config: OptimizerConfig) -> torch.optim.AdamW:
-    """AdamW as ``training.optimizer`` asks, including its kernel (``implementation``)."""
-    kernel = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[config.implementation]
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **kernel)
+def adamw(params: Any, config: OptimizerConfig, device_type: str = "cpu") -> torch.optim.AdamW:
+    """AdamW as ``training.optimizer`` asks, with its kernel (``implementation``, ``auto`` resolved
+    for ``device_type``; `tsdl.train.kernels`)."""
+    flags = kernel_flags(adamw_kernel(config.implementation, device_type))
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **flags)
 
 
 def run_worker(loop_config: dict[str, Any], runtime: WorkerRuntime) -> None:
@@ -106,8 +114,9 @@ def _train_epochs(worker: _Worker, config: TsdlConfig, loop_config: dict[str, An
 class _Resumable:
     """The mutable training state, with restore-from-checkpoint and snapshot."""
 
-    def __init__(self, *, model, optimizer, scheduler, amp: MixedPrecision, stopper: EarlyStopping):
+    def __init__(self, *, model, optimizer, scheduler, amp: MixedPrecision, stopper: EarlyStopping, kernel: str):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.kernel = kernel
         self.amp, self.stopper = amp, stopper
         self.epoch = 0
         self.global_step = 0
@@ -120,6 +129,7 @@ class _Resumable:
         last, self.best = checkpoint.last, checkpoint.best
         unwrap(self.model).load_state_dict(last.model)
         self.optimizer.load_state_dict(last.optimizer)
+        apply_adamw_kernel(self.optimizer, self.kernel)  # the config's kernel, not the saver's
         self.scheduler.load_state_dict(last.scheduler)
         self.amp.load_state_dict(last.grad_scaler)
         self.stopper.load_state_dict(last.early_stopping)
@@ -173,12 +183,16 @@ class _Worker:
         model = build_model(config.model, **dims, loss=loss_fn)
         # Parent weights load before DDP wraps the model (which broadcasts rank 0's weights).
         finetune = apply_finetune(model, config, loop_config.get("init_state"))
+        if tcfg.compile:  # in place, before DDP wraps it: state_dict keys stay the model's own
+            check_compile_supported(device.type)
+            compile_model(model)
         model = runtime.prepare_model(model)
         # Training windows use data.stride; validation scores every window (stride 1).
         train_set = runtime.windows("train", stride=config.data.stride)
         val_set = runtime.windows("val", stride=None)
         batch_size = max(1, tcfg.batch_size // runtime.world)
-        optimizer = adamw(finetune.param_groups(model), tcfg.optimizer)
+        kernel = adamw_kernel(tcfg.optimizer.implementation, device.type)
+        optimizer = adamw(finetune.param_groups(model), tcfg.optimizer, device.type)
         scheduler = build_scheduler(optimizer, tcfg.lr_scheduler)
         amp = MixedPrecision(tcfg.precision, device)
         stopper = EarlyStopping(
@@ -186,7 +200,8 @@ class _Worker:
             min_delta=tcfg.early_stopping.min_delta,
             enabled=tcfg.early_stopping.enabled,
         )
-        state = _Resumable(model=model, optimizer=optimizer, scheduler=scheduler, amp=amp, stopper=stopper)
+        state = _Resumable(model=model, optimizer=optimizer, scheduler=scheduler, amp=amp, stopper=stopper,
+                           kernel=kernel)
         state.restore(runtime.checkpoint())
         return cls(
             config=config,
