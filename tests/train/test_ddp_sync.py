@@ -1,8 +1,9 @@
 """DDP keeps the ranks in sync: checks that fail without gradient all-reduce.
 
 Comparing loss curves cannot tell (each rank training alone on half the data gives a similar
-curve). Here: (1) tsdl's real loop on 2 Ray Train workers leaves both ranks with bitwise equal
-parameters after every epoch, although their shards differ; (2) one tsdl training step on 2
+curve). Here: (1) tsdl's real loop on 2 Ray Train workers, with ``training.compile: true`` (the
+compiled model is what DDP wraps), leaves both ranks with bitwise equal parameters after every
+epoch, although their shards differ; (2) one tsdl training step on 2
 workers, each with half of a fixed batch, gives the gradients and weights of one step on the
 whole batch in one process.
 """
@@ -44,6 +45,8 @@ class SnapshotRuntime(RayTrainRuntime):
         self._model: torch.nn.Module | None = None
 
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        compiled = getattr(model, "_compiled_call_impl", None) is not None
+        (self._out / f"rank{self.rank}-compiled.txt").write_text(str(compiled))
         self._model = super().prepare_model(model)
         return self._model
 
@@ -117,10 +120,13 @@ def _trainer(loop, loop_config: dict, tmp_path: Path, datasets=None):
 
 
 def test_ranks_hold_bitwise_equal_weights_after_every_epoch(ray_local, make_config, tmp_path: Path) -> None:
-    config = make_config(resources__num_workers=2, training__max_epochs=2, tracking__enabled=False)
+    config = make_config(resources__num_workers=2, training__max_epochs=2, tracking__enabled=False,
+                         training__compile=True)
     prepared = prepare_data(config)
     loop_config = {**make_loop_config(config, prepared), "snapshot_dir": str(tmp_path)}
     _trainer(_snapshot_loop, loop_config, tmp_path, prepared.to_ray_datasets(num_workers=2)).fit()
+
+    assert [(tmp_path / f"rank{r}-compiled.txt").read_text() for r in (0, 1)] == ["True", "True"]
 
     first0, first1 = (torch.load(tmp_path / f"rank{r}-first-batch.pt") for r in (0, 1))
     assert not torch.equal(first0, first1), "the ranks must train on different shards"
