@@ -15,14 +15,26 @@ tracking on to a SQLite file), timed from one epoch's start to the next (a probe
 ``epoch_hooks``): training, validation, checkpoint save, MLflow metrics and the progress queue.
 
 Rows: ``plain`` (AdamW defaults), ``plain+foreach``, ``plain+fused`` (``AdamW(fused=True)``),
-``plain+compile`` (``torch.compile``, default mode), ``tsdl``; ``--ddp`` adds tsdl with 2 DDP
-ranks x 1 thread (Ray Train) against its 1 process x every core. Same data, batch, precision
-(fp32) and torch threads (every core) everywhere. The first epoch of every run is warm-up
-(allocator, compilation) and not counted. Paths run back to back in each repeat, and each repeat
-gives a **paired** ratio (path / plain of the same repeat); the summary is their median and range.
-Results are written only when the 1-minute load average stayed at or below the core count.
+``plain+compile`` (``torch.compile``, default mode), ``plain+compile+fused`` (both); ``tsdl``
+(tsdl's defaults, as ``tsdl train`` runs them), and one tsdl row per plain row with the matching
+tsdl setting: ``tsdl+default`` (``training.optimizer.implementation: default``) against
+``plain``, ``tsdl+foreach``, ``tsdl+fused``, ``tsdl+compile`` (``training.compile: true``, torch's
+default AdamW) and ``tsdl+compile+fused`` against theirs. ``--ddp`` adds tsdl with 2 DDP ranks x 1
+thread (Ray Train) against its 1 process x every core. Same data, batch, precision (fp32) and
+torch threads (every core) everywhere. The first epoch of every run is warm-up (allocator,
+compilation) and not counted. Paths run back to back in each repeat, and each repeat gives a
+**paired** ratio (path / its partner in the same repeat); the summary is their median and range.
+``tsdl/fastest`` pairs tsdl's defaults with the fastest plain row, ``tsdl_best/fastest`` the
+fastest tsdl row with it (the goal: >= 0.9). Results are written only when the 1-minute load
+average stayed at or below the core count.
+
+``--numerics`` instead trains tsdl with each optimizer kernel (and compiled) from the same seed
+and prints every epoch's losses and their largest relative difference from torch's default
+AdamW, next to the difference one torch thread instead of all makes (float noise: another
+reduction order): does a faster setting change what is learned?
 
     python bench/bench_throughput.py [--models dlinear patchtst] [--repeats 5] [--ddp]
+    python bench/bench_throughput.py --numerics [--models dlinear patchtst] [--epochs 5]
     python bench/bench_throughput.py --smoke
 """
 
@@ -51,7 +63,22 @@ PLAIN_VARIANTS = {
     "plain+foreach": {"foreach": True},
     "plain+fused": {"fused": True},
     "plain+compile": {"compile": True},
+    "plain+compile+fused": {"compile": True, "fused": True},
 }
+TSDL_VARIANTS = {
+    "tsdl": [],
+    "tsdl+default": ["training.optimizer.implementation=default"],
+    "tsdl+foreach": ["training.optimizer.implementation=foreach"],
+    "tsdl+fused": ["training.optimizer.implementation=fused"],
+    "tsdl+compile": ["training.compile=true", "training.optimizer.implementation=default"],
+    "tsdl+compile+fused": ["training.compile=true", "training.optimizer.implementation=fused"],
+}
+"""tsdl's settings per row (config overrides); ``tsdl`` is its defaults."""
+PAIRS = {"tsdl+default": "plain", "tsdl+foreach": "plain+foreach", "tsdl+fused": "plain+fused",
+         "tsdl+compile": "plain+compile", "tsdl+compile+fused": "plain+compile+fused"}
+"""Each tsdl row and the plain row with the same optimizer kernel and compilation."""
+SMOKE_PATHS = ["plain", "plain+fused", "tsdl", "tsdl+fused"]
+"""--smoke: one plain variant and its tsdl partner (compiling takes a minute)."""
 
 
 class PlainDLinear(torch.nn.Module):
@@ -222,13 +249,16 @@ def _rates(walls: list[float], train_walls: list[float], n_windows: int, threads
     }
 
 
-def tsdl_run(config, *, epochs: int, workdir: Path, ddp: bool = False) -> dict[str, Any]:
+def tsdl_run(config, *, epochs: int, workdir: Path, ddp: bool = False, settings: list[str] = ()) -> dict[str, Any]:
     """``tsdl.api.train`` for ``epochs + 1`` epochs; the wall time from each epoch's start to the
     next one's (a rank-0 probe in ``epoch_hooks`` writes the clock to a file, which also works
     inside Ray Train workers) for epochs 1..``epochs`` (pass the plain loop's count: the first is
-    warm-up on both sides)."""
+    warm-up on both sides). ``settings`` are config overrides (``TSDL_VARIANTS``)."""
     from tsdl import api
+    from tsdl.config import parse_config
 
+    if settings:
+        config = parse_config(config.model_dump(mode="json"), overrides=list(settings))
     config = config.model_copy(deep=True)
     config.training.max_epochs = epochs + 1
     config.resources.storage_path = str(workdir / "runs")
@@ -275,29 +305,73 @@ def _config(model: str, *, smoke: bool, workdir: Path):
     return config, "4 sine series x 400 rows (L=48, H=12, batch 16)"
 
 
+def _paired(by: dict, repeats: list[int], path: str, partner: str, key: str = "windows_per_s") -> list[float]:
+    return [by[(k, path)][key] / by[(k, partner)][key] for k in repeats]
+
+
 def _summary(model: str, dataset: str, runs: list[dict[str, Any]], paths: list[str]) -> dict[str, Any]:
+    """Medians per path and paired ratios per repeat (median and [min, max])."""
     row: dict[str, Any] = {"model": model, "dataset": dataset, "threads": _CORES}
     repeats = sorted({r["repeat"] for r in runs})
     by = {(r["repeat"], r["path"]): r for r in runs}
+
+    def ratio(name: str, values: list[float]) -> None:
+        row[name], row[f"{name}_range"] = statistics.median(values), [min(values), max(values)]
+
     for path in paths:
         row[f"{path}_win_s"] = statistics.median(by[(k, path)]["windows_per_s"] for k in repeats)
-        if path == "plain":
-            continue
-        ratios = [by[(k, path)]["windows_per_s"] / by[(k, "plain")]["windows_per_s"] for k in repeats]
-        row[f"{path}/plain"] = statistics.median(ratios)
-        row[f"{path}/plain_range"] = [min(ratios), max(ratios)]
+    for path in paths:
+        if path.startswith("plain") and path != "plain":
+            ratio(f"{path}/plain", _paired(by, repeats, path, "plain"))
+        elif PAIRS.get(path) in paths:
+            ratio(f"{path}/{PAIRS[path]}", _paired(by, repeats, path, PAIRS[path]))
+            ratio(f"{path}/{PAIRS[path]}_train_steps_only",
+                  _paired(by, repeats, path, PAIRS[path], "train_windows_per_s"))
+    if "tsdl" in paths:
+        ratio("tsdl/plain", _paired(by, repeats, "tsdl", "plain"))
     fastest = max((p for p in paths if p.startswith("plain")), key=lambda p: row[f"{p}_win_s"])
-    ratios = [by[(k, "tsdl")]["windows_per_s"] / by[(k, fastest)]["windows_per_s"] for k in repeats]
     row["fastest_plain"] = fastest
-    row["tsdl/fastest"] = statistics.median(ratios)
-    row["tsdl/fastest_range"] = [min(ratios), max(ratios)]
+    ratio("tsdl/fastest", _paired(by, repeats, "tsdl", fastest))
+    best = max((p for p in paths if p.startswith("tsdl")), key=lambda p: row[f"{p}_win_s"])
+    row["fastest_tsdl"] = best
+    ratio("tsdl_best/fastest", _paired(by, repeats, best, fastest))
     if "ddp" in paths:  # 2 ranks x 1 thread against 1 process x every core, paired
-        ddp = [by[(k, "ddp")]["windows_per_s"] / by[(k, "tsdl")]["windows_per_s"] for k in repeats]
-        row["ddp/tsdl"], row["ddp/tsdl_range"] = statistics.median(ddp), [min(ddp), max(ddp)]
-    train_ratios = [by[(k, "tsdl")]["train_windows_per_s"] / by[(k, "plain")]["train_windows_per_s"] for k in repeats]
-    row["tsdl/plain_train_steps_only"] = statistics.median(train_ratios)
+        ratio("ddp/tsdl", _paired(by, repeats, "ddp", "tsdl"))
     row["target"] = ">= 0.9 of the fastest plain row"
     return row
+
+
+NUMERICS = {
+    "default": ["training.optimizer.implementation=default"],
+    "default, 1 thread": ["training.optimizer.implementation=default", "resources.torch_threads=1"],
+    "foreach": ["training.optimizer.implementation=foreach"],
+    "fused": ["training.optimizer.implementation=fused"],
+    "compile": ["training.compile=true", "training.optimizer.implementation=default"],
+}
+"""--numerics rows: the first is the reference; the 1-thread row shows what float noise alone does."""
+
+
+def numerics(config, *, epochs: int, workdir: Path, rows: dict[str, list[str]] = NUMERICS) -> dict[str, Any]:
+    """Every epoch's (train_loss, val_loss) per row from the same seed, and each row's largest
+    relative difference from the first row's."""
+    from tsdl import api
+    from tsdl.config import parse_config
+
+    losses: dict[str, list[list[float]]] = {}
+    for name, overrides in rows.items():
+        run_config = parse_config(config.model_dump(mode="json"), overrides=[
+            *overrides, f"training.max_epochs={epochs}", f"resources.storage_path={workdir / 'numerics'}",
+            "tracking.enabled=false"])
+        history = api.train(run_config, progress=False).history
+        losses[name] = [[h["train_loss"], h["val_loss"]] for h in history]
+    reference = losses[next(iter(rows))]
+    diffs = {name: max(abs(a - b) / max(abs(b), 1e-12) for got, want in zip(values, reference, strict=True)
+                       for a, b in zip(got, want, strict=True))
+             for name, values in losses.items()}
+    for name, values in losses.items():
+        print(f"{name:>18}: max rel. diff {diffs[name]:.2e}; epoch losses (train, val) "
+              + " ".join(f"({t:.6f}, {v:.6f})" for t, v in values), flush=True)
+    return {"epochs": epochs, "losses": losses, "max_rel_diff_from_default": diffs}
 
 
 def too_loaded(max_load: float, cores: int) -> str | None:
@@ -313,14 +387,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--models", nargs="+", default=["dlinear", "patchtst"])
     parser.add_argument("--epochs", type=int, default=3, help="counted epochs per run (+1 warm-up for plain)")
     parser.add_argument("--repeats", type=int, default=5, help="paired rounds per model")
-    parser.add_argument("--paths", nargs="+", default=[*PLAIN_VARIANTS, "tsdl"],
-                        choices=[*PLAIN_VARIANTS, "tsdl"], help="rows to run (plain and tsdl are always run)")
+    parser.add_argument("--paths", nargs="+", default=[*PLAIN_VARIANTS, *TSDL_VARIANTS],
+                        choices=[*PLAIN_VARIANTS, *TSDL_VARIANTS], help="rows to run (plain and tsdl are always run)")
     parser.add_argument("--ddp", action="store_true", help="also tsdl with 2 DDP ranks x 1 thread")
     parser.add_argument("--force", action="store_true", help="write results even above load = cores")
+    parser.add_argument("--numerics", action="store_true",
+                        help="compare the losses of each optimizer kernel and compile (not timed)")
     args = parser.parse_args(argv)
+    from tsdl.ray_connection import configure_output
+
+    configure_output(verbose=False)  # MLflow's "Creating initial MLflow database tables" INFO lines
     if args.smoke:
         args.epochs, args.repeats, args.models = 1, 1, args.models[:1]
-        args.paths = [p for p in args.paths if p != "plain+compile"]  # compiling takes a minute
+        args.paths = [p for p in args.paths if p in SMOKE_PATHS]
+    if args.numerics:
+        data_dir = Path(tempfile.mkdtemp(prefix="tsdl-bench-numerics-"))
+        found = {m: numerics(_config(m, smoke=args.smoke, workdir=data_dir)[0], epochs=args.epochs, workdir=data_dir)
+                 for m in args.models}
+        return {"numerics": found}
     paths = list(dict.fromkeys(["plain", *args.paths, "tsdl"])) + (["ddp"] if args.ddp else [])
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
@@ -338,14 +422,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     if path.startswith("plain"):
                         run = plain_run(config, epochs=args.epochs + 1, threads=_CORES, variant=path, workdir=Path(tmp))
                     else:
-                        run = tsdl_run(config, epochs=args.epochs + 1, workdir=Path(tmp), ddp=path == "ddp")
+                        run = tsdl_run(config, epochs=args.epochs + 1, workdir=Path(tmp), ddp=path == "ddp",
+                                       settings=TSDL_VARIANTS.get(path, []))
                 loads.append(os.getloadavg()[0])
                 runs.append({"model": model, "repeat": repeat, "path": path, "load_1m": round(loads[-1], 1), **run})
-                print(f"{model} repeat {repeat} {path:>13}: {run['windows_per_s']:>10,.0f} win/s whole epoch, "
+                print(f"{model} repeat {repeat} {path:>19}: {run['windows_per_s']:>10,.0f} win/s whole epoch, "
                       f"{run['train_windows_per_s']:>10,.0f} train steps (load {loads[-1]:.1f})", flush=True)
         rows.append(_summary(model, dataset, [r for r in runs if r["model"] == model], paths))
-    columns = ["model", *(f"{p}_win_s" for p in paths), *(f"{p}/plain" for p in paths[1:]), "tsdl/fastest",
-               *(["ddp/tsdl"] if args.ddp else [])]
+    columns = ["model", *(f"{p}_win_s" for p in paths), *(k for k in rows[0] if "/" in k and not k.endswith(
+        ("_range", "_only"))), "fastest_plain", "fastest_tsdl"]
     _common.print_table(rows, columns, title="whole-epoch windows/s (median of repeats; ratios paired per repeat)")
     payload = {"settings": vars(args) | {"out": str(args.out), "cores": _CORES}, "summary": rows, "runs": runs,
                "max_load_1m": round(max(loads), 1)}
