@@ -80,6 +80,28 @@ else
   say "kubernetes v$K8S_VERSION" "cached ($K8S_DIR/bin)"
 fi
 
+# --- Node parts: kubelet and kube-proxy, only with TSDL_E2E_NODES=kubelet --------------------------
+# The real node of tests/deploy/cluster/kubelet.py, from the control plane's go.mod (its tools.go
+# lists both). Its own block, off by default: the e2e's nodes are the node agent, so CI does not
+# pay for this build. The version is stamped so the Node reports kubeletVersion v$K8S_VERSION.
+if [[ "${TSDL_E2E_NODES:-agent}" == kubelet ]]; then
+  NODE_BINS=(kubelet kube-proxy)
+  missing=0
+  for b in "${NODE_BINS[@]}"; do [[ -x "$K8S_DIR/bin/$b" ]] || missing=1; done
+  if (( missing )); then
+    start=$SECONDS
+    stamp="-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION"
+    stamp+=" -X k8s.io/component-base/version.gitMajor=${K8S_VERSION%%.*}"
+    stamp+=" -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$K8S_VERSION")"
+    (cd "$K8S_DIR/src" && go build -trimpath -ldflags="-s -w $stamp" -o "$K8S_DIR/bin/" \
+      "${NODE_BINS[@]/#/k8s.io/kubernetes/cmd/}" >"$K8S_DIR/build-node.log" 2>&1) \
+      || { echo "error: building ${NODE_BINS[*]} v$K8S_VERSION failed, see $K8S_DIR/build-node.log" >&2; exit 1; }
+    say "kubelet v$K8S_VERSION" "built ${NODE_BINS[*]} in $((SECONDS - start))s"
+  else
+    say "kubelet v$K8S_VERSION" "cached ($K8S_DIR/bin)"
+  fi
+fi
+
 # --- KubeRay operator and its CRDs ---------------------------------------------------------------
 kuberay_build() {  # version -> 0 when built into $CACHE/kuberay-v<version>
   local version="$1" dir="$CACHE/kuberay-v$1" mod="github.com/ray-project/kuberay/ray-operator"

@@ -1,0 +1,3 @@
+module tsdl.local/pause
+
+go 1.26.0
