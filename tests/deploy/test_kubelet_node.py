@@ -78,3 +78,14 @@ def test_a_missing_node_tool_is_named_with_its_debian_package(monkeypatch) -> No
     assert kubelet.missing_tools() == "missing node packages: run `apt-get install runc`"
     monkeypatch.setattr(kubelet.shutil, "which", lambda tool: "/x")
     assert kubelet.missing_tools() is None
+
+
+def test_a_layer_from_a_file_is_the_same_blob_as_from_memory(tmp_path: Path) -> None:
+    data = layer([Entry("etc/hostname", data=b"standin\n", mode=0o644)])
+    (tmp_path / "rootfs.tar").write_bytes(data)
+    from_memory = write_archive(tmp_path / "a.tar", "tsdl.local/x:1", [data], ImageConfig())
+    from_file = write_archive(
+        tmp_path / "b.tar", "tsdl.local/x:1", [tmp_path / "rootfs.tar"], ImageConfig()
+    )
+    assert from_memory == from_file
+    assert _members(tmp_path / "a.tar") == _members(tmp_path / "b.tar")

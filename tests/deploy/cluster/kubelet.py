@@ -35,8 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.deploy.cluster.api import ApiError
-from tests.deploy.cluster.controlplane import CACHE, ControlPlane, free_port
+from tests.deploy.cluster.controlplane import CACHE, ControlPlane, _http_ok, free_port
 from tests.deploy.cluster.oci import Entry, ImageConfig, layer, write_archive
 
 REPO = Path(__file__).resolve().parents[3]
@@ -64,6 +63,18 @@ KUBELET_LADDER: tuple[dict[str, Any], ...] = (
     {"cgroupsPerQOS": False, "enforceNodeAllocatable": []},
 )
 SNAPSHOTTERS = ("overlayfs", "native")
+# A stand-in for rayproject/ray:<version>-py311 (no registry can be reached): Debian bookworm
+# (Python 3.11) from mmdebstrap, with the base image's contract: user ray 1000:100, the Python
+# env at /home/ray/anaconda3 and first on PATH, WORKDIR /home/ray.
+RAY_VERSION = "2.60.0"
+RAY_STANDIN = f"tsdl.local/ray-standin:{RAY_VERSION}-py311"
+RAY_PATH = "/home/ray/anaconda3/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# Host settings the kubelet changes on start (kernel tunables; cgroups under the roots): the
+# machine is shared, so they are put back as they were when the node goes.
+KERNEL_TUNABLES = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic",
+                   "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")  # fmt: skip
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 @dataclass
@@ -112,6 +123,10 @@ class KubeletNode:
         self.sock = self.workdir / "containerd" / "containerd.sock"
         self.ip = node_ip()
         self.netns_before = set(_cni_netns())
+        self.tunables = {t: (Path("/proc/sys") / t).read_text() for t in KERNEL_TUNABLES
+                         if (Path("/proc/sys") / t).exists()}  # fmt: skip
+        self.cgroups_before = set(CGROUP_ROOT.glob("*/kubepods*"))
+        self.chains_before = kube_chains()
 
     # --- bookkeeping ------------------------------------------------------------------------
 
@@ -260,7 +275,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         busybox = Path(shutil.which("busybox") or "/bin/busybox")
         passwd = b"root:x:0:0:root:/root:/bin/sh\nray:x:1000:100::/home/ray:/bin/sh\n"
         group = b"root:x:0:\nusers:x:100:ray\n"
-        applets = ("sh", "echo", "cat", "id", "ls", "sleep", "hostname", "ip", "wget", "nslookup")
+        applets = ("sh", "echo", "cat", "id", "ls", "sleep", "hostname", "ip", "grep", "mkdir",
+                   "httpd", "wget", "nslookup")  # fmt: skip
         images = {
             PAUSE_IMAGE: ([Entry("pause", source=pause)], ImageConfig(entrypoint=["/pause"])),
             BUSYBOX_IMAGE: (
@@ -288,26 +304,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     # --- 5. kubelet -------------------------------------------------------------------------
 
     def node_kubeconfig(self) -> Path:
-        """A client certificate for system:node:<name> (group system:nodes) from the CA."""
-        pki, d = self.cp.pki, self.workdir / "kubelet"
-        d.mkdir(parents=True, exist_ok=True)
-        self.run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj",
-                 f"/O=system:nodes/CN=system:node:{NODE_NAME}", "-keyout", d / "node.key",
-                 "-out", d / "node.csr")  # fmt: skip
-        (d / "ext.cnf").write_text("extendedKeyUsage=clientAuth\n")
-        self.run("openssl", "x509", "-req", "-in", d / "node.csr", "-CA", pki / "ca.crt",
-                 "-CAkey", pki / "ca.key", "-CAcreateserial", "-days", "2",
-                 "-extfile", d / "ext.cnf", "-out", d / "node.crt")  # fmt: skip
-        path = d / "kubeconfig"
-        path.write_text(
-            "apiVersion: v1\nkind: Config\n"
-            f"clusters:\n- name: e2e\n  cluster:\n    server: {self.cp.server}\n"
-            f"    certificate-authority: {pki / 'ca.crt'}\n"
-            f"users:\n- name: node\n  user:\n    client-certificate: {d / 'node.crt'}\n"
-            f"    client-key: {d / 'node.key'}\n"
-            "contexts:\n- name: e2e\n  context: {cluster: e2e, user: node}\ncurrent-context: e2e\n"
-        )
-        return path
+        """The kubelet's identity: system:node:<name> in group system:nodes (Node authorizer)."""
+        return self.client_kubeconfig("kubelet", f"/O=system:nodes/CN=system:node:{NODE_NAME}")
 
     def kubelet_config(self, settings: dict[str, Any]) -> Path:
         self.healthz_port, self.port = free_port(), free_port()
@@ -331,6 +329,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "rotateCertificates": False,
             "serializeImagePulls": False,
             "registerNode": True,
+            "podLogsDir": str(self.workdir / "kubelet" / "pod-logs"),  # not the host's /var/log
             **settings,
         }
         path = self.workdir / "kubelet" / "config.yaml"
@@ -373,11 +372,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         script = (
             f"echo {MARKER} from $(hostname); id; echo nofile $(ulimit -n) $(ulimit -Hn);"
             " ulimit -n 65536 2>&1 || echo 'ulimit -n 65536 refused';"
-            " ip -4 addr show eth0 | grep inet; sleep 3600"
+            f" ip -4 addr show eth0 | grep inet; mkdir -p /tmp/www; echo {MARKER} > /tmp/www/index.html;"
+            " exec httpd -f -p 8080 -h /tmp/www"
         )
         body = {
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "hello", "namespace": "default"},
+            "metadata": {"name": "hello", "namespace": "default", "labels": {"app": "hello"}},
             "spec": {
                 "containers": [{
                     "name": "hello", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
@@ -405,17 +405,177 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             raise RuntimeError(f"Pod not Running after 180s ({pod.get('status', {})}): {said}")
         log, deadline = "", time.monotonic() + 30
         while MARKER not in log and time.monotonic() < deadline:
-            try:
-                log = api.request("GET", "/api/v1/namespaces/default/pods/hello/log",
-                                  params={"container": "hello"}) or ""  # fmt: skip
-            except (ApiError, ValueError) as exc:
-                log = str(exc)
+            got = self.cp.kubectl("logs", "-n", "default", "hello", check=False)
+            log = got.stdout if got.returncode == 0 else got.stderr
             time.sleep(1)
         if MARKER not in str(log):
             raise RuntimeError(f"Pod Running but its log through the API server is: {log!r}")
         status = pod["status"]
         return (f"on {pod['spec'].get('nodeName')} ip {status.get('podIP')}; log via API: "
                 + " / ".join(str(log).strip().splitlines()))  # fmt: skip
+
+    # --- 7. kube-proxy ------------------------------------------------------------------------
+
+    def client_kubeconfig(self, name: str, subject: str) -> Path:
+        """A kubeconfig with a client certificate for `subject` (e.g. /CN=system:kube-proxy)."""
+        pki, d = self.cp.pki, self.workdir / name
+        d.mkdir(parents=True, exist_ok=True)
+        self.run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+                 "-keyout", d / "client.key", "-out", d / "client.csr")  # fmt: skip
+        (d / "ext.cnf").write_text("extendedKeyUsage=clientAuth\n")
+        self.run("openssl", "x509", "-req", "-in", d / "client.csr", "-CA", pki / "ca.crt",
+                 "-CAkey", pki / "ca.key", "-CAcreateserial", "-days", "2",
+                 "-extfile", d / "ext.cnf", "-out", d / "client.crt")  # fmt: skip
+        path = d / "kubeconfig"
+        path.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: e2e\n  cluster:\n    server: {self.cp.server}\n"
+            f"    certificate-authority: {pki / 'ca.crt'}\n"
+            f"users:\n- name: u\n  user:\n    client-certificate: {d / 'client.crt'}\n"
+            f"    client-key: {d / 'client.key'}\n"
+            "contexts:\n- name: e2e\n  context: {cluster: e2e, user: u}\ncurrent-context: e2e\n"
+        )
+        return path
+
+    def kube_proxy(self) -> str:
+        """kube-proxy (iptables mode) as system:kube-proxy; the Pod reached by its ClusterIP."""
+        import urllib.request
+
+        kubeconfig = self.client_kubeconfig("kube-proxy", "/CN=system:kube-proxy")
+        health, metrics = free_port(), free_port()
+        config = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "clientConnection": {"kubeconfig": str(kubeconfig)},
+            "mode": "iptables",
+            "clusterCIDR": POD_SUBNET,
+            "hostnameOverride": NODE_NAME,
+            "healthzBindAddress": f"127.0.0.1:{health}",
+            "metricsBindAddress": f"127.0.0.1:{metrics}",
+            "conntrack": {"maxPerCore": 0},  # leave the host's nf_conntrack_max alone
+        }
+        path = self.workdir / "kube-proxy" / "config.yaml"
+        path.write_text(json.dumps(config, indent=1))
+        self.cp._spawn("kube-proxy", [str(self.cp.bin("kube-proxy")), f"--config={path}", "--v=2"])
+        self.cp._wait("kube-proxy", lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"), 60)
+        api = self.cp.api()
+        service = api.create("/api/v1/namespaces/default/services", {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello"},
+            "spec": {"selector": {"app": "hello"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        })  # fmt: skip
+        ip, said, deadline = service["spec"]["clusterIP"], "", time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{ip}/", timeout=3) as resp:
+                    said = resp.read().decode().strip()
+                if MARKER in said:
+                    return f"iptables mode; Service hello {ip}:80 answered {said!r}"
+            except OSError as exc:
+                said = str(exc)
+            time.sleep(1)
+        raise RuntimeError(f"Service {ip}:80 did not answer in 60s: {said}; "
+                           f"{last_error(self.cp.log('kube-proxy'))}")  # fmt: skip
+
+    # --- 8. a Ray head from a locally built image -------------------------------------------
+
+    def standin_rootfs(self) -> tuple[Path, str]:
+        """The Ray base stand-in's root filesystem as one layer tar, cached per Ray version."""
+        out = self.cache / f"ray-standin-{RAY_VERSION}-py311" / "rootfs.tar"
+        if out.exists():
+            return out, "cached"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".partial")
+        pip = (
+            'chroot "$1" env PIP_CERT=/tmp/build-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 '
+            f'/home/ray/anaconda3/bin/pip install --no-cache-dir "ray[default]=={RAY_VERSION}"'
+        )
+        hooks = [
+            'chroot "$1" useradd -u 1000 -g 100 -m -s /bin/bash ray',
+            'chroot "$1" python3 -m venv /home/ray/anaconda3',
+            # pip inside the chroot trusts what the host's pip trusts, for the build only
+            'cp /etc/ssl/certs/ca-certificates.crt "$1/tmp/build-ca.crt"',
+            'cp /etc/resolv.conf "$1/etc/resolv.conf"',
+            pip,
+            'rm -f "$1/tmp/build-ca.crt"; chroot "$1" chown -R 1000:100 /home/ray',
+            'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*',
+        ]
+        argv = ["mmdebstrap", "--variant=minbase", "--mode=root",
+                "--include=python3,python3-venv,bash,ca-certificates,iproute2,procps,wget",
+                *(f"--customize-hook={h}" for h in hooks), "bookworm", str(tmp), DEBIAN_MIRROR]  # fmt: skip
+        log = self.workdir / "mmdebstrap.log"
+        with log.open("w") as f:
+            code = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
+        if code != 0:
+            raise RuntimeError(
+                f"mmdebstrap exited {code}: {last_error(log.read_text())} (log {log})"
+            )
+        tmp.rename(out)
+        return out, "built"
+
+    def ray_image(self) -> str:
+        start = time.monotonic()
+        rootfs, how = self.standin_rootfs()
+        built = time.monotonic() - start
+        archive = self.workdir / "images" / "ray-standin.tar"
+        config = ImageConfig(
+            cmd=["bash"], user="1000:100", workdir="/home/ray",
+            env=[f"PATH={RAY_PATH}", "HOME=/home/ray", "LANG=C.UTF-8"],
+        )  # fmt: skip
+        write_archive(archive, RAY_STANDIN, [rootfs], config)
+        self.ctr("images", "import", "--snapshotter", self.snapshotter, archive, timeout=900)
+        archive.unlink()
+        size = rootfs.stat().st_size / 2**20
+        return (f"{RAY_STANDIN}: rootfs {how} in {built:.0f}s, {size:.0f} MiB uncompressed, "
+                f"imported in {time.monotonic() - start - built:.0f}s")  # fmt: skip
+
+    def ray_head(self) -> str:
+        """A Ray head as KubeRay starts one (its command and probe), on the kubelet node."""
+        command = (
+            "ulimit -n 65536; ray start --head --block --dashboard-agent-listen-port=52365"
+            " --dashboard-host=0.0.0.0 --num-cpus=1 --memory=1000000000"
+            " --object-store-memory=100000000 --metrics-export-port=8080"
+        )
+        probe = {"httpGet": {"path": "/api/healthz", "port": 52365},
+                 "initialDelaySeconds": 10, "periodSeconds": 5, "failureThreshold": 60}  # fmt: skip
+        body = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "ray-head", "namespace": "default"},
+            "spec": {
+                "securityContext": {"runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100},
+                "containers": [{
+                    "name": "ray-head", "image": RAY_STANDIN, "imagePullPolicy": "Never",
+                    "command": ["/bin/bash", "-c", "--"], "args": [command],
+                    "readinessProbe": probe,
+                    "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                                  "limits": {"cpu": "1", "memory": "3Gi"}},
+                    "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],
+                }],
+                "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}],
+                "terminationGracePeriodSeconds": 5,
+            },
+        }  # fmt: skip
+        api = self.cp.api()
+        api.create("/api/v1/namespaces/default/pods", body)
+        deadline, pod = time.monotonic() + 600, {}
+        while time.monotonic() < deadline:
+            pod = api.get("/api/v1/namespaces/default/pods/ray-head")
+            conditions = pod.get("status", {}).get("conditions", [])
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                break
+            time.sleep(2)
+        else:
+            raise RuntimeError(f"ray-head not Ready after 600s: {pod.get('status', {})}")
+        log = self.cp.kubectl("logs", "-n", "default", "ray-head").stdout
+        said = [line for line in str(log).splitlines()
+                if "Ray runtime started" in line or "ulimit" in line]  # fmt: skip
+        if not any("Ray runtime started" in line for line in said):
+            raise RuntimeError(
+                f"ray-head Ready but its log lacks 'Ray runtime started': {log[-800:]!r}"
+            )
+        return (
+            f"Ready on {pod['spec'].get('nodeName')} ip {pod['status'].get('podIP')}; log: "
+            + " / ".join(said)
+        )
 
     # --- teardown ---------------------------------------------------------------------------
 
@@ -434,13 +594,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         the CNI bridge and every mount under the work directory."""
         if "kubelet" in self.cp.procs and "containerd" in self.cp.procs:
             try:  # the kubelet tears the sandbox down (CNI DEL, netns) when the Pod goes
-                self.cp.api().delete("/api/v1/namespaces/default/pods/hello",
-                                     {"gracePeriodSeconds": 0})  # fmt: skip
+                for pod in ("hello", "ray-head"):
+                    self.cp.api().delete(f"/api/v1/namespaces/default/pods/{pod}",
+                                         {"gracePeriodSeconds": 0})  # fmt: skip
                 deadline = time.monotonic() + 30
                 while self.ctr("tasks", "ls", "-q").split() and time.monotonic() < deadline:
                     time.sleep(1)
             except Exception:
                 pass
+        if (self.workdir / "kube-proxy").exists():  # its iptables rules outlive it
+            self.stop_process("kube-proxy")
+            subprocess.run([str(self.cp.bin("kube-proxy")), "--cleanup"], capture_output=True)
         self.stop_process("kubelet")
         if "containerd" in self.cp.procs:
             try:
@@ -464,10 +628,56 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         for netns in set(_cni_netns()) - self.netns_before:  # the pod sandboxes containerd made
             subprocess.run(["umount", "-l", str(netns)], capture_output=True)
             netns.unlink(missing_ok=True)
+        # The kubelet's KUBE-FIREWALL (drops non-local traffic to 127.0.0.0/8) and canaries,
+        # whatever `kube-proxy --cleanup` left: only the chains this node added.
+        drop_kube_chains(kube_chains() - self.chains_before)
+        for tunable, value in self.tunables.items():
+            if (Path("/proc/sys") / tunable).read_text() != value:
+                (Path("/proc/sys") / tunable).write_text(value)
+        for top in set(CGROUP_ROOT.glob("*/kubepods*")) - self.cgroups_before:
+            tree = [top, *(p for p in top.rglob("*") if p.is_dir())]
+            for cgroup in sorted(tree, key=lambda p: -len(p.parts)):  # leaves first
+                try:
+                    cgroup.rmdir()  # a cgroup without tasks or children goes, control files too
+                except OSError:
+                    pass
 
     def report(self) -> dict[str, Any]:
         return {"node": NODE_NAME, "ip": self.ip, "snapshotter": self.snapshotter,
                 "kubelet_settings": self.settings, "steps": [asdict(s) for s in self.steps]}  # fmt: skip
+
+
+IPTABLES = tuple((tool, table) for tool in ("iptables", "ip6tables")
+                 for table in ("nat", "filter", "mangle"))  # fmt: skip
+
+
+def kube_chains() -> set[tuple[str, str, str]]:
+    """(tool, table, chain) of every KUBE-* chain on this machine (the kubelet's and kube-proxy's)."""
+    found = set()
+    for tool, table in IPTABLES:
+        if shutil.which(tool) is None:
+            continue
+        rules = subprocess.run([tool, "-t", table, "-S"], capture_output=True, text=True).stdout
+        found |= {(tool, table, line.split()[1]) for line in rules.splitlines()
+                  if line.startswith("-N KUBE-")}  # fmt: skip
+    return found
+
+
+def drop_kube_chains(chains: set[tuple[str, str, str]]) -> None:
+    """Delete these chains: first every rule that jumps to one, then their rules, then them."""
+    for tool, table in IPTABLES:
+        mine = {c for t, tb, c in chains if (t, tb) == (tool, table)}
+        if not mine:
+            continue
+        rules = subprocess.run([tool, "-t", table, "-S"], capture_output=True, text=True).stdout
+        for line in rules.splitlines():
+            words = line.split()
+            if words[:1] == ["-A"] and "-j" in words and words[words.index("-j") + 1] in mine:
+                subprocess.run([tool, "-t", table, "-D", *words[1:]], capture_output=True)
+        for chain in mine:
+            subprocess.run([tool, "-t", table, "-F", chain], capture_output=True)
+        for chain in mine:
+            subprocess.run([tool, "-t", table, "-X", chain], capture_output=True)
 
 
 def _cni_netns() -> list[Path]:
@@ -494,6 +704,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="default: a new /tmp/tsdl-kubelet-*")
     parser.add_argument("--report", type=Path, help="write the steps as JSON here")
+    parser.add_argument("--no-proxy", action="store_true", help="stop after the Pod's log")
+    parser.add_argument("--ray-head", action="store_true",
+                        help="then a Ray head pod from a locally built Ray base stand-in")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="leave it running until Ctrl-C")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -508,7 +721,10 @@ def main() -> int:
               and node.step("containerd", node.start_containerd)
               and node.step("images", node.images)
               and node.step("kubelet", node.start_kubelet)
-              and node.step("pod", node.pod))  # fmt: skip
+              and node.step("pod", node.pod)
+              and (args.no_proxy or node.step("kube-proxy", node.kube_proxy))
+              and (not args.ray_head or (node.step("ray-image", node.ray_image)
+                                         and node.step("ray-head", node.ray_head))))  # fmt: skip
         if ok and args.keep:
             print(f"export KUBECONFIG={node.cp.kubeconfig()}; Ctrl-C stops it", flush=True)
             while True:

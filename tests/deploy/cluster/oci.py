@@ -59,17 +59,34 @@ def layer(entries: list[Entry]) -> bytes:
     return out.getvalue()
 
 
-def _blob(tar: tarfile.TarFile, data: bytes) -> str:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+def _digest(data: bytes | Path) -> str:
+    if isinstance(data, bytes):
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+    with data.open("rb") as f:
+        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _size(data: bytes | Path) -> int:
+    return len(data) if isinstance(data, bytes) else data.stat().st_size
+
+
+def _blob(tar: tarfile.TarFile, data: bytes | Path) -> str:
+    """Add a blob (bytes, or a file streamed from disk: a root filesystem layer)."""
+    digest = _digest(data)
     info = tarfile.TarInfo("blobs/sha256/" + digest.split(":")[1])
-    info.size, info.mode = len(data), 0o644
-    tar.addfile(info, io.BytesIO(data))
+    info.size, info.mode = _size(data), 0o644
+    if isinstance(data, bytes):
+        tar.addfile(info, io.BytesIO(data))
+    else:
+        with data.open("rb") as f:
+            tar.addfile(info, f)
     return digest
 
 
-def write_archive(out: Path, ref: str, layers: list[bytes], config: ImageConfig) -> str:
-    """Write the OCI archive of image `ref` to `out`; returns the manifest digest."""
-    diff_ids = ["sha256:" + hashlib.sha256(data).hexdigest() for data in layers]
+def write_archive(out: Path, ref: str, layers: list[bytes | Path], config: ImageConfig) -> str:
+    """Write the OCI archive of image `ref` to `out`; returns the manifest digest. A layer is an
+    uncompressed tar, in memory or a file."""
+    diff_ids = [_digest(data) for data in layers]
     image_config = {
         "architecture": "amd64",
         "os": "linux",
@@ -88,7 +105,7 @@ def write_archive(out: Path, ref: str, layers: list[bytes], config: ImageConfig)
             layer_descs.append({
                 "mediaType": "application/vnd.oci.image.layer.v1.tar",
                 "digest": _blob(tar, data),
-                "size": len(data),
+                "size": _size(data),
             })  # fmt: skip
         config_bytes = json.dumps(image_config, sort_keys=True).encode()
         manifest = {
