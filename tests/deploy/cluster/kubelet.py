@@ -12,7 +12,12 @@
    image (`tests/deploy/cluster/oci.py`);
 5. the kubelet with a node client certificate from the control plane's CA, settled on the first
    setting of a fallback ladder that gives a Ready Node;
-6. one Pod, placed by the real scheduler, Running, and its log read through the API server.
+6. one Pod, placed by the real scheduler, Running with its limits in the kernel's cgroups, and
+   its log read through the API server;
+7. kube-proxy (iptables mode): the Pod's Service answers on its ClusterIP;
+8. with --ray-head: a stand-in for the Ray base image (mmdebstrap bookworm, Ray in a venv at the
+   Ray image's Python path, user ray 1000:100), a Ray head Pod started with KubeRay's command and
+   probe, and a RayCluster whose head Pod the KubeRay operator writes.
 
 Each step prints one line: ok or REFUSED, its wall time, and what ran or the exact refusal. A
 refused step ends the attempt (later steps need it); the summary is also written as JSON
@@ -105,7 +110,7 @@ def node_ip() -> str:
 def last_error(log: str, limit: int = 600) -> str:
     """The last klog error/fatal line (E.../F...) or `Error:` line of a log, trimmed."""
     lines = [line for line in log.splitlines()
-             if re.match(r"^[EF]\d{4} ", line) or line.startswith(("Error:", "error:"))
+             if re.match(r"^[EF]\d{4} ", line) or line.startswith(("Error:", "error:", "ERROR:"))
              or "level=error" in line or "level=fatal" in line]  # fmt: skip
     return (lines[-1] if lines else (log.strip().splitlines() or [""])[-1])[:limit]
 
@@ -411,8 +416,24 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         if MARKER not in str(log):
             raise RuntimeError(f"Pod Running but its log through the API server is: {log!r}")
         status = pod["status"]
-        return (f"on {pod['spec'].get('nodeName')} ip {status.get('podIP')}; log via API: "
+        return (f"{self.pod_cgroup(pod)}; "f"on {pod['spec'].get('nodeName')} ip {status.get('podIP')}; log via API: "
                 + " / ".join(str(log).strip().splitlines()))  # fmt: skip
+
+    def pod_cgroup(self, pod: dict[str, Any]) -> str:
+        """The Pod's limits as the kernel holds them (cgroup v1, QoS cgroups): 64Mi, 200m."""
+        if not self.settings.get("cgroupsPerQOS"):
+            return "no QoS cgroups (fallback setting)"
+        uid = pod["metadata"]["uid"]
+        memory = CGROUP_ROOT / "memory" / "kubepods" / "burstable" / f"pod{uid}"
+        cpu = CGROUP_ROOT / "cpu" / "kubepods" / "burstable" / f"pod{uid}"
+        limit = int((memory / "memory.limit_in_bytes").read_text())
+        quota = int((cpu / "cpu.cfs_quota_us").read_text())
+        period = int((cpu / "cpu.cfs_period_us").read_text())
+        if limit != 64 * 2**20 or quota * 5 != period:
+            raise RuntimeError(
+                f"pod cgroup limits not applied: memory {limit}, cpu {quota}/{period}"
+            )
+        return f"cgroup memory.limit_in_bytes {limit}, cpu.cfs_quota_us {quota}/{period}"
 
     # --- 7. kube-proxy ------------------------------------------------------------------------
 
@@ -484,19 +505,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         if out.exists():
             return out, "cached"
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".partial")
-        pip = (
-            'chroot "$1" env PIP_CERT=/tmp/build-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 '
-            f'/home/ray/anaconda3/bin/pip install --no-cache-dir "ray[default]=={RAY_VERSION}"'
-        )
+        tmp = out.parent / "rootfs.d"  # mmdebstrap writes a directory (hooks run in it)
+        shutil.rmtree(tmp, ignore_errors=True)
+        # Wheels come from this machine's pip (same glibc and Python 3.11 as bookworm); the
+        # chroot installs them offline.
+        wheels = out.parent / "wheels"
+        self.run(sys.executable, "-m", "pip", "download", "--quiet", "--dest", wheels,
+                 f"ray[default]=={RAY_VERSION}", timeout=1800)  # fmt: skip
         hooks = [
             'chroot "$1" useradd -u 1000 -g 100 -m -s /bin/bash ray',
             'chroot "$1" python3 -m venv /home/ray/anaconda3',
-            # pip inside the chroot trusts what the host's pip trusts, for the build only
-            'cp /etc/ssl/certs/ca-certificates.crt "$1/tmp/build-ca.crt"',
-            'cp /etc/resolv.conf "$1/etc/resolv.conf"',
-            pip,
-            'rm -f "$1/tmp/build-ca.crt"; chroot "$1" chown -R 1000:100 /home/ray',
+            f'mkdir "$1/tmp/wheels" && cp {wheels}/* "$1/tmp/wheels/"',
+            'chroot "$1" /home/ray/anaconda3/bin/pip install --no-cache-dir --no-index'
+            f' --find-links /tmp/wheels "ray[default]=={RAY_VERSION}"',
+            'rm -rf "$1/tmp/wheels"; chroot "$1" chown -R 1000:100 /home/ray',
             'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*',
         ]
         argv = ["mmdebstrap", "--variant=minbase", "--mode=root",
@@ -509,7 +531,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             raise RuntimeError(
                 f"mmdebstrap exited {code}: {last_error(log.read_text())} (log {log})"
             )
-        tmp.rename(out)
+        # One layer: the tree as a tar with numeric owners (ray's files stay 1000:100).
+        self.run("tar", "--numeric-owner", "--xattrs", "-C", tmp, "-cf", out.with_suffix(".tmp"), ".",
+                 timeout=1800)  # fmt: skip
+        out.with_suffix(".tmp").rename(out)
+        shutil.rmtree(tmp)
         return out, "built"
 
     def ray_image(self) -> str:
@@ -565,7 +591,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             time.sleep(2)
         else:
             raise RuntimeError(f"ray-head not Ready after 600s: {pod.get('status', {})}")
-        log = self.cp.kubectl("logs", "-n", "default", "ray-head").stdout
+        log = re.sub(
+            r"\x1b\[[0-9;]*m", "", self.cp.kubectl("logs", "-n", "default", "ray-head").stdout
+        )
         said = [line for line in str(log).splitlines()
                 if "Ray runtime started" in line or "ulimit" in line]  # fmt: skip
         if not any("Ray runtime started" in line for line in said):
@@ -576,6 +604,46 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             f"Ready on {pod['spec'].get('nodeName')} ip {pod['status'].get('podIP')}; log: "
             + " / ".join(said)
         )
+
+    def raycluster(self) -> str:
+        """A RayCluster whose head Pod the KubeRay operator writes and this kubelet runs."""
+        from tests.deploy.cluster.controlplane import kuberay_version
+
+        self.cp.kubectl("apply", "--server-side", "-f", "-", input=json.dumps({
+            "apiVersion": "ray.io/v1", "kind": "RayCluster",
+            "metadata": {"name": "standin", "namespace": "default"},
+            "spec": {
+                "rayVersion": RAY_VERSION,
+                "headGroupSpec": {
+                    "rayStartParams": {"num-cpus": "1", "object-store-memory": "100000000"},
+                    "template": {"spec": {
+                        "securityContext": {"runAsUser": 1000, "runAsGroup": 100},
+                        "containers": [{
+                            "name": "ray-head", "image": RAY_STANDIN, "imagePullPolicy": "Never",
+                            "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                                          "limits": {"cpu": "1", "memory": "2Gi"}},
+                        }],
+                    }},
+                },
+            },
+        }))  # fmt: skip
+        api, path = self.cp.api(), "/apis/ray.io/v1/namespaces/default/rayclusters/standin"
+        deadline, status = time.monotonic() + 600, {}
+        while time.monotonic() < deadline:
+            status = api.get(path).get("status") or {}
+            if status.get("state") == "ready":
+                break
+            time.sleep(3)
+        else:
+            pods = self.cp.kubectl("get", "pods", "-o", "wide", check=False).stdout
+            raise RuntimeError(f"RayCluster not ready after 600s: {status}; {pods}")
+        head = api.get("/api/v1/namespaces/default/pods",
+                       labelSelector="ray.io/node-type=head")["items"][0]  # fmt: skip
+        container = head["spec"]["containers"][0]
+        (self.workdir / "raycluster-head-pod.json").write_text(json.dumps(head, indent=1))
+        return (f"KubeRay {kuberay_version(self.cache)}: head {head['metadata']['name']} on "
+                f"{head['spec'].get('nodeName')} Ready; operator's command: "
+                f"{' '.join(container.get('command', []) + container.get('args', []))[:400]}")  # fmt: skip
 
     # --- teardown ---------------------------------------------------------------------------
 
@@ -594,9 +662,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         the CNI bridge and every mount under the work directory."""
         if "kubelet" in self.cp.procs and "containerd" in self.cp.procs:
             try:  # the kubelet tears the sandbox down (CNI DEL, netns) when the Pod goes
-                for pod in ("hello", "ray-head"):
-                    self.cp.api().delete(f"/api/v1/namespaces/default/pods/{pod}",
-                                         {"gracePeriodSeconds": 0})  # fmt: skip
+                self.cp.kubectl("delete", "raycluster", "--all", "--wait=false", check=False)
+                self.cp.kubectl("delete", "pods", "--all", "-n", "default", "--grace-period=0",
+                                "--force", "--wait=false", check=False)  # fmt: skip
                 deadline = time.monotonic() + 30
                 while self.ctr("tasks", "ls", "-q").split() and time.monotonic() < deadline:
                     time.sleep(1)
@@ -724,7 +792,8 @@ def main() -> int:
               and node.step("pod", node.pod)
               and (args.no_proxy or node.step("kube-proxy", node.kube_proxy))
               and (not args.ray_head or (node.step("ray-image", node.ray_image)
-                                         and node.step("ray-head", node.ray_head))))  # fmt: skip
+                                         and node.step("ray-head", node.ray_head)
+                                         and node.step("raycluster", node.raycluster))))  # fmt: skip
         if ok and args.keep:
             print(f"export KUBECONFIG={node.cp.kubeconfig()}; Ctrl-C stops it", flush=True)
             while True:
@@ -733,6 +802,7 @@ def main() -> int:
         ok = False
     finally:
         node.down()
+        shutil.rmtree(workdir / "containerd" / "root", ignore_errors=True)  # images: 1.3 GB
         if args.report:
             args.report.write_text(json.dumps(node.report(), indent=1))
     print(f"kubelet node: {'PASSED' if ok else 'REFUSED'}; logs in {node.cp.workdir / 'logs'}")
