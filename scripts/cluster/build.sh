@@ -100,6 +100,19 @@ if [[ "${TSDL_E2E_NODES:-agent}" == kubelet ]]; then
   else
     say "kubelet v$K8S_VERSION" "cached ($K8S_DIR/bin)"
   fi
+  # CoreDNS from its Go module (the version tests/deploy/cluster/kubelet.py expects).
+  COREDNS_VERSION="1.15.0"
+  COREDNS_DIR="$CACHE/coredns-v$COREDNS_VERSION"
+  if [[ ! -x "$COREDNS_DIR/coredns" ]]; then
+    start=$SECONDS
+    mkdir -p "$COREDNS_DIR"
+    (cd "$COREDNS_DIR" && GOBIN="$COREDNS_DIR" go install -trimpath -ldflags="-s -w" \
+      "github.com/coredns/coredns@v$COREDNS_VERSION") >"$COREDNS_DIR/build.log" 2>&1 \
+      || { echo "error: building CoreDNS v$COREDNS_VERSION failed, see $COREDNS_DIR/build.log" >&2; exit 1; }
+    say "coredns v$COREDNS_VERSION" "built in $((SECONDS - start))s"
+  else
+    say "coredns v$COREDNS_VERSION" "cached ($COREDNS_DIR)"
+  fi
 fi
 
 # --- KubeRay operator and its CRDs ---------------------------------------------------------------

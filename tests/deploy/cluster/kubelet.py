@@ -75,6 +75,22 @@ RAY_VERSION = "2.60.0"
 RAY_STANDIN = f"tsdl.local/ray-standin:{RAY_VERSION}-py311"
 RAY_PATH = "/home/ray/anaconda3/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
+COREDNS_VERSION = "1.15.0"  # built by build.sh with TSDL_E2E_NODES=kubelet
+CLUSTER_DNS = "10.250.0.1"  # CoreDNS on the bridge's gateway address: every Pod routes to it
+COREDNS_RBAC = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- {apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}]
+"""
 # Host settings the kubelet changes on start (kernel tunables; cgroups under the roots): the
 # machine is shared, so they are put back as they were when the node goes.
 KERNEL_TUNABLES = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic",
@@ -329,6 +345,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
             "authorization": {"mode": "AlwaysAllow"},
             "clusterDomain": "cluster.local",
+            "clusterDNS": [CLUSTER_DNS],
             "failSwapOn": False,
             "resolvConf": "/etc/resolv.conf",
             "rotateCertificates": False,
@@ -497,7 +514,43 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         raise RuntimeError(f"Service {ip}:80 did not answer in 60s: {said}; "
                            f"{last_error(self.cp.log('kube-proxy'))}")  # fmt: skip
 
-    # --- 8. a Ray head from a locally built image -------------------------------------------
+    # --- 8. CoreDNS --------------------------------------------------------------------------
+
+    def coredns(self) -> str:
+        """CoreDNS (its Go module) as a process on the Pods' gateway, kubeadm's RBAC, its
+        kubernetes plugin: Service names resolve as on a cluster."""
+        binary = self.cache / f"coredns-v{COREDNS_VERSION}" / "coredns"
+        if not binary.exists():
+            raise RuntimeError(
+                f"{binary} is missing: run TSDL_E2E_NODES=kubelet scripts/cluster/build.sh"
+            )
+        self.cp.kubectl("apply", "-f", "-", input=COREDNS_RBAC)
+        kubeconfig = self.client_kubeconfig("coredns", "/CN=system:coredns")
+        ready = free_port()
+        corefile = self.workdir / "coredns" / "Corefile"
+        corefile.write_text(f"""\
+.:53 {{
+    bind {CLUSTER_DNS}
+    errors
+    ready 127.0.0.1:{ready}
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig} e2e
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }}
+    cache 5
+}}
+""")
+        self.cp._spawn("coredns", [str(binary), "-conf", str(corefile)])
+        self.cp._wait("coredns", lambda: _http_ok(f"http://127.0.0.1:{ready}/ready"), 60)
+        answer = self.run("busybox", "nslookup", "hello.default.svc.cluster.local", CLUSTER_DNS)
+        service = self.cp.api().get("/api/v1/namespaces/default/services/hello")
+        if service["spec"]["clusterIP"] not in answer:
+            raise RuntimeError(f"hello.default.svc.cluster.local: {answer.strip()!r}")
+        return (f"CoreDNS v{COREDNS_VERSION} on {CLUSTER_DNS}:53: hello.default.svc.cluster.local "
+                f"-> {service['spec']['clusterIP']}")  # fmt: skip
+
+    # --- 9. a Ray head from a locally built image -------------------------------------------
 
     def standin_rootfs(self) -> tuple[Path, str]:
         """The Ray base stand-in's root filesystem as one layer tar, cached per Ray version."""
@@ -600,6 +653,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             raise RuntimeError(
                 f"ray-head Ready but its log lacks 'Ray runtime started': {log[-800:]!r}"
             )
+        api.delete("/api/v1/namespaces/default/pods/ray-head", {"gracePeriodSeconds": 0})
         return (
             f"Ready on {pod['spec'].get('nodeName')} ip {pod['status'].get('podIP')}; log: "
             + " / ".join(said)
@@ -625,13 +679,27 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                         }],
                     }},
                 },
+                # The worker's wait-gcs-ready init container finds the head by its Service
+                # name: CoreDNS and kube-proxy at work.
+                "workerGroupSpecs": [{
+                    "groupName": "cpu", "replicas": 1, "minReplicas": 1, "maxReplicas": 1,
+                    "rayStartParams": {"num-cpus": "1", "object-store-memory": "100000000"},
+                    "template": {"spec": {
+                        "securityContext": {"runAsUser": 1000, "runAsGroup": 100},
+                        "containers": [{
+                            "name": "ray-worker", "image": RAY_STANDIN, "imagePullPolicy": "Never",
+                            "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                                          "limits": {"cpu": "1", "memory": "2Gi"}},
+                        }],
+                    }},
+                }],
             },
         }))  # fmt: skip
         api, path = self.cp.api(), "/apis/ray.io/v1/namespaces/default/rayclusters/standin"
         deadline, status = time.monotonic() + 600, {}
         while time.monotonic() < deadline:
             status = api.get(path).get("status") or {}
-            if status.get("state") == "ready":
+            if status.get("state") == "ready" and status.get("readyWorkerReplicas") == 1:
                 break
             time.sleep(3)
         else:
@@ -641,8 +709,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                        labelSelector="ray.io/node-type=head")["items"][0]  # fmt: skip
         container = head["spec"]["containers"][0]
         (self.workdir / "raycluster-head-pod.json").write_text(json.dumps(head, indent=1))
-        return (f"KubeRay {kuberay_version(self.cache)}: head {head['metadata']['name']} on "
-                f"{head['spec'].get('nodeName')} Ready; operator's command: "
+        script = "import ray; ray.init(); print(sum(n['Alive'] for n in ray.nodes()))"
+        alive = self.cp.kubectl("exec", head["metadata"]["name"], "--", "python", "-c", script)
+        if alive.stdout.strip().splitlines()[-1:] != ["2"]:
+            raise RuntimeError(f"the Ray cluster has not 2 live nodes: {alive.stdout.strip()!r}")
+        return (f"KubeRay {kuberay_version(self.cache)}: head {head['metadata']['name']} and a "
+                f"worker Ready on {head['spec'].get('nodeName')}, ray.nodes() 2 alive (kubectl "
+                "exec); operator's head command: "
                 f"{' '.join(container.get('command', []) + container.get('args', []))[:400]}")  # fmt: skip
 
     # --- teardown ---------------------------------------------------------------------------
@@ -772,7 +845,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="default: a new /tmp/tsdl-kubelet-*")
     parser.add_argument("--report", type=Path, help="write the steps as JSON here")
-    parser.add_argument("--no-proxy", action="store_true", help="stop after the Pod's log")
+    parser.add_argument("--no-proxy", action="store_true",
+                        help="stop after the Pod's log (no kube-proxy, no CoreDNS)")  # fmt: skip
     parser.add_argument("--ray-head", action="store_true",
                         help="then a Ray head pod from a locally built Ray base stand-in")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="leave it running until Ctrl-C")
@@ -791,6 +865,7 @@ def main() -> int:
               and node.step("kubelet", node.start_kubelet)
               and node.step("pod", node.pod)
               and (args.no_proxy or node.step("kube-proxy", node.kube_proxy))
+              and (args.no_proxy or node.step("coredns", node.coredns))
               and (not args.ray_head or (node.step("ray-image", node.ray_image)
                                          and node.step("ray-head", node.ray_head)
                                          and node.step("raycluster", node.raycluster))))  # fmt: skip
