@@ -132,6 +132,64 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+class CpuShare:
+    """How much of the machine other processes used while a benchmark ran.
+
+    The 1-minute load average cannot say that: it counts the benchmark's own threads (a run on
+    every core alone reaches the core count, and its Ray processes push it above). This takes the
+    machine's busy CPU seconds from /proc/stat and subtracts the CPU seconds of this process and
+    its descendants (live ones from /proc/<pid>/stat, reaped ones through their parents' cutime),
+    so what is left is other jobs' work. Linux only; elsewhere `others` is None.
+    """
+
+    def __init__(self) -> None:
+        self.wall, self.busy, self.own = time.monotonic(), _busy_seconds(), _tree_seconds(os.getpid())
+
+    def others(self, cores: int) -> float | None:
+        """Other processes' CPU since construction, as a fraction of all cores (0.0 to 1.0)."""
+        if self.busy is None or self.own is None:
+            return None
+        wall, busy, own = time.monotonic() - self.wall, _busy_seconds(), _tree_seconds(os.getpid())
+        if busy is None or own is None or wall <= 0:
+            return None
+        return max(0.0, (busy - self.busy) - (own - self.own)) / (wall * cores)
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes spent since boot (user, nice, system, irq, softirq; not steal)."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in first[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_seconds(root: int) -> float | None:
+    """CPU seconds of `root` and every live descendant, including the children they reaped."""
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # exited while we looked
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [c for c, p in parents.items() if p == pid and c not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
 def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str = "") -> str:
     """Render ``rows`` as a fixed-width text table (floats with 4 significant digits); print it."""
 
