@@ -176,7 +176,7 @@ def test_a_fine_tune_that_never_beats_its_start_keeps_the_parent(parent) -> None
 
 
 def test_init_from_run_id_is_found_in_the_explicit_tracking_store(parent, tmp_path: Path, monkeypatch) -> None:
-    """`tsdl train --init-from RUN --tracking-uri STORE` (examples/finetune_ot.sh) downloads the parent
+    """`tsdl train --init-from RUN --tracking-uri STORE` (examples/finetune_hufl.sh) downloads the parent
     from STORE, whatever $MLFLOW_TRACKING_URI and tracking.tracking_uri say (before: "not found")."""
     parent_config, parent_result = parent
     store = parent_config.tracking.tracking_uri
