@@ -66,6 +66,28 @@ def test_shuffled_batches_cover_every_window_once() -> None:
     assert all(len(b) == 64 for b in dropped) and len(dropped) == len(ws) // 64
 
 
+def test_batches_by_time_hold_every_series_at_each_of_their_origins() -> None:
+    """training.batch_by=time: a batch of k x n_series windows is k forecast origins x all series
+    (the DLinear authors' 32 timestamps x 7 channels), the origins in a new order per seed."""
+    prepared = prepare_data(make_config(input_chunk_length=24, output_chunk_length=12))
+    ws = prepared.windows("train")
+    n_series, k = len(ws.series_names), 4
+    assert n_series > 1
+    order = ws._by_shuffled_origin(np.random.default_rng(3))
+    np.testing.assert_array_equal(np.sort(order), np.arange(len(ws)))
+    origins, series = ws.window_times[order], ws.series_ids[order]
+    for begin in range(0, len(ws) - len(ws) % (k * n_series), k * n_series):
+        batch = slice(begin, begin + k * n_series)
+        assert len(set(origins[batch])) == k  # k origins ...
+        for origin in set(origins[batch]):  # ... each with every series
+            assert sorted(series[batch][origins[batch] == origin]) == sorted(ws.series_names)
+    assert not np.array_equal(origins, np.sort(origins))  # shuffled origins
+    assert not np.array_equal(order, ws._by_shuffled_origin(np.random.default_rng(4)))
+    # The batches are that order: every window once per epoch.
+    by_time = np.concatenate([b.target.numpy() for b in ws.batches(k * n_series, shuffle=True, seed=3, by="time")])
+    np.testing.assert_array_equal(by_time, ws.batch_at(order).target.numpy())
+
+
 def test_augment_changes_train_windows_only_when_passed() -> None:
     prepared = prepare_data(make_config(input_chunk_length=24, output_chunk_length=12))
     augment = AugmentConfig(window_jitter=3, magnitude_scaling=0.2)

@@ -86,6 +86,11 @@ class TrainingConfig(StrictModel):
     max_epochs: int = Field(100, ge=1, le=100_000)
     batch_size: int = Field(64, ge=1, le=1_000_000)
     """Global batch size; each of N workers gets batch_size / N."""
+    batch_by: Literal["window", "time"] = "window"
+    """How a training batch is drawn: ``window``, windows shuffled independently over (series,
+    time); ``time``, forecast origins shuffled and every series' window at an origin kept in the
+    same batch (``batch_size / n_series`` origins x all series), as the multivariate loaders of
+    the LTSF-Linear and PatchTST authors do with a wide file (32 timestamps x 7 ETTh1 channels)."""
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     lr_scheduler: LRSchedulerConfig = Field(default_factory=LRSchedulerConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)

@@ -135,16 +135,25 @@ class WindowSet:
         seed: int,
         drop_last: bool = False,
         augment: AugmentConfig | None = None,
+        by: str = "window",
     ) -> Iterator[Batch]:
         """Yield batches of ``batch_size`` windows; pass ``seed + epoch`` for a new order per epoch.
 
+        ``by="window"`` shuffles windows independently over (series, time); ``by="time"``
+        shuffles forecast origins and keeps every series' window at one origin together, so a
+        batch holds ``batch_size / n_series`` origins x all series (``training.batch_by``).
         ``augment`` (training windows only) jitters window starts within their segment and
         scales whole windows (target channel of the lookback and the target) by ``1 + N(0, s)``.
         """
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}", hint="use a positive batch size")
         rng = np.random.default_rng(seed)
-        order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
+        if not shuffle:
+            order = np.arange(len(self))
+        elif by == "time":
+            order = self._by_shuffled_origin(rng)
+        else:
+            order = rng.permutation(len(self))
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for begin in range(0, stop, batch_size):
             indices = order[begin : begin + batch_size]
@@ -159,6 +168,15 @@ class WindowSet:
             if augment is not None and augment.magnitude_scaling > 0:
                 factor = (1.0 + rng.normal(0.0, augment.magnitude_scaling, size=len(starts))).astype(np.float32)
             yield self._gather(starts, seg, factor)
+
+    def _by_shuffled_origin(self, rng: np.random.Generator) -> np.ndarray:
+        """Window indices grouped by forecast origin, the origins in random order (series order
+        within an origin): cut into batches, each holds whole origins when ``batch_size`` is a
+        multiple of the series count."""
+        origin_times = self.times[self.starts(np.arange(len(self))) + self.input_chunk_length]
+        unique, group = np.unique(origin_times, return_inverse=True)
+        rank = rng.permutation(len(unique))
+        return np.argsort(rank[group], kind="stable")
 
     @property
     def series_ids(self) -> np.ndarray:

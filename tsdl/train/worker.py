@@ -283,7 +283,9 @@ class _Worker:
         tcfg, device = self.config.training, self.runtime.device
         self.model.train()
         seed = epoch_seed(tcfg.seed, epoch, self.runtime.rank)
-        batches = self.train_set.batches(self.batch_size, shuffle=True, seed=seed, augment=tcfg.augment)
+        batches = self.train_set.batches(
+            self.batch_size, shuffle=True, seed=seed, augment=tcfg.augment, by=tcfg.batch_by
+        )
         val_every = max(1, math.ceil(self.steps_per_epoch * tcfg.val_check_interval))
         # Pinned (page-locked) host memory is what lets a non-blocking copy overlap the GPU's work;
         # a non-blocking copy from pageable memory is synchronous.
