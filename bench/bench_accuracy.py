@@ -19,6 +19,7 @@ with the reason.
     python bench/bench_accuracy.py --table --datasets ETTh1 --models dlinear nhits --epochs 3
     python bench/bench_accuracy.py --table --print-only         # the table from the stored results
     python bench/bench_accuracy.py --ltsf-replica 96 192 [--seed 2021] [--clip-and-decay]   # see replica()
+    python bench/bench_accuracy.py --epoch-curve 720 --seeds 42 1 2 [--batch-by window time]  # see epoch_curve()
 
 A re-measured cell whose test MSE is more than 2% above the stored one is a regression: the stored
 (better) result is kept, the new one is recorded next to it, and the script exits 1 naming the cell.
@@ -133,7 +134,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=2021, help="--ltsf-replica: torch seed (the authors' 2021)")
     parser.add_argument("--clip-and-decay", action="store_true",
                         help="--ltsf-replica: AdamW(weight_decay=1e-5) and gradient clipping at 1.0, tsdl's defaults")
+    parser.add_argument("--epoch-curve", type=int, nargs="+", metavar="H", default=None,
+                        help="DLinear: tsdl's training loop replayed with the test MSE of every epoch (see epoch_curve())")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="--epoch-curve: training.seed values")
+    parser.add_argument("--batch-by", nargs="+", default=["window"], choices=["window", "time"],
+                        help="--epoch-curve: training.batch_by values (time: the authors' 32 timestamps x 7 channels)")
     args = parser.parse_args(argv)
+    if args.epoch_curve:
+        return epoch_curves(args)
     if args.ltsf_replica:
         return {"replica": [replica(h, seed=args.seed, clip_and_decay=args.clip_and_decay) for h in args.ltsf_replica]}
     if args.table:
@@ -246,6 +254,93 @@ def replica(horizon: int, *, seed: int = 2021, clip_and_decay: bool = False) -> 
     return row
 
 
+def epoch_curves(args) -> dict[str, Any]:
+    """`epoch_curve` for every horizon x seed x batch composition; one JSON, one summary table."""
+    rows = []
+    for horizon in args.epoch_curve:
+        for batch_by in args.batch_by:
+            for seed in args.seeds:
+                config = _common.etth1_config(f"etth1-dlinear-h{horizon}.yaml",
+                                              [f"training.seed={seed}", f"training.batch_by={batch_by}"])
+                if config is None:
+                    raise SystemExit(f"bench_accuracy: --epoch-curve needs {_common.ETTH1} (the shared ETTh1 copy)")
+                rows.append({"horizon": horizon, "seed": seed, "batch_by": batch_by, **epoch_curve(config)})
+                row = rows[-1]
+                print(f"epoch-curve H={horizon} seed={seed} batch_by={batch_by}: best val epoch {row['best_epoch']} of "
+                      f"{row['epochs']}, test MSE {row['test_mse']:.4f} (per epoch: "
+                      f"{' '.join(f'{t:.3f}' for t in row['test_per_epoch'])})", flush=True)
+                payload = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "results": rows}
+                _common.write_results("accuracy-epoch-curves", payload, args.out, smoke=False)
+    return {"results": rows}
+
+
+def epoch_curve(config) -> dict[str, Any]:
+    """Replay tsdl's training loop for ``config`` in one process, scoring the test windows after
+    every epoch: which epoch early stopping keeps, and what the test MSE of every epoch was.
+
+    A diagnosis only (nothing is chosen by the test score). It follows ``tsdl.train.worker``
+    step by step: ``seed_everything(training.seed)`` before the model, AdamW as configured, the
+    epoch's batches from ``WindowSet.batches(seed=epoch_seed(...))``, the configured schedule
+    and clipping, the mean validation loss over every val window, early stopping on it; so its
+    val curve equals the ``val_loss`` history of ``tsdl train`` with the same config (checked by
+    ``tests/bench/test_bench_accuracy_table.py``).
+    """
+    import torch
+
+    from tsdl.data import prepare_data
+    from tsdl.losses import build_loss
+    from tsdl.models import build_model
+    from tsdl.train.early_stopping import EarlyStopping
+    from tsdl.train.schedule import build_scheduler
+    from tsdl.train.seeding import epoch_seed, seed_everything
+    from tsdl.train.worker import adamw
+
+    tcfg = config.training
+    torch.set_num_threads(config.resources.torch_threads or 1)
+    prepared = prepare_data(config)
+    train, val, test = (prepared.windows(s) for s in ("train", "val", "test"))
+    seed_everything(tcfg.seed, deterministic=tcfg.deterministic)
+    loss_fn = build_loss(config.loss)
+    model = build_model(config.model, **prepared.model_dims, loss=loss_fn)
+    optimizer = adamw(model.parameters(), tcfg.optimizer)
+    scheduler = build_scheduler(optimizer, tcfg.lr_scheduler)
+    stopper = EarlyStopping(patience=tcfg.early_stopping.patience, min_delta=tcfg.early_stopping.min_delta,
+                            enabled=tcfg.early_stopping.enabled)
+
+    def mean_loss(windows) -> float:
+        model.eval()
+        total = 0.0
+        with torch.no_grad():
+            for batch in windows.batches(tcfg.batch_size, shuffle=False, seed=0):
+                total += float(loss_fn(model(batch.past, batch.future, batch.static), batch.target)) * len(batch)
+        return total / len(windows)
+
+    val_curve, test_curve = [], []
+    for epoch in range(1, tcfg.max_epochs + 1):
+        torch.manual_seed(epoch_seed(tcfg.seed, epoch, 0))
+        seed = epoch_seed(tcfg.seed, epoch, 0)
+        model.train()
+        for batch in train.batches(tcfg.batch_size, shuffle=True, seed=seed, by=tcfg.batch_by):
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(batch.past, batch.future, batch.static), batch.target).backward()
+            if tcfg.gradient_clip_val is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.gradient_clip_val)
+            optimizer.step()
+        val_curve.append(mean_loss(val))
+        test_curve.append(mean_loss(test))
+        scheduler.step(val_curve[-1])
+        stopper.update(val_curve[-1], epoch)
+        if stopper.should_stop:
+            break
+    return {
+        "epochs": len(val_curve),
+        "best_epoch": stopper.best_epoch,
+        "test_mse": test_curve[stopper.best_epoch - 1],
+        "val_per_epoch": val_curve,
+        "test_per_epoch": test_curve,
+    }
+
+
 def _train_timed(api, config) -> tuple[Any, dict[str, Any], float]:
     """Train ``config`` in a throwaway storage dir (a benchmark keeps numbers, not checkpoints).
 
@@ -314,7 +409,7 @@ def merge_cell(stored: dict[str, Any] | None, new: dict[str, Any]) -> tuple[dict
     """The cell to store after measuring ``new``, and why it is a regression (None when it is not).
 
     A regression (test MSE more than `REGRESSION_TOLERANCE` above a stored measurement with the same
-    epoch and batch budget) keeps the
+    epoch and batch budget and the same recipe, `recipe_of`) keeps the
     stored result, so one bad rerun can neither hide nor become the reference; the rerun is kept
     under ``regressed`` for the record.
     """
@@ -322,6 +417,8 @@ def merge_cell(stored: dict[str, Any] | None, new: dict[str, Any]) -> tuple[dict
         return new, None
     if (stored.get("max_epochs"), stored.get("limit_batches")) != (new["max_epochs"], new["limit_batches"]):
         return new, None  # another budget is another measurement, not a rerun of this one
+    if stored.get("recipe") != new.get("recipe"):
+        return new, None  # another recipe (the cell's config changed), or a cell stored before recipes were
     limit = stored["test_mse"] * (1.0 + REGRESSION_TOLERANCE)
     if new["test_mse"] <= limit:
         return new, None
@@ -392,6 +489,7 @@ def _run_cell(api, dataset: str, model: str, horizon: int, args) -> dict[str, An
     result, best, wall = _train_timed(api, config)
     row = {
         "status": "measured",
+        "recipe": recipe_of(config),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "epochs": len(result.history),
         "max_epochs": config.training.max_epochs,
@@ -405,6 +503,17 @@ def _run_cell(api, dataset: str, model: str, horizon: int, args) -> dict[str, An
     print(f"{dataset} {model} H={horizon}: test MSE {row['test_mse']:.4f} MAE {row['test_mae']:.4f} "
           f"({row['epochs']} epochs, best {row['best_epoch']}, {wall:.0f} s)", flush=True)
     return row
+
+
+def recipe_of(config) -> str:
+    """A short hash of what decides a cell's number: the model, loss, training and data windowing
+    sections (not paths, names, resources or tracking), so a changed example is a new measurement."""
+    import hashlib
+
+    dumped = config.model_dump(mode="json")
+    data = {k: v for k, v in dumped["data"].items() if k not in ("path", "dataset", "name")}
+    keep = {"data": data, "model": dumped["model"], "loss": dumped["loss"], "training": dumped["training"]}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def render_table(cells: dict[str, Any]) -> str:

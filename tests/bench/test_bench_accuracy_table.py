@@ -59,6 +59,9 @@ def test_a_rerun_more_than_2_percent_worse_is_a_regression_and_keeps_the_stored_
     # Another epoch budget is another measurement, and a first measurement has nothing to regress from.
     assert bench.merge_cell(stored, _cell(0.5, "2026-12-07", epochs=3))[1] is None
     assert bench.merge_cell({"status": "not run", "reason": "x"}, _cell(0.5, "2026-12-07"))[1] is None
+    # A changed recipe (the cell's example changed) is a new measurement too; the same recipe is compared.
+    assert bench.merge_cell(dict(stored, recipe="a"), dict(_cell(0.5, "2026-12-07"), recipe="b"))[1] is None
+    assert bench.merge_cell(dict(stored, recipe="a"), dict(_cell(0.5, "2026-12-07"), recipe="a"))[1] is not None
 
 
 def test_the_table_dates_every_measured_cell_and_uses_the_per_horizon_dlinear_recipe(tmp_path: Path) -> None:
@@ -84,6 +87,7 @@ def test_the_shipped_paper_configs_carry_the_authors_recipes() -> None:
         assert (c.data.input_chunk_length, c.data.output_chunk_length) == (336, horizon)
         assert (c.data.split.train_rows, c.data.split.val_rows, c.data.split.test_rows) == (8640, 2880, 2880)
         assert (t.batch_size, t.optimizer.lr, t.optimizer.weight_decay, t.gradient_clip_val) == (224, 0.005, 0.0, None)
+        assert t.batch_by == "time"  # 32 timestamps x 7 channels
         assert (t.max_epochs, t.early_stopping.patience) == (10, 3)
         assert (t.lr_scheduler.name, t.lr_scheduler.factor, t.lr_scheduler.step_start) == ("step", 0.5, 2)
     for horizon in (96, 192):
@@ -92,3 +96,30 @@ def test_the_shipped_paper_configs_carry_the_authors_recipes() -> None:
         assert c.data.output_chunk_length == horizon and c.model.hidden_size == 16
         assert (t.batch_size, t.optimizer.lr, t.max_epochs) == (896, 1e-4, 100)
         assert (t.lr_scheduler.name, t.lr_scheduler.factor, t.lr_scheduler.step_start) == ("step", 0.9, 3)
+
+
+def test_the_epoch_curve_replays_tsdls_own_training_loop(tmp_path: Path) -> None:
+    """`--epoch-curve` explains a cell by the test MSE of every epoch; it is only evidence if it
+    trains exactly as `tsdl train` does: the same val_loss after every epoch, the same kept epoch."""
+    from tsdl import api
+
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(REPO_ROOT / "bench"))
+    bench = _bench_accuracy()
+    config = _common.synthetic_config(n_series=3, n_timesteps=260, input_chunk_length=48, output_chunk_length=24, overrides=[
+        "model.name=dlinear", "training.max_epochs=4", "training.batch_size=48", "training.optimizer.lr=0.005",
+        "training.gradient_clip_val=null", "training.lr_scheduler.name=step", "training.lr_scheduler.step_start=2",
+        "training.early_stopping.patience=2", "training.batch_by=time", "resources.torch_threads=1", "resources.max_failures=0",
+        f"resources.storage_path={tmp_path}",
+    ])
+    trained = api.train(config, progress=False)
+    replay = bench.epoch_curve(config)
+    val = [h["val_loss"] for h in trained.history]
+    assert len(replay["val_per_epoch"]) == len(val) >= 3
+    for mine, theirs in zip(replay["val_per_epoch"], val, strict=True):
+        assert abs(mine - theirs) <= 1e-5 * theirs
+    assert replay["best_epoch"] == int(min(trained.history, key=lambda h: h["val_loss"])["epoch"])
+    assert abs(replay["test_mse"] - trained.test.model["MSE"]) <= 1e-5 * trained.test.model["MSE"]
