@@ -376,9 +376,9 @@ def table_main(args) -> dict[str, Any]:
     regressions: list[str] = []
     if not args.print_only:
         from tsdl import api
-        from tsdl.ray_connection import ensure_ray
 
-        ensure_ray(num_cpus=2)
+        # No ensure_ray here: every cell trains one worker in this process (api.train starts Ray
+        # only for a run that needs it), and a local Ray start under load cost minutes.
         for dataset in args.datasets:
             missing = _dataset_missing(dataset)
             for horizon in horizons:
