@@ -196,6 +196,9 @@ class ContainerRun:
     live_fail: int = 0
     next_probe: float = 0.0
     live_next: float = 0.0
+    started_ok: bool = False  # the startupProbe has succeeded (or there is none)
+    start_fail: int = 0
+    start_next: float = 0.0
     running: bool = False
     backoff_until: float = 0.0
     done: bool = False  # terminated for good (no restart)
@@ -644,8 +647,9 @@ class NodeAgent:
         c.started_mono = time.monotonic()
         c.exit_code = None
         c.ready = False
-        c.ready_ok = c.ready_fail = c.live_fail = 0
-        c.live_next = 0.0
+        c.ready_ok = c.ready_fail = c.live_fail = c.start_fail = 0
+        c.live_next = c.start_next = 0.0
+        c.started_ok = "startupProbe" not in c.spec
         c.running = False
         probe = c.spec.get("readinessProbe") or {}
         c.next_probe = time.monotonic() + float(probe.get("initialDelaySeconds", 0))
@@ -695,6 +699,9 @@ class NodeAgent:
             probe = c.spec.get("readinessProbe") or {}
             c.next_probe = now_ + float(probe.get("initialDelaySeconds", 0))
             c.live_next = 0.0
+        if not c.started_ok:  # as the kubelet: only the startupProbe runs until it succeeds
+            self._startup_probe(run, c, now_)
+            return
         ready_probe = c.spec.get("readinessProbe")
         live_probe = c.spec.get("livenessProbe")
         if ready_probe is None:
@@ -722,6 +729,21 @@ class NodeAgent:
                 c.live_fail += 1
                 if c.live_fail >= int(live_probe.get("failureThreshold", 3)):
                     self.restart_container(run, c, "failed liveness probe")
+
+    def _startup_probe(self, run: PodRun, c: ContainerRun, now_: float) -> None:
+        probe = c.spec["startupProbe"]
+        if c.start_next == 0.0:  # first time: wait out initialDelaySeconds
+            c.start_next = c.started_mono + float(probe.get("initialDelaySeconds", 0))
+        if now_ < c.start_next:
+            return
+        c.start_next = now_ + float(probe.get("periodSeconds", 10))
+        if self._check(run, c, probe):
+            c.started_ok = True
+            c.next_probe = now_  # readiness and liveness start now
+        else:
+            c.start_fail += 1
+            if c.start_fail >= int(probe.get("failureThreshold", 3)):
+                self.restart_container(run, c, "failed startup probe")
 
     def _check(self, run: PodRun, c: ContainerRun, probe: Mapping[str, Any]) -> bool:
         timeout = float(probe.get("timeoutSeconds", 1))
