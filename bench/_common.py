@@ -15,6 +15,7 @@ import platform
 import resource
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -138,21 +139,42 @@ class CpuShare:
     The 1-minute load average cannot say that: it counts the benchmark's own threads (a run on
     every core alone reaches the core count, and its Ray processes push it above). This takes the
     machine's busy CPU seconds from /proc/stat and subtracts the CPU seconds of this process and
-    its descendants (live ones from /proc/<pid>/stat, reaped ones through their parents' cutime),
-    so what is left is other jobs' work. Linux only; elsewhere `others` is None.
+    its descendants. Those are counted two ways, and the larger wins (what is missed only makes
+    the check stricter): a sampler thread notes each descendant's own CPU time every `every`
+    seconds, which keeps the work of processes that die orphaned (Ray's workers at shutdown are
+    reaped by init, so no parent's cutime holds them); and at the end the live tree's times with
+    the children they reaped, which keeps short-lived children the sampler never saw.
+    Use as a context manager; `others` is None where /proc is missing (not Linux).
     """
 
-    def __init__(self) -> None:
-        self.wall, self.busy, self.own = time.monotonic(), _busy_seconds(), _tree_seconds(os.getpid())
+    def __init__(self, every: float = 0.5) -> None:
+        self._every, self._seen = every, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="cpu-share", daemon=True)
+        self.others: float | None = None
+        self.own = self.busy = 0.0  # CPU seconds: this process tree's, and the whole machine's
 
-    def others(self, cores: int) -> float | None:
-        """Other processes' CPU since construction, as a fraction of all cores (0.0 to 1.0)."""
-        if self.busy is None or self.own is None:
-            return None
-        wall, busy, own = time.monotonic() - self.wall, _busy_seconds(), _tree_seconds(os.getpid())
-        if busy is None or own is None or wall <= 0:
-            return None
-        return max(0.0, (busy - self.busy) - (own - self.own)) / (wall * cores)
+    def __enter__(self) -> CpuShare:
+        self._wall, self._busy = time.monotonic(), _busy_seconds()
+        self._tree = _tree_seconds(os.getpid(), self._seen)
+        self._start = dict(self._seen)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        wall, busy = time.monotonic() - self._wall, _busy_seconds()
+        tree = _tree_seconds(os.getpid(), self._seen)
+        if None in (busy, self._busy, tree, self._tree) or wall <= 0:
+            return
+        sampled = sum(t - self._start.get(pid, 0.0) for pid, t in self._seen.items())
+        self.own, self.busy = max(tree - self._tree, sampled), busy - self._busy
+        self.others = max(0.0, self.busy - self.own) / (wall * (os.cpu_count() or 1))
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._every):
+            _tree_seconds(os.getpid(), self._seen)
 
 
 def _busy_seconds() -> float | None:
@@ -165,10 +187,14 @@ def _busy_seconds() -> float | None:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def _tree_seconds(root: int) -> float | None:
-    """CPU seconds of `root` and every live descendant, including the children they reaped."""
+def _tree_seconds(root: int, seen: dict[int, float] | None = None) -> float | None:
+    """CPU seconds of `root` and every live descendant, including the children they reaped.
+
+    `seen` (pid -> the process's own CPU seconds) is updated with every live descendant."""
     parents: dict[int, int] = {}
-    times: dict[int, int] = {}
+    own: dict[int, float] = {}
+    reaped: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
     try:
         entries = [e for e in os.listdir("/proc") if e.isdigit()]
     except OSError:
@@ -179,15 +205,19 @@ def _tree_seconds(root: int) -> float | None:
         except OSError:  # exited while we looked
             continue
         fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+        pid = int(entry)
+        parents[pid] = int(fields[1])
+        own[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime stime
+        reaped[pid] = (int(fields[13]) + int(fields[14])) / tick  # cutime cstime
     tree, frontier = {root}, [root]
     while frontier:
         pid = frontier.pop()
         children = [c for c, p in parents.items() if p == pid and c not in tree]
         tree.update(children)
         frontier.extend(children)
-    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+    if seen is not None:
+        seen.update({pid: own[pid] for pid in tree if pid in own})
+    return sum(own.get(pid, 0.0) + reaped.get(pid, 0.0) for pid in tree)
 
 
 def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str = "") -> str:

@@ -427,14 +427,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for repeat in range(args.repeats):
             for path in paths:
                 loads.append(os.getloadavg()[0])
-                share = _common.CpuShare()
-                with tempfile.TemporaryDirectory(prefix="tsdl-bench-") as tmp:
+                with _common.CpuShare() as share, tempfile.TemporaryDirectory(prefix="tsdl-bench-") as tmp:
                     if path.startswith("plain"):
                         run = plain_run(config, epochs=args.epochs + 1, threads=_CORES, variant=path, workdir=Path(tmp))
                     else:
                         run = tsdl_run(config, epochs=args.epochs + 1, workdir=Path(tmp), ddp=path == "ddp",
                                        settings=TSDL_VARIANTS.get(path, []))
-                others.append(share.others(_CORES))
+                others.append(share.others)
                 loads.append(os.getloadavg()[0])
                 busy = "?" if others[-1] is None else f"{others[-1]:.0%}"
                 runs.append({"model": model, "repeat": repeat, "path": path, "load_1m": round(loads[-1], 1),
