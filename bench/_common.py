@@ -177,6 +177,18 @@ class CpuShare:
             _tree_seconds(os.getpid(), self._seen)
 
 
+def wait_until_quiet(max_others: float = 0.10, *, settle: float = 1.0, timeout: float = 60.0) -> float | None:
+    """Wait until other processes use at most `max_others` of the cores over `settle` seconds
+    (Ray's workers from the run before go on burning CPU for a moment after shutdown); gives up
+    after `timeout` s. Returns the last share measured (None: no /proc)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with CpuShare(every=settle) as share:
+            time.sleep(settle)
+        if share.others is None or share.others <= max_others or time.monotonic() > deadline:
+            return share.others
+
+
 def _busy_seconds() -> float | None:
     """CPU seconds all processes spent since boot (user, nice, system, irq, softirq; not steal)."""
     try:

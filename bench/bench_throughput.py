@@ -426,6 +426,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"plain DLinear == tsdl DLinear: max |difference| {diff:.2e}", flush=True)
         for repeat in range(args.repeats):
             for path in paths:
+                if not args.smoke:  # results that count: start each run on a machine at rest
+                    _common.wait_until_quiet(MAX_OTHERS)
                 loads.append(os.getloadavg()[0])
                 with _common.CpuShare() as share, tempfile.TemporaryDirectory(prefix="tsdl-bench-") as tmp:
                     if path.startswith("plain"):
