@@ -59,8 +59,7 @@ def test_a_resumed_optimizer_uses_the_configs_kernel_not_the_one_saved_in_the_ch
                       rng=rng_state(), history=[])
     optimizer = adamw(model.parameters(), parse_config({}).training.optimizer, "cpu")
     state = _Resumable(model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, config.lr_scheduler),
-                       amp=MixedPrecision("32", torch.device("cpu")), stopper=EarlyStopping(patience=1),
-                       kernel="fused")
+                       amp=MixedPrecision("32", torch.device("cpu")), stopper=EarlyStopping(patience=1))
     state.restore(Restored(path="unused", last=last, best=None))
     assert [(g["fused"], g["foreach"]) for g in optimizer.param_groups] == [(True, None)]
 

@@ -25,10 +25,10 @@ from tsdl.errors import ConfigError
 __all__ = [
     "Kernel",
     "adamw_kernel",
-    "apply_adamw_kernel",
     "check_compile_supported",
     "compile_model",
     "compile_problem",
+    "keep_built_kernel",
     "kernel_flags",
 ]
 
@@ -52,15 +52,17 @@ def kernel_flags(kernel: Kernel) -> dict[str, bool | None]:
     }[kernel]
 
 
-def apply_adamw_kernel(optimizer: torch.optim.Optimizer, kernel: Kernel) -> None:
-    """Set the kernel on every param group again after ``load_state_dict``.
+def keep_built_kernel(optimizer: torch.optim.Optimizer) -> None:
+    """Set every param group's kernel flags back to the ones ``optimizer`` was built with.
 
-    A restored optimizer state carries the kernel flags of the run that saved it (torch copies
-    the saved param groups whole), so without this a checkpoint written by an older default
-    would silently train the resumed epochs with another kernel than the config says.
+    Call after ``load_state_dict``: a restored optimizer state carries the kernel flags of the
+    run that saved it (torch copies the saved param groups whole), so without this a checkpoint
+    written by an older default would silently train the resumed epochs with another kernel than
+    the config says. The flags built from the config stay in ``optimizer.defaults``.
     """
+    flags = {name: optimizer.defaults[name] for name in ("foreach", "fused")}
     for group in optimizer.param_groups:
-        group.update(kernel_flags(kernel))
+        group.update(flags)
 
 
 def compile_problem(device_type: str) -> str | None:

@@ -34,9 +34,9 @@ from tsdl.train.early_stopping import EarlyStopping
 from tsdl.train.finetune import FinetunePlan, apply_finetune
 from tsdl.train.kernels import (
     adamw_kernel,
-    apply_adamw_kernel,
     check_compile_supported,
     compile_model,
+    keep_built_kernel,
     kernel_flags,
 )
 from tsdl.train.logger import MetricsLogger, worker_logger_from
@@ -114,9 +114,8 @@ def _train_epochs(worker: _Worker, config: TsdlConfig, loop_config: dict[str, An
 class _Resumable:
     """The mutable training state, with restore-from-checkpoint and snapshot."""
 
-    def __init__(self, *, model, optimizer, scheduler, amp: MixedPrecision, stopper: EarlyStopping, kernel: str):
+    def __init__(self, *, model, optimizer, scheduler, amp: MixedPrecision, stopper: EarlyStopping):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.kernel = kernel
         self.amp, self.stopper = amp, stopper
         self.epoch = 0
         self.global_step = 0
@@ -129,7 +128,7 @@ class _Resumable:
         last, self.best = checkpoint.last, checkpoint.best
         unwrap(self.model).load_state_dict(last.model)
         self.optimizer.load_state_dict(last.optimizer)
-        apply_adamw_kernel(self.optimizer, self.kernel)  # the config's kernel, not the saver's
+        keep_built_kernel(self.optimizer)  # the config's kernel, not the saver's
         self.scheduler.load_state_dict(last.scheduler)
         self.amp.load_state_dict(last.grad_scaler)
         self.stopper.load_state_dict(last.early_stopping)
@@ -191,7 +190,6 @@ class _Worker:
         train_set = runtime.windows("train", stride=config.data.stride)
         val_set = runtime.windows("val", stride=None)
         batch_size = max(1, tcfg.batch_size // runtime.world)
-        kernel = adamw_kernel(tcfg.optimizer.implementation, device.type)
         optimizer = adamw(finetune.param_groups(model), tcfg.optimizer, device.type)
         scheduler = build_scheduler(optimizer, tcfg.lr_scheduler)
         amp = MixedPrecision(tcfg.precision, device)
@@ -200,8 +198,7 @@ class _Worker:
             min_delta=tcfg.early_stopping.min_delta,
             enabled=tcfg.early_stopping.enabled,
         )
-        state = _Resumable(model=model, optimizer=optimizer, scheduler=scheduler, amp=amp, stopper=stopper,
-                           kernel=kernel)
+        state = _Resumable(model=model, optimizer=optimizer, scheduler=scheduler, amp=amp, stopper=stopper)
         state.restore(runtime.checkpoint())
         return cls(
             config=config,
