@@ -203,7 +203,7 @@ def _tree_seconds(root: int, seen: dict[int, float] | None = None) -> float | No
     """CPU seconds of `root` and every live descendant, including the children they reaped.
 
     `seen` (pid -> the process's own CPU seconds) is updated with every live descendant."""
-    parents: dict[int, int] = {}
+    children: dict[int, list[int]] = {}
     own: dict[int, float] = {}
     reaped: dict[int, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
@@ -218,15 +218,14 @@ def _tree_seconds(root: int, seen: dict[int, float] | None = None) -> float | No
             continue
         fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
         pid = int(entry)
-        parents[pid] = int(fields[1])
+        children.setdefault(int(fields[1]), []).append(pid)
         own[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime stime
         reaped[pid] = (int(fields[13]) + int(fields[14])) / tick  # cutime cstime
     tree, frontier = {root}, [root]
     while frontier:
-        pid = frontier.pop()
-        children = [c for c, p in parents.items() if p == pid and c not in tree]
-        tree.update(children)
-        frontier.extend(children)
+        fresh = [c for c in children.get(frontier.pop(), []) if c not in tree]
+        tree.update(fresh)
+        frontier.extend(fresh)
     if seen is not None:
         seen.update({pid: own[pid] for pid in tree if pid in own})
     return sum(own.get(pid, 0.0) + reaped.get(pid, 0.0) for pid in tree)
