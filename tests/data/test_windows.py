@@ -132,3 +132,80 @@ def test_horizon_times_and_series_index_map_windows_back() -> None:
     assert times.shape == (3, 12)
     np.testing.assert_array_equal(times[:, 0], index["forecast_start"].to_numpy()[:3])
     assert (np.diff(times[0]).astype("timedelta64[h]") == np.timedelta64(1, "h")).all()
+
+
+def _reference_batches(ws: WindowSet, batch_size: int, *, shuffle: bool, seed: int, drop_last: bool,
+                       augment: AugmentConfig | None, by: str) -> list[tuple[np.ndarray, ...]]:
+    """The per-step algorithm batches() had before it precomputed each epoch's starts: window
+    indices cut into batches, then per batch (and in this rng order) its starts, the jitter and
+    the scaling; each window sliced from ``data`` by hand (no gather code)."""
+    rng = np.random.default_rng(seed)
+    L, H, n_future = ws.input_chunk_length, ws.output_chunk_length, ws.n_future
+    if not shuffle:
+        order = np.arange(len(ws))
+    elif by == "time":
+        origin = ws.times[ws.starts(np.arange(len(ws))) + L]
+        _, group = np.unique(origin, return_inverse=True)
+        order = np.argsort(rng.permutation(group.max() + 1)[group], kind="stable")
+    else:
+        order = rng.permutation(len(ws))
+    stop = len(order) - (len(order) % batch_size if drop_last else 0)
+    cum = np.concatenate([[0], np.cumsum(ws.segments[:, 3])])
+    out = []
+    for begin in range(0, stop, batch_size):
+        idx = order[begin : begin + batch_size]
+        seg = np.searchsorted(cum, idx, side="right") - 1
+        starts = ws.segments[seg, 2] + (idx - cum[seg]) * ws.stride
+        if augment is not None and augment.window_jitter > 0:
+            shift = rng.integers(-augment.window_jitter, augment.window_jitter + 1, size=len(starts))
+            lo, hi = ws.segments[seg, 0], ws.segments[seg, 1] - L - H
+            starts = np.clip(starts + shift, lo, np.maximum(hi, lo))
+        rows = np.stack([ws.data[s : s + L + H] for s in starts])
+        if augment is not None and augment.magnitude_scaling > 0:
+            factor = (1.0 + rng.normal(0.0, augment.magnitude_scaling, size=len(starts))).astype(np.float32)
+            rows[:, :, 0] *= factor[:, None]
+        future = rows[:, L:, rows.shape[2] - n_future :] if n_future else rows[:, L:, :0]
+        out.append((rows[:, :L], future, ws.static[ws.segments[seg, 4]], rows[:, L:, 0]))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shuffle", "by", "drop_last", "augment"),
+    [
+        (False, "window", False, None),
+        (True, "window", False, None),
+        (True, "window", True, None),
+        (True, "time", False, None),
+        (True, "time", True, None),
+        (True, "window", False, AugmentConfig(window_jitter=3, magnitude_scaling=0.2)),
+        (True, "time", False, AugmentConfig(window_jitter=2)),
+    ],
+)
+def test_batches_equal_the_per_step_reference(shuffle: bool, by: str, drop_last: bool,
+                                              augment: AugmentConfig | None) -> None:
+    """Same windows, same order, same values for the same seed as the per-step algorithm: the
+    per-epoch precomputation changes speed only (past, future, static and target, every batch)."""
+    rng = np.random.default_rng(7)
+    lengths, L, H, stride = (41, 29, 41, 35), 6, 4, 2
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    segments = []
+    for i, n in enumerate(lengths):  # two segments per series: a gap in the middle, as a split leaves
+        half = n // 2
+        for lo, hi in ((offsets[i], offsets[i] + half), (offsets[i] + half, offsets[i + 1])):
+            count = max(0, (hi - lo - L - H) // stride + 1)
+            segments.append([lo, hi, lo, count, i])
+    times = np.concatenate([np.arange(n, dtype=np.int64) * 3_600_000_000_000 for n in lengths])
+    ws = WindowSet(
+        rng.normal(size=(offsets[-1], 3)).astype(np.float32), times, np.asarray(segments),
+        np.asarray(["a", "b", "c", "d"], dtype=object), rng.normal(size=(4, 2)),
+        input_chunk_length=L, output_chunk_length=H, n_future=1, stride=stride,
+    )
+    for seed in (0, 1, 5):
+        got = list(ws.batches(5, shuffle=shuffle, seed=seed, drop_last=drop_last, augment=augment, by=by))
+        want = _reference_batches(ws, 5, shuffle=shuffle, seed=seed, drop_last=drop_last, augment=augment, by=by)
+        assert len(got) == len(want) > 1
+        for batch, (past, future, static, target) in zip(got, want, strict=True):
+            np.testing.assert_array_equal(batch.past.numpy(), past)
+            np.testing.assert_array_equal(batch.future.numpy(), future)
+            np.testing.assert_array_equal(batch.static.numpy(), static)
+            np.testing.assert_array_equal(batch.target.numpy(), target)

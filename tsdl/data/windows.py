@@ -66,6 +66,8 @@ class WindowSet:
         self.freq = freq
         self._cum = np.concatenate([[0], np.cumsum(self.segments[:, 3])]).astype(np.int64)
         self._windows_view: torch.Tensor | None = None
+        self._static_t: torch.Tensor | None = None
+        self._origins: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self._cum[-1])
@@ -73,6 +75,7 @@ class WindowSet:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_windows_view"] = None  # a cache over ``data``; pickling it would copy the data
+        state["_static_t"] = state["_origins"] = None  # caches, rebuilt on demand
         return state
 
     @property
@@ -93,15 +96,17 @@ class WindowSet:
     def batch_at(self, indices: np.ndarray) -> Batch:
         """Gather windows ``indices`` (``[B]``) into a float32 :class:`Batch`."""
         indices = np.asarray(indices, np.int64)
-        return self._gather(self.starts(indices), self._segment_of(indices))
+        seg = self._segment_of(indices)
+        return self._gather(torch.from_numpy(self.starts(indices)), torch.from_numpy(self.segments[seg, 4]))
 
-    def _gather(self, starts: np.ndarray, seg: np.ndarray, factor: np.ndarray | None = None) -> Batch:
+    def _gather(self, starts: torch.Tensor, series: torch.Tensor, factor: np.ndarray | None = None) -> Batch:
+        """``[B]`` int64 lookback starts and series indices -> a :class:`Batch` (one copy)."""
         L, F = self.input_chunk_length, self.n_features
         # One index_select of [L + H, F] windows from a zero-copy unfold view: torch copies the
         # rows in parallel, several times faster than numpy fancy indexing of [B, L] row indices.
         # That copy is the only one: past, target and future are views into it (a second copy of
         # the lookback cost ~10% of a DLinear epoch; docs/benchmarks.md section 1).
-        rows = self._window_view().index_select(0, torch.from_numpy(np.asarray(starts, np.int64)))  # [B, L+H, F]
+        rows = self._window_view().index_select(0, starts)  # [B, L+H, F]
         past = rows[:, :L]  # [B, L, F]
         target = rows[:, L:, 0]  # [B, H]
         if factor is not None:
@@ -109,13 +114,13 @@ class WindowSet:
             past[:, :, 0] *= scale  # rows is this batch's own copy: scaling it in place is safe
             target *= scale
         future = rows[:, L:, F - self.n_future :] if self.n_future else rows[:, L:, :0]
-        static = self.static[self.segments[seg, 4]]  # [B, S]
-        return Batch(
-            past=past,
-            future=future,
-            static=torch.from_numpy(np.ascontiguousarray(static)),
-            target=target,
-        )
+        return Batch(past=past, future=future, static=self._static_tensor().index_select(0, series), target=target)
+
+    def _static_tensor(self) -> torch.Tensor:
+        """``[N, S]`` static features as a tensor (built once; ``index_select`` copies per batch)."""
+        if self._static_t is None:
+            self._static_t = torch.from_numpy(np.ascontiguousarray(self.static))
+        return self._static_t
 
     def _window_view(self) -> torch.Tensor:
         """``[T - L - H + 1, L + H, F]`` view of every window of ``data`` (no copy), built once."""
@@ -155,28 +160,45 @@ class WindowSet:
         else:
             order = rng.permutation(len(self))
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
+        # Per epoch, not per step: every window's segment, lookback start and series, found once
+        # by one vectorized search (3 int64 per window, transient; the windows themselves are
+        # never materialized), then each step slices them. Batches and the rng stream are the
+        # same as a per-step lookup's (tests/data/test_windows.py).
+        order = order[:stop]
+        seg = self._segment_of(order)
+        all_starts = self.segments[seg, 2] + (order - self._cum[seg]) * self.stride
+        all_series = torch.from_numpy(self.segments[seg, 4])
+        starts_t = torch.from_numpy(all_starts)
+        jitter = augment.window_jitter if augment is not None else 0
+        scaling = augment.magnitude_scaling if augment is not None else 0.0
+        span = self.input_chunk_length + self.output_chunk_length
         for begin in range(0, stop, batch_size):
-            indices = order[begin : begin + batch_size]
-            seg = self._segment_of(indices)
-            starts = self.starts(indices)
-            factor = None
-            if augment is not None and augment.window_jitter > 0:
-                shift = rng.integers(-augment.window_jitter, augment.window_jitter + 1, size=len(starts))
-                span = self.input_chunk_length + self.output_chunk_length
-                lo, hi = self.segments[seg, 0], self.segments[seg, 1] - span
-                starts = np.clip(starts + shift, lo, np.maximum(hi, lo))
-            if augment is not None and augment.magnitude_scaling > 0:
-                factor = (1.0 + rng.normal(0.0, augment.magnitude_scaling, size=len(starts))).astype(np.float32)
-            yield self._gather(starts, seg, factor)
+            end = begin + batch_size
+            starts, factor = starts_t[begin:end], None
+            if jitter > 0:
+                shift = rng.integers(-jitter, jitter + 1, size=len(starts))
+                lo, hi = self.segments[seg[begin:end], 0], self.segments[seg[begin:end], 1] - span
+                starts = torch.from_numpy(np.clip(all_starts[begin:end] + shift, lo, np.maximum(hi, lo)))
+            if scaling > 0:
+                factor = (1.0 + rng.normal(0.0, scaling, size=len(starts))).astype(np.float32)
+            yield self._gather(starts, all_series[begin:end], factor)
 
     def _by_shuffled_origin(self, rng: np.random.Generator) -> np.ndarray:
         """Window indices grouped by forecast origin, the origins in random order (series order
         within an origin): cut into batches, each holds whole origins when ``batch_size`` is a
         multiple of the series count."""
-        origin_times = self.times[self.starts(np.arange(len(self))) + self.input_chunk_length]
-        unique, group = np.unique(origin_times, return_inverse=True)
-        rank = rng.permutation(len(unique))
+        n_origins, group = self._origin_groups()
+        rank = rng.permutation(n_origins)
         return np.argsort(rank[group], kind="stable")
+
+    def _origin_groups(self) -> tuple[int, np.ndarray]:
+        """(number of distinct forecast origins, ``[W]`` origin of every window), found once: the
+        sort behind it is the same every epoch (one int64 per window, like the epoch's order)."""
+        if self._origins is None:
+            origin_times = self.times[self.starts(np.arange(len(self))) + self.input_chunk_length]
+            unique, group = np.unique(origin_times, return_inverse=True)
+            self._origins = (len(unique), group.astype(np.int64, copy=False))
+        return self._origins
 
     @property
     def series_ids(self) -> np.ndarray:
