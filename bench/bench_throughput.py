@@ -206,7 +206,7 @@ def plain_run(config, *, epochs: int, threads: int, variant: str, workdir: Path)
                                                            patience=tcfg.lr_scheduler.patience)
     n, batch = len(train), tcfg.batch_size
     steps = -(-n // batch) if tcfg.limit_train_batches is None else min(-(-n // batch), tcfg.limit_train_batches)
-    best, walls, train_walls = float("inf"), [], []
+    best, walls, train_walls, val_walls = float("inf"), [], [], []
     metrics_file = workdir / f"{variant}-metrics.jsonl"
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
@@ -223,11 +223,12 @@ def plain_run(config, *, epochs: int, threads: int, variant: str, workdir: Path)
             total += loss.detach() * len(rows)
         train_walls.append(time.perf_counter() - started)
         model.eval()
-        val_total = 0.0
+        val_started, val_total = time.perf_counter(), 0.0
         with torch.no_grad():
             for rows in val.split(batch):
                 val_total += float(torch.nn.functional.mse_loss(step_model(rows[:, :L]), rows[:, L:])) * len(rows)
         val_loss = val_total / len(val)
+        val_walls.append(time.perf_counter() - val_started)
         scheduler.step(val_loss)
         if val_loss < best:
             best = val_loss
@@ -237,16 +238,23 @@ def plain_run(config, *, epochs: int, threads: int, variant: str, workdir: Path)
                                 "val_loss": val_loss}) + "\n")
         walls.append(time.perf_counter() - started)
     torch.set_num_threads(previous)
-    return _rates(walls, train_walls, min(n, steps * batch), threads)
+    return _rates(walls, train_walls, min(n, steps * batch), threads, val_walls)
 
 
-def _rates(walls: list[float], train_walls: list[float], n_windows: int, threads: int) -> dict[str, Any]:
-    """Windows/s over the epochs after the first (warm-up): whole epoch and training steps only."""
+def _rates(walls: list[float], train_walls: list[float], n_windows: int, threads: int,
+           val_walls: list[float]) -> dict[str, Any]:
+    """Windows/s over the epochs after the first (warm-up): whole epoch and training steps only;
+    and where a counted epoch's seconds went (mean): training steps, the validation pass, and the
+    rest (scheduler, best-state save, metrics write; tsdl: checkpoint files, MLflow, progress)."""
     counted, counted_train = walls[1:] or walls, train_walls[1:] or train_walls
+    counted_val = val_walls[1:] or val_walls
+    mean = statistics.fmean
     return {
         "windows_per_s": n_windows * len(counted) / sum(counted),
         "train_windows_per_s": n_windows * len(counted_train) / sum(counted_train),
         "epoch_walls_s": [round(w, 4) for w in walls],
+        "epoch_split_s": {"train": round(mean(counted_train), 4), "validation": round(mean(counted_val), 4),
+                          "rest": round(mean(counted) - mean(counted_train) - mean(counted_val), 4)},
         "threads": threads,
     }
 
@@ -285,7 +293,7 @@ def tsdl_run(config, *, epochs: int, workdir: Path, ddp: bool = False, settings:
     n_windows = history[0]["windows_per_s"] * history[0]["epoch_time_s"]
     train_walls = [h["epoch_time_s"] for h in history]
     threads = 1 if ddp else _CORES
-    return _rates(walls, train_walls, round(n_windows), threads)
+    return _rates(walls, train_walls, round(n_windows), threads, [h["val_time_s"] for h in history])
 
 
 def _config(model: str, *, smoke: bool, workdir: Path):
@@ -399,6 +407,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         choices=[*PLAIN_VARIANTS, *TSDL_VARIANTS], help="rows to run (plain and tsdl are always run)")
     parser.add_argument("--ddp", action="store_true", help="also tsdl with 2 DDP ranks x 1 thread")
     parser.add_argument("--force", action="store_true", help="write results even when other processes shared the cores")
+    parser.add_argument("--name", default="throughput",
+                        help="results file name: <out>/<name>.json and <name>.md (one per model keeps runs apart)")
     parser.add_argument("--numerics", action="store_true",
                         help="compare the losses of each optimizer kernel and compile (not timed)")
     args = parser.parse_args(argv)
@@ -440,8 +450,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 busy = "?" if others[-1] is None else f"{others[-1]:.0%}"
                 runs.append({"model": model, "repeat": repeat, "path": path, "load_1m": round(loads[-1], 1),
                              "others_cpu_share": others[-1], **run})
+                split = run["epoch_split_s"]
                 print(f"{model} repeat {repeat} {path:>19}: {run['windows_per_s']:>10,.0f} win/s whole epoch, "
-                      f"{run['train_windows_per_s']:>10,.0f} train steps (others' CPU {busy}, load "
+                      f"{run['train_windows_per_s']:>10,.0f} train steps; epoch {split['train']:.3f} s train + "
+                      f"{split['validation']:.3f} s val + {split['rest']:.3f} s rest (others' CPU {busy}, load "
                       f"{loads[-1]:.1f})", flush=True)
         rows.append(_summary(model, dataset, [r for r in runs if r["model"] == model], paths))
     columns = ["model", *(f"{p}_win_s" for p in paths), *(k for k in rows[0] if "/" in k and not k.endswith(
@@ -454,8 +466,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"NOT writing results: {refusal}", flush=True)
         payload["refused"] = refusal
         return payload
-    _common.write_results("throughput", payload, args.out, smoke=args.smoke)
+    path = _common.write_results(args.name, payload, args.out, smoke=args.smoke)
+    table = path.with_suffix(".md")
+    table.write_text("\n\n".join(docs_table(row, [r for r in runs if r["model"] == row["model"]]) for row in rows) + "\n")
+    print(f"wrote {table}", flush=True)
     return payload
+
+
+def docs_table(row: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    """docs/benchmarks.md section 1's table for one model: each plain row next to its tsdl
+    partner (median whole-epoch win/s, paired ratio median [range]), tsdl's defaults against the
+    fastest plain row (whole epochs and training steps only), and the median epoch split."""
+    def ratio(name: str) -> str:
+        low, high = row[f"{name}_range"]
+        return f"{row[name]:.2f} [{low:.2f}-{high:.2f}]"
+
+    def split(path: str) -> str:
+        parts = [r["epoch_split_s"] for r in runs if r["path"] == path]
+        return " + ".join(f"{statistics.median(p[k] for p in parts):.3f}" for k in ("train", "validation", "rest"))
+
+    lines = [f"{row['model']}, {row['dataset']}, {row['threads']} threads: whole-epoch windows/s, median of "
+             f"{len({r['repeat'] for r in runs})} repeats; epoch seconds train + validation + rest (median)", "",
+             "| row | win/s | epoch s | row | win/s | epoch s | tsdl / plain at the same setting (paired) |",
+             "|---|---|---|---|---|---|---|"]
+    for tsdl_path, plain_path in PAIRS.items():
+        if f"{plain_path}_win_s" in row and f"{tsdl_path}_win_s" in row:
+            lines.append(f"| {plain_path} | {row[f'{plain_path}_win_s']:,.0f} | {split(plain_path)} | {tsdl_path} | "
+                         f"{row[f'{tsdl_path}_win_s']:,.0f} | {split(tsdl_path)} | {ratio(f'{tsdl_path}/{plain_path}')} |")
+    fastest = row["fastest_plain"]
+    steps = _paired({(r["repeat"], r["path"]): r for r in runs}, sorted({r["repeat"] for r in runs}), "tsdl", fastest,
+                    "train_windows_per_s")
+    lines.append(f"| | | | tsdl (defaults) | {row['tsdl_win_s']:,.0f} | {split('tsdl')} | **tsdl / {fastest} (the "
+                 f"fastest plain row): {ratio('tsdl/fastest')}**; training steps only {statistics.median(steps):.2f} "
+                 f"[{min(steps):.2f}-{max(steps):.2f}]; fastest tsdl row {row['fastest_tsdl']}: "
+                 f"{ratio('tsdl_best/fastest')} |")
+    if "ddp/tsdl_range" in row:
+        lines.append(f"| | | | ddp (2 ranks x 1 thread) | {row['ddp_win_s']:,.0f} | {split('ddp')} | ddp / tsdl "
+                     f"{ratio('ddp/tsdl')} |")
+    return "\n".join(lines)
 
 
 def _worst(shares: list[float | None]) -> float | None:

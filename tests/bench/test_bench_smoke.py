@@ -78,7 +78,13 @@ def test_throughput_smoke(tmp_path: Path) -> None:
     assert row["tsdl_best/fastest"] == pytest.approx(rate[best] / rate[fastest])
     for run in result["runs"]:  # whole epochs include the validation pass: slower than the steps alone
         assert len(run["epoch_walls_s"]) == 2 and run["windows_per_s"] < run["train_windows_per_s"]
+        split = run["epoch_split_s"]  # where the counted epoch's seconds went, adding up to its wall
+        assert split["train"] > 0 and split["validation"] > 0 and split["rest"] >= -1e-3
+        assert sum(split.values()) == pytest.approx(run["epoch_walls_s"][1], abs=2e-3)
     assert {r["threads"] for r in result["runs"]} == {row["threads"]}, "same torch threads on both sides"
+    table = (tmp_path / "throughput.smoke.md").read_text()  # the docs table, from the same numbers
+    assert f"| plain+fused | {row['plain+fused_win_s']:,.0f} |" in table
+    assert f"(the fastest plain row): {row['tsdl/fastest']:.2f} [" in table
 
 
 def test_throughput_plain_dlinear_equals_tsdl_and_loaded_results_are_refused() -> None:
