@@ -76,3 +76,33 @@ def test_the_logger_is_flushed_before_the_loop_returns_or_raises(tmp_path: Path,
         run_worker(loop_config, runtime)
     assert recorder.calls[-1] == ("flush",)
     assert ("step", 1) in recorder.calls
+
+
+def test_the_gradient_norm_is_computed_only_where_it_is_reported(tmp_path: Path, monkeypatch) -> None:
+    """Without clipping the norm is read at logging steps and for the epoch's metric only: 8 steps
+    logged every 3 compute it 3 times (steps 3, 6 and the last), not 8, and the epoch's grad_norm
+    is still the last step's."""
+    config = small_config(tmp_path, training__max_epochs=1, training__log_every_n_steps=3,
+                          training__gradient_clip_val=None)
+    assert config.training.gradient_clip_val is None
+    prepared = prepare_data(config)
+    recorder = _Recorder()
+    loop_config = make_loop_config(config, prepared, logger_factory=_Factory(recorder))
+    runtime = InProcessRuntime(prepared, device=torch.device("cpu"), checkpoint=None, report=lambda m, c: None)
+    worker = _Worker.build(config, loop_config, runtime)
+    assert worker.steps_per_epoch == 8
+    norms = []
+    real = torch.linalg.vector_norm
+
+    def counting(*args, **kwargs):
+        norms.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "vector_norm", counting)
+    metrics, _ = worker.run_epoch(1)
+    monkeypatch.setattr(torch.linalg, "vector_norm", real)
+    n_params = sum(1 for p in worker.model.parameters() if p.grad is not None)
+    assert len(norms) == 3 * (n_params + 1)  # one per parameter (Tensor.norm) and one over them
+    assert [c[1] for c in recorder.calls if c[0] == "step"] == [3, 6]
+    last = real(torch.stack([p.grad.norm() for p in worker.model.parameters() if p.grad is not None]))
+    assert metrics["grad_norm"] == pytest.approx(float(last), rel=1e-6) and metrics["grad_norm"] > 0

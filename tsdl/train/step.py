@@ -45,8 +45,16 @@ def train_step(
     batch: Batch,
     clip: float | None,
     finetune: FinetunePlan,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step; returns (loss, grad norm) as device tensors (no host sync here)."""
+    *,
+    with_norm: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One optimizer step; returns (loss, grad norm) as device tensors (no host sync here).
+
+    The gradient norm is computed only when clipping needs it or ``with_norm`` asks for it (the
+    loop asks at logging steps and the epoch's last step, whose norm it reports): without
+    clipping, nothing else reads it, and one norm kernel per parameter every step was work the
+    config never asked for. The norm is None when it was not computed.
+    """
     optimizer.zero_grad(set_to_none=True)
     with amp.autocast():
         pred = model(batch.past, batch.future, batch.static)
@@ -54,14 +62,16 @@ def train_step(
     amp.scaler.scale(loss).backward()
     finetune.before_step(model, optimizer)  # frozen parameters lose their gradient; lr warm-up
     amp.scaler.unscale_(optimizer)
-    params = [p for p in model.parameters() if p.grad is not None]
-    if clip is not None:
-        norm = torch.nn.utils.clip_grad_norm_(params, clip)
-    else:
-        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+    norm: torch.Tensor | None = None
+    if clip is not None or with_norm:
+        params = [p for p in model.parameters() if p.grad is not None]
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        else:
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
     amp.scaler.step(optimizer)
     amp.scaler.update()
-    return loss.detach(), norm.detach()
+    return loss.detach(), None if norm is None else norm.detach()
 
 
 class NonFiniteLoss(TrainingError):

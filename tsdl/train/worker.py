@@ -293,16 +293,20 @@ class _Worker:
                             total_steps=self.steps_per_epoch, world=self.runtime.world)
         for step, batch in enumerate(islice(batches, self.steps_per_epoch), start=1):
             batch = (batch.pin_memory() if pin else batch).to(device, non_blocking=pin)
-            loss, norm = train_step(
-                self.model, self.loss_fn, self.optimizer, self.amp, batch, tcfg.gradient_clip_val, self.finetune
+            # The norm is reported at logging steps and for the epoch's last step only.
+            logs = (self.state.global_step + 1) % tcfg.log_every_n_steps == 0
+            loss, step_norm = train_step(
+                self.model, self.loss_fn, self.optimizer, self.amp, batch, tcfg.gradient_clip_val, self.finetune,
+                with_norm=logs or step == self.steps_per_epoch,
             )
+            norm = norm if step_norm is None else step_norm
             loss_sum += loss.detach().double() * len(batch)
             n_windows += len(batch)
             self.state.global_step += 1
             live.step(step, n_windows)
             if step % CHECK_EVERY == 0 or step == self.steps_per_epoch:
                 check_finite(loss_sum, self.state.global_step, tcfg)
-            if self.state.global_step % tcfg.log_every_n_steps == 0:
+            if logs:
                 self._log_step(loss, norm)
             if step % val_every == 0 and step < self.steps_per_epoch:
                 intra = self.validate()
