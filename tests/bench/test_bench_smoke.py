@@ -303,3 +303,14 @@ def test_dlinear_step_micro_times_both_decompositions() -> None:
     x = torch.randn(2, 30)  # the class is left as it was: still a staticmethod choosing by device
     assert SeriesDecomposition.uses_cumsum(x) and SeriesDecomposition(5).uses_cumsum(x)
     SeriesDecomposition(5)(x)
+
+
+def test_epoch_parts_micro_times_gather_and_step_of_both_sides() -> None:
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        import epoch_parts_micro
+    finally:
+        sys.path.pop(0)
+    times = epoch_parts_micro.main(["--smoke", "--rounds", "1", "--steps"])
+    assert len(times) == 6 and all(_positive(v[0]) for v in times.values())
+    assert any(k.startswith("plain step") for k in times) and any(k.startswith("tsdl train_step") for k in times)

@@ -23,6 +23,25 @@ def test_mse_and_mae_match_torch_functional() -> None:
     torch.testing.assert_close(mae(pred, target), F.l1_loss(pred[..., 0], target))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_mse_loss_and_gradient_are_bitwise_the_formulas(threads: int) -> None:
+    """mean((pred - target)^2) and its autograd gradient, bit for bit, on a DLinear ETTh1 batch
+    (224 windows x 96 steps): the fused kernel changes speed, not what is learned."""
+    mse, previous = build_loss(LossConfig(name="mse")), torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for seed in range(5):
+            gen = torch.Generator().manual_seed(seed)
+            pred = torch.randn(224, 96, 1, generator=gen, requires_grad=True)
+            target = torch.randn(224, 96, generator=gen)
+            got = mse(pred, target)
+            want = torch.mean((pred[..., 0] - target) ** 2)
+            assert torch.equal(got, want)
+            assert torch.equal(torch.autograd.grad(got, pred)[0], torch.autograd.grad(want, pred)[0])
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_log_mse_is_mse_in_log1p_space_and_points_back_with_expm1() -> None:
     pred, target = _pred_target()
     target = target.abs() * 10
