@@ -30,7 +30,7 @@ def test_defaults_are_the_training_template() -> None:
     assert cfg.model.dropout == 0.1
     assert (t.early_stopping.patience, t.early_stopping.monitor) == (15, "val_loss")
     assert t.seed == 42
-    assert (t.pin_memory, t.log_every_n_steps, t.val_check_interval) == (True, 10, 1.0)
+    assert (t.pin_memory, t.log_every_n_steps, t.val_check_interval) == (True, 50, 1.0)
 
 
 def test_commented_template_round_trips_to_defaults() -> None:
