@@ -128,3 +128,73 @@ def test_the_epoch_curve_replays_tsdls_own_training_loop(tmp_path: Path) -> None
         assert abs(mine - theirs) <= 1e-5 * theirs
     assert replay["best_epoch"] == int(min(trained.history, key=lambda h: h["val_loss"])["epoch"])
     assert abs(replay["test_mse"] - trained.test.model["MSE"]) <= 1e-5 * trained.test.model["MSE"]
+
+
+def _seeded(mses: list[float], date: str = "2026-12-06 12:00") -> dict:
+    """A multi-seed cell as `_run_cell` stores it: the median of per-seed runs (seeds 42, 1, 2, ...)."""
+    bench = _bench_accuracy()
+    seeds = [42, *range(1, len(mses))]
+    runs = {str(s): {"date_utc": date, "epochs": 5 + i, "best_epoch": 2 + i, "test_mse": m, "test_mae": m + 0.01,
+                     "train_s": 1.0} for i, (s, m) in enumerate(zip(seeds, mses, strict=True))}
+    return {"status": "measured", "recipe": "r", "date_utc": date, "seeds": seeds, "max_epochs": 10,
+            "limit_batches": None, **bench.summarize_seeds(runs), "per_seed": runs}
+
+
+def test_a_multi_seed_cell_is_the_median_with_its_range_and_regresses_on_the_median(tmp_path: Path) -> None:
+    bench = _bench_accuracy()
+    cell = _seeded([0.50, 0.41, 0.40, 0.43, 0.39])
+    assert (cell["test_mse"], cell["test_mse_min"], cell["test_mse_max"]) == (0.41, 0.39, 0.50)
+    assert cell["test_mae"] == 0.42 and (cell["epochs"], cell["best_epoch"]) == (6, 3)  # seed 1's run is the median
+    assert bench.cell_seeds("dlinear", 42, None) == bench.TABLE_SEEDS["dlinear"] and len(bench.TABLE_SEEDS["dlinear"]) == 5
+    assert bench.cell_seeds("nhits", 7, None) == (7,) and bench.cell_seeds("dlinear", 42, [3]) == (3,)
+    # One bad seed moves the median little: no regression; a worse median (+2.4%) is one.
+    assert bench.merge_cell(cell, _seeded([0.60, 0.41, 0.40, 0.43, 0.39], "2026-12-07 12:00"))[1] is None
+    kept, why = bench.merge_cell(cell, _seeded([0.42, 0.42, 0.40, 0.43, 0.42], "2026-12-07 12:00"))
+    assert why is not None and "median test MSE of 5 seeds 0.4200" in why and kept["test_mse"] == 0.41
+    # A median over other seeds is another measurement, not a rerun.
+    other = dict(_seeded([0.5, 0.5, 0.5, 0.5, 0.5]), seeds=[5, 6, 7, 8, 9])
+    assert bench.merge_cell(cell, other)[1] is None
+    # The table shows the median, its range and the seed count, dated.
+    (tmp_path / "accuracy-table.json").write_text(json.dumps({"cells": {"ETTh1/dlinear/192": cell}}))
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "bench_accuracy.py"), "--table", "--print-only", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| ETTh1 | 192 |"))
+    assert "0.410 [0.390-0.500] / 0.420 [0.400-0.510] (median of 5 seeds, 2026-12-06)" in row
+
+
+def test_the_table_exits_1_when_a_remeasured_median_regresses(tmp_path: Path, monkeypatch) -> None:
+    bench = _bench_accuracy()
+    stored = _seeded([0.41, 0.41, 0.40, 0.43, 0.39])
+    (tmp_path / "accuracy-table.json").write_text(json.dumps({"cells": {"ETTh1/dlinear/96": stored}}))
+    monkeypatch.setattr(bench, "_run_cell", lambda *a: _seeded([0.45, 0.45, 0.44, 0.46, 0.44], "2026-12-07 12:00"))
+    try:
+        bench.main(["--table", "--datasets", "ETTh1", "--models", "dlinear", "--horizons", "96", "--out", str(tmp_path)])
+    except SystemExit as exc:
+        assert "ETTh1/dlinear/96" in str(exc) and "regressed" in str(exc)
+    else:
+        raise AssertionError("a median 9.8% worse than the stored one did not fail the run")
+    kept = json.loads((tmp_path / "accuracy-table.json").read_text())["cells"]["ETTh1/dlinear/96"]
+    assert kept["test_mse"] == 0.41 and kept["regressed"]["test_mse"] == 0.45
+
+
+def test_the_replicas_authors_stream_draws_what_torchs_dataloader_draws() -> None:
+    """`--ltsf-replica --authors-stream` claims to replay the authors' DataLoaders' random stream:
+    the same epoch orders as torch's shuffled loader, and the same generator state after it."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    bench = _bench_accuracy()
+    n, batch = 1000, 32
+    torch.manual_seed(2021)
+    mine = [bench.authors_loader_order(n)[: n // batch * batch].tolist() for _ in range(3)]
+    bench.global_draw()
+    after_mine = torch.rand(3)
+    torch.manual_seed(2021)
+    theirs = [[i for b in DataLoader(list(range(n)), batch_size=batch, shuffle=True, drop_last=True) for i in b.tolist()]
+              for _ in range(3)]
+    list(DataLoader(list(range(64)), batch_size=batch, shuffle=False, drop_last=True))  # the test loader's one draw
+    assert mine == theirs
+    assert torch.equal(after_mine, torch.rand(3))
