@@ -96,11 +96,12 @@ def test_the_shipped_paper_configs_carry_the_authors_recipes() -> None:
         assert c.data.output_chunk_length == horizon and c.model.hidden_size == 16
         assert (t.batch_size, t.optimizer.lr, t.max_epochs) == (896, 1e-4, 100)
         assert (t.lr_scheduler.name, t.lr_scheduler.factor, t.lr_scheduler.step_start) == ("step", 0.9, 3)
-    # N-HiTS at H=720: input 5 x H, 1000 steps of 256 windows validated every 100 steps.
+    # N-HiTS at H=720: validated every 100 steps (at most 1000), lr 3e-4 decayed per 100 steps, dropout 0.5.
     c = load_config(REPO_ROOT / "examples" / "etth1-nhits-h720.yaml")
     t = c.training
-    assert (c.data.input_chunk_length, c.data.output_chunk_length, c.model.name) == (3600, 720, "nhits")
-    assert (t.limit_train_batches, t.max_epochs, t.batch_size) == (100, 10, 256)
+    assert (c.data.input_chunk_length, c.data.output_chunk_length, c.model.name) == (336, 720, "nhits")
+    assert (t.limit_train_batches, t.max_epochs, t.batch_size, t.optimizer.lr) == (100, 10, 128, 3e-4)
+    assert (c.model.dropout, t.lr_scheduler.name, t.early_stopping.patience) == (0.5, "step", 3)
 
 
 def test_the_epoch_curve_replays_tsdls_own_training_loop(tmp_path: Path) -> None:
