@@ -106,6 +106,36 @@ class Step:
     detail: str
 
 
+def _check(*argv: object, timeout: float = 300) -> str:
+    """stdout of a command; its exit status and last output as the error otherwise."""
+    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
+                            timeout=timeout)  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"`{' '.join(str(a) for a in argv)}` exited {result.returncode}: "
+            f"{(result.stderr or result.stdout).strip()[-800:]}"
+        )
+    return result.stdout
+
+
+def wait_for(
+    what: str,
+    fetch: Callable[[], Any],
+    done: Callable[[Any], bool],
+    timeout: float,
+    period: float = 2,
+) -> Any:
+    """Poll `fetch` until `done` holds for what it returned; that value, or a RuntimeError naming
+    `what` with the last value (the Pod or status a user would look at)."""
+    deadline, got = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        got = fetch()
+        if done(got):
+            return got
+        time.sleep(period)
+    raise RuntimeError(f"{what} not after {timeout:.0f}s: {str(got)[:1500]}")
+
+
 def missing_tools() -> str | None:
     """The one-line refusal when a node tool is missing (None when all are there)."""
     need = sorted({pkg for tool, pkg in NODE_TOOLS.items()
@@ -165,14 +195,7 @@ class KubeletNode:
         return ok
 
     def run(self, *argv: object, timeout: float = 300) -> str:
-        result = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                                timeout=timeout)  # fmt: skip
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"`{' '.join(str(a) for a in argv)}` exited {result.returncode}: "
-                f"{(result.stderr or result.stdout).strip()[-800:]}"
-            )
-        return result.stdout
+        return _check(*argv, timeout=timeout)
 
     def ctr(self, *args: object, timeout: float = 300) -> str:
         return self.run("ctr", "--address", self.sock, "-n", K8S_NAMESPACE, *args, timeout=timeout)
@@ -322,6 +345,37 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 raise RuntimeError(f"{ref} not in `ctr images ls` after import: {listed.strip()}")
         return "imported " + ", ".join(out)
 
+    def bridge_up(self) -> None:
+        """The Pods' bridge with its gateway address, before the first Pod (the CNI bridge plugin
+        takes it as it is): CoreDNS and the e2e's S3 server bind that address."""
+        have = subprocess.run(["ip", "-4", "addr", "show", "dev", BRIDGE], capture_output=True,
+                              text=True).stdout  # fmt: skip
+        if f"{CLUSTER_DNS}/" in have:
+            return
+        if not have:
+            self.run("ip", "link", "add", BRIDGE, "type", "bridge")
+        self.run("ip", "addr", "add", f"{CLUSTER_DNS}/{POD_SUBNET.split('/')[1]}", "dev", BRIDGE)
+        self.run("ip", "link", "set", BRIDGE, "up")
+
+    def import_image(self, archive: Path, refs: list[str]) -> str:
+        """A saved image (docker or OCI archive) into containerd's k8s.io namespace, under every
+        name in `refs` (the kubelet finds them there: pullPolicy IfNotPresent/Never)."""
+        start = time.monotonic()
+        out = self.ctr("images", "import", "--snapshotter", self.snapshotter, archive, timeout=1800)
+        source = next((line.split()[1] for line in out.splitlines()
+                       if line.startswith("unpacking ")), "")  # fmt: skip
+        if not source:
+            raise RuntimeError(
+                f"`ctr images import {archive}` named no image: {out.strip()[-400:]}"
+            )
+        for ref in refs:
+            self.ctr("images", "tag", "--force", source, ref)
+        listed = self.ctr("images", "ls", "-q").split()
+        missing = [ref for ref in refs if ref not in listed]
+        if missing:
+            raise RuntimeError(f"{missing} not in `ctr images ls` after import")
+        return f"{source} as {', '.join(refs)} in {time.monotonic() - start:.0f}s"
+
     # --- 5. kubelet -------------------------------------------------------------------------
 
     def node_kubeconfig(self) -> Path:
@@ -390,6 +444,21 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     # --- 6. a Pod ---------------------------------------------------------------------------
 
+    def run_pod(
+        self, body: dict[str, Any], done: Callable[[dict[str, Any]], bool], timeout: float
+    ) -> dict[str, Any]:
+        """Create a Pod in `default` and wait until `done(pod)`; the error names its events."""
+        api, name = self.cp.api(), body["metadata"]["name"]
+        api.create("/api/v1/namespaces/default/pods", body)
+        try:
+            return wait_for(f"Pod {name}", lambda: api.get(f"/api/v1/namespaces/default/pods/{name}"),
+                            done, timeout)  # fmt: skip
+        except RuntimeError as exc:
+            events = api.get("/api/v1/namespaces/default/events",
+                             fieldSelector=f"involvedObject.name={name}")["items"]  # fmt: skip
+            said = "; ".join(f"{e['reason']}: {e.get('message', '')}" for e in events[-4:])
+            raise RuntimeError(f"{exc}; events: {said}") from None
+
     def pod(self) -> str:
         script = (
             f"echo {MARKER} from $(hostname); id; echo nofile $(ulimit -n) $(ulimit -Hn);"
@@ -412,19 +481,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 "terminationGracePeriodSeconds": 2,
             },
         }  # fmt: skip
-        api = self.cp.api()
-        api.create("/api/v1/namespaces/default/pods", body)
-        deadline, pod = time.monotonic() + 180, {}
-        while time.monotonic() < deadline:
-            pod = api.get("/api/v1/namespaces/default/pods/hello")
-            if pod.get("status", {}).get("phase") == "Running":
-                break
-            time.sleep(1)
-        else:
-            events = api.get("/api/v1/namespaces/default/events",
-                             fieldSelector="involvedObject.name=hello")["items"]  # fmt: skip
-            said = "; ".join(f"{e['reason']}: {e.get('message', '')}" for e in events[-4:])
-            raise RuntimeError(f"Pod not Running after 180s ({pod.get('status', {})}): {said}")
+        pod = self.run_pod(body, lambda p: p.get("status", {}).get("phase") == "Running", 180)
         log, deadline = "", time.monotonic() + 30
         while MARKER not in log and time.monotonic() < deadline:
             got = self.cp.kubectl("logs", "-n", "default", "hello", check=False)
@@ -475,10 +532,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         )
         return path
 
-    def kube_proxy(self) -> str:
-        """kube-proxy (iptables mode) as system:kube-proxy; the Pod reached by its ClusterIP."""
-        import urllib.request
-
+    def start_kube_proxy(self) -> None:
+        """kube-proxy (iptables mode) as system:kube-proxy."""
         kubeconfig = self.client_kubeconfig("kube-proxy", "/CN=system:kube-proxy")
         health, metrics = free_port(), free_port()
         config = {
@@ -496,6 +551,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         path.write_text(json.dumps(config, indent=1))
         self.cp._spawn("kube-proxy", [str(self.cp.bin("kube-proxy")), f"--config={path}", "--v=2"])
         self.cp._wait("kube-proxy", lambda: _http_ok(f"http://127.0.0.1:{health}/healthz"), 60)
+
+    def kube_proxy(self) -> str:
+        """kube-proxy started; the Pod reached by its Service's ClusterIP."""
+        import urllib.request
+
+        self.start_kube_proxy()
         api = self.cp.api()
         service = api.create("/api/v1/namespaces/default/services", {
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello"},
@@ -516,9 +577,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     # --- 8. CoreDNS --------------------------------------------------------------------------
 
-    def coredns(self) -> str:
+    def start_coredns(self) -> None:
         """CoreDNS (its Go module) as a process on the Pods' gateway, kubeadm's RBAC, its
         kubernetes plugin: Service names resolve as on a cluster."""
+        self.bridge_up()
         binary = self.cache / f"coredns-v{COREDNS_VERSION}" / "coredns"
         if not binary.exists():
             raise RuntimeError(
@@ -543,6 +605,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 """)
         self.cp._spawn("coredns", [str(binary), "-conf", str(corefile)])
         self.cp._wait("coredns", lambda: _http_ok(f"http://127.0.0.1:{ready}/ready"), 60)
+
+    def coredns(self) -> str:
+        """CoreDNS started; the hello Service's name resolves to its ClusterIP."""
+        self.start_coredns()
         answer = self.run("busybox", "nslookup", "hello.default.svc.cluster.local", CLUSTER_DNS)
         service = self.cp.api().get("/api/v1/namespaces/default/services/hello")
         if service["spec"]["clusterIP"] not in answer:
@@ -553,43 +619,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     # --- 9. a Ray head from a locally built image -------------------------------------------
 
     def standin_rootfs(self) -> tuple[Path, str]:
-        """The Ray base stand-in's root filesystem as one layer tar, cached per Ray version."""
-        out = self.cache / f"ray-standin-{RAY_VERSION}-py311" / "rootfs.tar"
-        if out.exists():
-            return out, "cached"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / "rootfs.d"  # mmdebstrap writes a directory (hooks run in it)
-        shutil.rmtree(tmp, ignore_errors=True)
-        # Wheels come from this machine's pip (same glibc and Python 3.11 as bookworm); the
-        # chroot installs them offline.
-        wheels = out.parent / "wheels"
-        self.run(sys.executable, "-m", "pip", "download", "--quiet", "--dest", wheels,
-                 f"ray[default]=={RAY_VERSION}", timeout=1800)  # fmt: skip
-        hooks = [
-            'chroot "$1" useradd -u 1000 -g 100 -m -s /bin/bash ray',
-            'chroot "$1" python3 -m venv /home/ray/anaconda3',
-            f'mkdir "$1/tmp/wheels" && cp {wheels}/* "$1/tmp/wheels/"',
-            'chroot "$1" /home/ray/anaconda3/bin/pip install --no-cache-dir --no-index'
-            f' --find-links /tmp/wheels "ray[default]=={RAY_VERSION}"',
-            'rm -rf "$1/tmp/wheels"; chroot "$1" chown -R 1000:100 /home/ray',
-            'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*',
-        ]
-        argv = ["mmdebstrap", "--variant=minbase", "--mode=root",
-                "--include=python3,python3-venv,bash,ca-certificates,iproute2,procps,wget",
-                *(f"--customize-hook={h}" for h in hooks), "bookworm", str(tmp), DEBIAN_MIRROR]  # fmt: skip
-        log = self.workdir / "mmdebstrap.log"
-        with log.open("w") as f:
-            code = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
-        if code != 0:
-            raise RuntimeError(
-                f"mmdebstrap exited {code}: {last_error(log.read_text())} (log {log})"
-            )
-        # One layer: the tree as a tar with numeric owners (ray's files stay 1000:100).
-        self.run("tar", "--numeric-owner", "--xattrs", "-C", tmp, "-cf", out.with_suffix(".tmp"), ".",
-                 timeout=1800)  # fmt: skip
-        out.with_suffix(".tmp").rename(out)
-        shutil.rmtree(tmp)
-        return out, "built"
+        return standin_rootfs(self.cache, self.workdir)
 
     def ray_image(self) -> str:
         start = time.monotonic()
@@ -634,16 +664,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             },
         }  # fmt: skip
         api = self.cp.api()
-        api.create("/api/v1/namespaces/default/pods", body)
-        deadline, pod = time.monotonic() + 600, {}
-        while time.monotonic() < deadline:
-            pod = api.get("/api/v1/namespaces/default/pods/ray-head")
-            conditions = pod.get("status", {}).get("conditions", [])
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-                break
-            time.sleep(2)
-        else:
-            raise RuntimeError(f"ray-head not Ready after 600s: {pod.get('status', {})}")
+        pod = self.run_pod(body, lambda p: any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p.get("status", {}).get("conditions", [])), 600)  # fmt: skip
         log = re.sub(
             r"\x1b\[[0-9;]*m", "", self.cp.kubectl("logs", "-n", "default", "ray-head").stdout
         )
@@ -696,15 +719,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             },
         }))  # fmt: skip
         api, path = self.cp.api(), "/apis/ray.io/v1/namespaces/default/rayclusters/standin"
-        deadline, status = time.monotonic() + 600, {}
-        while time.monotonic() < deadline:
-            status = api.get(path).get("status") or {}
-            if status.get("state") == "ready" and status.get("readyWorkerReplicas") == 1:
-                break
-            time.sleep(3)
-        else:
-            pods = self.cp.kubectl("get", "pods", "-o", "wide", check=False).stdout
-            raise RuntimeError(f"RayCluster not ready after 600s: {status}; {pods}")
+        wait_for("RayCluster ready with 1 worker", lambda: api.get(path).get("status") or {},
+                 lambda st: st.get("state") == "ready" and st.get("readyWorkerReplicas") == 1,
+                 600, period=3)  # fmt: skip
         head = api.get("/api/v1/namespaces/default/pods",
                        labelSelector="ray.io/node-type=head")["items"][0]  # fmt: skip
         container = head["spec"]["containers"][0]
@@ -735,8 +752,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         the CNI bridge and every mount under the work directory."""
         if "kubelet" in self.cp.procs and "containerd" in self.cp.procs:
             try:  # the kubelet tears the sandbox down (CNI DEL, netns) when the Pod goes
-                self.cp.kubectl("delete", "raycluster", "--all", "--wait=false", check=False)
-                self.cp.kubectl("delete", "pods", "--all", "-n", "default", "--grace-period=0",
+                self.cp.kubectl("delete", "rayjobs,rayclusters", "--all", "--all-namespaces",
+                                "--wait=false", check=False)  # fmt: skip
+                self.cp.kubectl("delete", "pods", "--all", "--all-namespaces", "--grace-period=0",
                                 "--force", "--wait=false", check=False)  # fmt: skip
                 deadline = time.monotonic() + 30
                 while self.ctr("tasks", "ls", "-q").split() and time.monotonic() < deadline:
@@ -786,6 +804,44 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     def report(self) -> dict[str, Any]:
         return {"node": NODE_NAME, "ip": self.ip, "snapshotter": self.snapshotter,
                 "kubelet_settings": self.settings, "steps": [asdict(s) for s in self.steps]}  # fmt: skip
+
+
+def standin_rootfs(cache: Path, logdir: Path) -> tuple[Path, str]:
+    """The Ray base stand-in's root filesystem as one layer tar, cached per Ray version."""
+    out = cache / f"ray-standin-{RAY_VERSION}-py311" / "rootfs.tar"
+    if out.exists():
+        return out, "cached"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / "rootfs.d"  # mmdebstrap writes a directory (hooks run in it)
+    shutil.rmtree(tmp, ignore_errors=True)
+    # Wheels come from this machine's pip (same glibc and Python 3.11 as bookworm); the
+    # chroot installs them offline.
+    wheels = out.parent / "wheels"
+    _check(sys.executable, "-m", "pip", "download", "--quiet", "--dest", wheels,
+             f"ray[default]=={RAY_VERSION}", timeout=1800)  # fmt: skip
+    hooks = [
+        'chroot "$1" useradd -u 1000 -g 100 -m -s /bin/bash ray',
+        'chroot "$1" python3 -m venv /home/ray/anaconda3',
+        f'mkdir "$1/tmp/wheels" && cp {wheels}/* "$1/tmp/wheels/"',
+        'chroot "$1" /home/ray/anaconda3/bin/pip install --no-cache-dir --no-index'
+        f' --find-links /tmp/wheels "ray[default]=={RAY_VERSION}"',
+        'rm -rf "$1/tmp/wheels"; chroot "$1" chown -R 1000:100 /home/ray',
+        'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*',
+    ]
+    argv = ["mmdebstrap", "--variant=minbase", "--mode=root",
+            "--include=python3,python3-venv,bash,ca-certificates,iproute2,procps,wget",
+            *(f"--customize-hook={h}" for h in hooks), "bookworm", str(tmp), DEBIAN_MIRROR]  # fmt: skip
+    log = logdir / "mmdebstrap.log"
+    with log.open("w") as f:
+        code = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT)
+    if code != 0:
+        raise RuntimeError(f"mmdebstrap exited {code}: {last_error(log.read_text())} (log {log})")
+    # One layer: the tree as a tar with numeric owners (ray's files stay 1000:100).
+    _check("tar", "--numeric-owner", "--xattrs", "-C", tmp, "-cf", out.with_suffix(".tmp"), ".",
+             timeout=1800)  # fmt: skip
+    out.with_suffix(".tmp").rename(out)
+    shutil.rmtree(tmp)
+    return out, "built"
 
 
 IPTABLES = tuple((tool, table) for tool in ("iptables", "ip6tables")

@@ -95,6 +95,45 @@ GPU_NODE = NodeShape(
 )
 
 
+def make_local_volumes(api: Api, disks: Path, node: str, count: int) -> None:
+    """Local disks of this node as PersistentVolumes (what a local-volume provisioner makes)."""
+    for i in range(count):
+        name = f"{node}-disk-{i}"
+        path = disks / name
+        path.mkdir(parents=True, exist_ok=True)
+        api.delete(f"/api/v1/persistentvolumes/{name}")
+        api.create(
+            "/api/v1/persistentvolumes",
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": name, "labels": {"tsdl-e2e/node": node}},
+                "spec": {
+                    "capacity": {"storage": "200Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": STORAGE_CLASS,
+                    "local": {"path": str(path)},
+                    "nodeAffinity": {
+                        "required": {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchExpressions": [
+                                        {
+                                            "key": "kubernetes.io/hostname",
+                                            "operator": "In",
+                                            "values": [node],
+                                        }
+                                    ]
+                                }
+                            ]
+                        }
+                    },
+                },
+            },
+        )
+
+
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -399,42 +438,7 @@ class NodeAgent:
                 )
 
     def _make_volumes(self, node: NodeShape) -> None:
-        """Local disks of this node as PersistentVolumes (what a local-volume provisioner makes)."""
-        for i in range(self.volumes_per_node):
-            name = f"{node.name}-disk-{i}"
-            path = self.workdir / "disks" / name
-            path.mkdir(parents=True, exist_ok=True)
-            self.api.delete(f"/api/v1/persistentvolumes/{name}")
-            self.api.create(
-                "/api/v1/persistentvolumes",
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolume",
-                    "metadata": {"name": name, "labels": {"tsdl-e2e/node": node.name}},
-                    "spec": {
-                        "capacity": {"storage": "200Gi"},
-                        "accessModes": ["ReadWriteOnce"],
-                        "persistentVolumeReclaimPolicy": "Retain",
-                        "storageClassName": STORAGE_CLASS,
-                        "local": {"path": str(path)},
-                        "nodeAffinity": {
-                            "required": {
-                                "nodeSelectorTerms": [
-                                    {
-                                        "matchExpressions": [
-                                            {
-                                                "key": "kubernetes.io/hostname",
-                                                "operator": "In",
-                                                "values": [node.name],
-                                            }
-                                        ]
-                                    }
-                                ]
-                            }
-                        },
-                    },
-                },
-            )
+        make_local_volumes(self.api, self.workdir / "disks", node.name, self.volumes_per_node)
 
     # -- the kubelet's log endpoint (`kubectl logs`, `tsdl logs`) --------------------------------------
 
