@@ -89,3 +89,11 @@ def test_a_layer_from_a_file_is_the_same_blob_as_from_memory(tmp_path: Path) -> 
     )
     assert from_memory == from_file
     assert _members(tmp_path / "a.tar") == _members(tmp_path / "b.tar")
+
+
+def test_image_names_are_tagged_as_the_cri_looks_them_up() -> None:
+    assert kubelet.normalized("tsdl:dev") == "docker.io/library/tsdl:dev"
+    assert kubelet.normalized("team/tsdl:1") == "docker.io/team/tsdl:1"
+    assert kubelet.normalized("ghcr.io/tsdl/tsdl:0.1.0-cpu") == "ghcr.io/tsdl/tsdl:0.1.0-cpu"
+    assert kubelet.normalized("localhost/tsdl:1") == "localhost/tsdl:1"
+    assert kubelet.normalized("registry:5000/tsdl:1") == "registry:5000/tsdl:1"

@@ -136,6 +136,16 @@ def wait_for(
     raise RuntimeError(f"{what} not after {timeout:.0f}s: {str(got)[:1500]}")
 
 
+def normalized(ref: str) -> str:
+    """An image name as the CRI looks it up: `tsdl:dev` is `docker.io/library/tsdl:dev` (the
+    CRI found the image by its ID under a bare `tsdl:dev` tag, then failed: `image
+    "docker.io/library/tsdl:dev": not found`)."""
+    first = ref.split("/", 1)[0]
+    if "/" in ref and ("." in first or ":" in first or first == "localhost"):
+        return ref
+    return f"docker.io/{ref}" if "/" in ref else f"docker.io/library/{ref}"
+
+
 def missing_tools() -> str | None:
     """The one-line refusal when a node tool is missing (None when all are there)."""
     need = sorted({pkg for tool, pkg in NODE_TOOLS.items()
@@ -368,6 +378,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             raise RuntimeError(
                 f"`ctr images import {archive}` named no image: {out.strip()[-400:]}"
             )
+        refs = [normalized(ref) for ref in refs]
         for ref in refs:
             self.ctr("images", "tag", "--force", source, ref)
         listed = self.ctr("images", "ls", "-q").split()
@@ -406,6 +417,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "serializeImagePulls": False,
             "registerNode": True,
             "podLogsDir": str(self.workdir / "kubelet" / "pod-logs"),  # not the host's /var/log
+            # The disk is the shared machine's (here 252G with 13% free once the project's 6 GB
+            # image is in): the default thresholds (imagefs.available 15%) evicted every Pod for
+            # DiskPressure, and image GC (85% used) would delete the imported, unpullable images.
+            "evictionHard": {
+                "memory.available": "100Mi",
+                "nodefs.available": "2%",
+                "imagefs.available": "2%",
+            },
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
             **settings,
         }
         path = self.workdir / "kubelet" / "config.yaml"
