@@ -3,9 +3,11 @@
 tests/deploy/test_cluster_scenarios.py on them, print one summary line.
 
 The build is scripts/cluster/build.sh (Go module proxy and pip on first use, then
-~/.cache/tsdl-e2e). The cluster (real control plane and KubeRay operator, our node agent) needs
-root and Linux namespaces, e.g. CI. Full output goes to the log named in the summary; --verbose
-shows it instead.
+~/.cache/tsdl-e2e). The cluster (real control plane and KubeRay operator) needs root and Linux
+namespaces, e.g. CI. Its nodes are our node agent (the default), or with TSDL_E2E_NODES=kubelet a
+real kubelet + containerd running the project's image, built from the Dockerfile with podman on
+first use (tests/deploy/cluster/image.py; cached by a hash of what goes into it). Full output
+goes to the log named in the summary; --verbose shows it instead.
 """
 
 from __future__ import annotations
@@ -32,9 +34,19 @@ def main() -> int:
     args = parser.parse_args()
     start = time.monotonic()
     sys.path.insert(0, str(REPO))
+    from tests.deploy.cluster import node_mode
+    from tests.deploy.cluster.kubelet import missing_tools
     from tests.deploy.cluster.sandbox import sandbox_unavailable
 
-    reason = sandbox_unavailable()
+    try:
+        mode = node_mode()
+    except ValueError as exc:
+        print(f"e2e-cluster: error: {exc}", file=sys.stderr)
+        return 2
+    if mode == "kubelet":
+        reason = "a kubelet node needs root" if os.geteuid() != 0 else missing_tools()
+    else:
+        reason = sandbox_unavailable()
     if reason:  # nothing to build for: the scenarios cannot run on this machine
         print(f"e2e-cluster: SKIPPED ({reason})")
         return 0
@@ -45,6 +57,12 @@ def main() -> int:
             f"e2e-cluster: FAILED: building the cluster parts: {(build.stderr or '').strip()[-500:]}"
         )
         return build.returncode
+    if mode == "kubelet":  # the project's image, before the clock of any scenario starts
+        image = subprocess.run([sys.executable, "-m", "tests.deploy.cluster.image"], cwd=REPO,
+                               capture_output=True, text=True)  # fmt: skip
+        print((image.stdout + image.stderr).strip())
+        if image.returncode != 0:
+            return image.returncode
     built = time.monotonic() - start
     if not args.verbose:
         sys.stdout.write(build.stdout.rsplit("\n", 2)[0] + "\n" if build.stdout else "")
@@ -77,7 +95,7 @@ def main() -> int:
     verdict = "PASSED" if code == 0 and not skipped else ("SKIPPED" if code == 0 else "FAILED")
     why = f" ({skipped[0]})" if skipped else ""
     print(
-        f"e2e-cluster: {verdict}{why}: {', '.join(counts) or 'no result'} in "
+        f"e2e-cluster ({mode} nodes): {verdict}{why}: {', '.join(counts) or 'no result'} in "
         f"{time.monotonic() - start:.0f}s (parts {built:.0f}s); log {log}"
     )
     return code

@@ -156,7 +156,13 @@ def describe(c: E2ECluster, ns: str, name: str | None = None) -> str:
             lines.append(
                 f"event {ev['involvedObject']['name']}: {ev.get('reason')}: {ev.get('message')}"
             )
-    assert c.agent is not None
+    if c.agent is None:  # the real kubelet: the container logs through the API server
+        for pod in pods(c, ns):
+            for ctr in pod["spec"]["containers"]:
+                log = kubectl(c, "logs", "-n", ns, pod["metadata"]["name"], "-c", ctr["name"],
+                              "--tail=30", check=False)  # fmt: skip
+                lines.append(f"--- log {pod['metadata']['name']}/{ctr['name']}:\n{log[-1500:]}")
+        return "\n".join(lines)
     for run in list(c.agent.pods.values()):
         if run.namespace != ns:
             continue
@@ -199,16 +205,65 @@ def wait_rayjob(
     )
 
 
+def with_cluster_dns(c: E2ECluster) -> list[str]:
+    """A command prefix: the command resolves the cluster's Service names (its own mount
+    namespace, the node agent's hosts file or a resolv.conf naming CoreDNS bound over the host's)."""
+    source, target = c.dns_files
+    script = f'mount --bind "$0" {target} && exec "$@"'
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(source)]
+
+
+def fit_to_node(c: E2ECluster, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """On the real kubelet the Node is this machine (2 cores): the RayJob's requests (head 2 CPUs
+    8Gi, GPU worker 8 CPUs 32Gi, submitter 500m) would never fit, as on any too-small cluster.
+    Scale them to the node, as that user would; everything else stays the manifest's. The node
+    agent's Nodes declare cloud shapes and enforce no memory limit, so there nothing changes.
+
+    MLflow's limit goes from 1Gi to 2Gi: on the kubelet (real cgroups) the prerequisites' server,
+    run from tsdl's image standing in for MLflow's (same mlflow 3.17.2, whose server starts a
+    uvicorn worker and a job runner), was OOMKilled (exit 137, memory.max_usage_in_bytes at the
+    1Gi limit) within seconds of its first /health answer, twice in 3 minutes."""
+    if c.nodes != "kubelet":
+        return docs
+    sizes = {  # role: requests, limits, Ray object store
+        "head": ({"cpu": "250m", "memory": "2Gi"}, {"cpu": "1", "memory": "3Gi"}, "200000000"),
+        "worker": ({"cpu": "500m", "memory": "2Gi"}, {"cpu": "2", "memory": "4Gi"}, "300000000"),
+        "submitter": ({"cpu": "100m", "memory": "512Mi"}, {"cpu": "500m", "memory": "1Gi"}, ""),
+    }
+
+    def size(template: dict[str, Any], role: str) -> None:
+        requests, limits, _ = sizes[role]
+        for ctr in template["spec"]["containers"]:
+            res = ctr.setdefault("resources", {})
+            gpus = {k: v for k, v in res.get("limits", {}).items() if k == "nvidia.com/gpu"}
+            res["requests"] = {**requests, **gpus}
+            res["limits"] = {**limits, **gpus}
+
+    for doc in docs:
+        if doc.get("kind") == "Deployment" and doc["metadata"]["name"].endswith("mlflow"):
+            for ctr in doc["spec"]["template"]["spec"]["containers"]:
+                ctr["resources"]["limits"]["memory"] = "2Gi"
+        if doc.get("kind") != "RayJob":
+            continue
+        spec = doc["spec"]
+        if "submitterPodTemplate" in spec:
+            size(spec["submitterPodTemplate"], "submitter")
+        head = spec["rayClusterSpec"]["headGroupSpec"]
+        size(head["template"], "head")
+        head["rayStartParams"]["object-store-memory"] = sizes["head"][2]
+        for group in spec["rayClusterSpec"].get("workerGroupSpecs", []):
+            size(group["template"], "worker")
+            group["rayStartParams"]["object-store-memory"] = sizes["worker"][2]
+    return docs
+
+
 def check_mlflow(c: E2ECluster, ns: str, service: str, experiment: str, study: str) -> str:
     """tests/deploy/e2e_checks.py against the in-cluster MLflow, by its Service name (its
     --allowed-hosts refuses other Host headers): run with the cluster's DNS, in a mount namespace."""
-    assert c.agent is not None
     deadline = time.monotonic() + 300
     while True:
-        script = 'mount --bind "$0" /etc/hosts && exec "$@"'
         result = subprocess.run(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(c.agent.operator_hosts),
-             sys.executable, "-m", "tests.deploy.e2e_checks", "--tracking-uri",
+            [*with_cluster_dns(c), sys.executable, "-m", "tests.deploy.e2e_checks", "--tracking-uri",
              f"http://{service}.{ns}.svc:5000", "--experiment", experiment, "--study", study],
             capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300,
         )  # fmt: skip
@@ -268,12 +323,15 @@ def test_1_kubectl_apply_of_the_k8s_manifests_succeeds(cluster: E2ECluster) -> N
     user's own config in the ConfigMap (a small CPU study; the GPU worker still asks for its GPU)."""
     start = time.monotonic()
     ns = namespace(cluster, "s1")
-    apply(cluster, ns, (REPO / "k8s" / "prerequisites.yaml").read_text())
+    prereqs = [
+        d for d in yaml.safe_load_all((REPO / "k8s" / "prerequisites.yaml").read_text()) if d
+    ]
+    apply(cluster, ns, fit_to_node(cluster, prereqs))
     wait_mlflow(cluster, ns, "tsdl-mlflow")
     docs = list(yaml.safe_load_all((REPO / "k8s" / "rayjob-tune.yaml").read_text()))
     config_map = next(d for d in docs if d and d["kind"] == "ConfigMap")
     config_map["data"]["config.yaml"] = yaml.safe_dump(tiny_config("s1-kubectl"))
-    apply(cluster, ns, [d for d in docs if d])
+    apply(cluster, ns, fit_to_node(cluster, [d for d in docs if d]))
     try:
         done = wait_rayjob(cluster, ns, "tsdl-tune", pending_limit=60)
     finally:
@@ -632,11 +690,8 @@ def mlflow_trial_steps(
     c: E2ECluster, ns: str, service: str, experiment: str
 ) -> dict[str, list[int]]:
     """Trial run -> the steps (epochs) of its val_loss history in the in-cluster MLflow."""
-    assert c.agent is not None
-    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
     result = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(c.agent.operator_hosts),
-         sys.executable, "-c", MLFLOW_EPOCHS, f"http://{service}.{ns}.svc:5000", experiment],
+        [*with_cluster_dns(c), sys.executable, "-c", MLFLOW_EPOCHS, f"http://{service}.{ns}.svc:5000", experiment],
         capture_output=True, text=True, cwd=REPO, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -98,6 +98,7 @@ class ControlPlane:
     workdir: Path
     cache: Path = CACHE
     hosts_file: Path | None = None  # cluster DNS for the operator (the node agent writes it)
+    dns_file: tuple[Path, str] | None = None  # or (a resolv.conf naming CoreDNS, /etc/resolv.conf)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     server: str = ""
@@ -251,9 +252,10 @@ class ControlPlane:
             "--enable-leader-election=false", f"--metrics-addr=127.0.0.1:{free_port()}",
             f"--health-probe-bind-address=127.0.0.1:{probe}", "--log-stdout-encoder=console",
         ]  # fmt: skip
-        if self.hosts_file is not None:
+        dns = self.dns_file or ((self.hosts_file, "/etc/hosts") if self.hosts_file else None)
+        if dns is not None:
             # Its own mount namespace, so the service names resolve for it alone (not the host).
-            script = f'mount --bind "{self.hosts_file}" /etc/hosts && exec "$@"'
+            script = f'mount --bind "{dns[0]}" {dns[1]} && exec "$@"'
             argv = [
                 "unshare",
                 "-m",
