@@ -242,7 +242,7 @@ def fit_to_node(c: E2ECluster, docs: list[dict[str, Any]]) -> list[dict[str, Any
     for doc in docs:
         if doc.get("kind") == "Deployment" and doc["metadata"]["name"].endswith("mlflow"):
             for ctr in doc["spec"]["template"]["spec"]["containers"]:
-                ctr["resources"]["limits"]["memory"] = "2Gi"
+                ctr.setdefault("resources", {}).setdefault("limits", {})["memory"] = "2Gi"
         if doc.get("kind") != "RayJob":
             continue
         spec = doc["spec"]
@@ -358,7 +358,9 @@ def helm_install(c: E2ECluster, release: str, ns: str, values: dict[str, Any]) -
     server stores what Helm would create."""
     from tsdl.deploy.chart import render_chart
 
-    apply(c, ns, render_chart(values, release=release, namespace=ns))
+    rendered = render_chart(values, release=release, namespace=ns)
+    docs = rendered if isinstance(rendered, list) else list(yaml.safe_load_all(rendered))
+    apply(c, ns, fit_to_node(c, [d for d in docs if d]))
 
 
 def prerequisites(c: E2ECluster, ns: str) -> None:
