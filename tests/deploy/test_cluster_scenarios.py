@@ -3,7 +3,8 @@
 The control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler), the KubeRay
 operator and its CRDs are the real programs; the RayCluster, its Pods and Services and the submitter
 Job are the ones the operator creates. Pods run on two Nodes of our node agent
-(`tests/deploy/cluster/node.py`: a CPU node and a tainted "GPU" node), storage is local
+(`tests/deploy/cluster/node.py`: a CPU node and a tainted "GPU" node) or, with
+TSDL_E2E_NODES=kubelet, on one real kubelet node from the project's image; storage is local
 PersistentVolumes with node affinity behind a `WaitForFirstConsumer` default class, S3 is moto.
 
 Each test is one scenario of the issue, asserted as the user sees it (RayJob status, `tsdl`
