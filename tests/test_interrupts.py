@@ -124,6 +124,7 @@ def test_a_training_write_to_an_unreachable_server_is_bounded_and_kept_for_the_n
 
 
 @pytest.mark.ray
+@pytest.mark.slow(seconds=24)
 def test_ray_trains_sigint_handler_does_not_outlive_training(ray_local, tmp_path: Path) -> None:
     """Ray Train's handler (Ctrl-C three times: exit 0) stayed installed after fit() returned."""
     from tests.train.conftest import small_config

@@ -120,13 +120,14 @@ _needs_entry_point = pytest.mark.skipif(
 
 @_needs_etth1
 @_needs_entry_point
+@pytest.mark.slow(seconds=24)
 def test_readme_lines_that_do_not_train_run(tmp_path: Path) -> None:
     """The data, config and Kubernetes lines, in order (seconds; the training lines are the slow test)."""
     ran = _run_tour(tmp_path, select=lambda argv: argv[1] in _NO_TRAINING)
     assert [argv[1] for argv in ran][:2] == ["datasets", "check-data"] and "submit" in ran[-2]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=210)
 @_needs_etth1
 @_needs_entry_point
 def test_readme_lines_that_train_run(tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ def test_run_all_lists_every_benchmark_script() -> None:
         assert (REPO_ROOT / "bench" / script).exists(), f"{name}: bench/{script} is missing"
 
 
+@pytest.mark.slow(seconds=13)
 def test_throughput_smoke(tmp_path: Path) -> None:
     """Whole epochs of the independent plain loop and of tsdl (its defaults, and the row with the
     plain row's optimizer kernel), paired per repeat; the plain DLinear was checked equal to tsdl's
@@ -152,6 +153,7 @@ def test_cpu_share_counts_its_own_tree_and_not_a_strangers(tmp_path: Path) -> No
     assert other.others is not None and other.others > 0
 
 
+@pytest.mark.slow(seconds=15)
 def test_memory_scaling_smoke(tmp_path: Path) -> None:
     result = _run("memory", tmp_path)
     small, large = result["cases"]
@@ -167,6 +169,7 @@ def test_memory_scaling_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.slow(seconds=37)
 def test_startup_smoke(tmp_path: Path) -> None:
     result = _run("startup", tmp_path)
     (row,) = result["summary"]
@@ -181,6 +184,7 @@ def test_startup_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.slow(seconds=14)
 def test_accuracy_smoke(tmp_path: Path) -> None:
     result = _run("accuracy", tmp_path)
     rows = {row["model"]: row for row in result["results"]}
@@ -224,7 +228,7 @@ def test_gpu_smoke_runs_on_cpu_and_cuda_mode_skips_cleanly(tmp_path: Path) -> No
 
 
 @pytest.mark.ray
-@pytest.mark.slow
+@pytest.mark.slow(seconds=36)
 def test_hpo_smoke(tmp_path: Path) -> None:
     result = _run("hpo", tmp_path)
     rows = {row["study"]: row for row in result["summary"]}

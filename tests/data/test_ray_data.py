@@ -41,6 +41,7 @@ def test_rows_roundtrip_to_the_same_windows_without_ray() -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.slow(seconds=19)
 def test_two_torch_workers_get_balanced_disjoint_windows(ray_local: None, tmp_path) -> None:
     import ray.train
     from ray.train import RunConfig, ScalingConfig

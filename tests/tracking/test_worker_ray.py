@@ -13,6 +13,7 @@ from tsdl.tracking import MlflowRun, worker_logger
 
 
 @pytest.mark.ray
+@pytest.mark.slow(seconds=20)
 def test_two_workers_log_each_epoch_once(ray_local: None, tmp_path: Path) -> None:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer

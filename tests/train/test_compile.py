@@ -42,6 +42,7 @@ def test_without_a_cxx_compiler_a_compiled_run_is_refused_in_one_line_before_tra
     assert compile_problem("cpu") is None  # this machine has g++ (the test below compiles)
 
 
+@pytest.mark.slow(seconds=22)
 def test_a_compiled_run_trains_like_eager_resumes_and_leaves_loadable_checkpoints(
     make_config, tmp_path: Path
 ) -> None:

@@ -119,6 +119,7 @@ def _trainer(loop, loop_config: dict, tmp_path: Path, datasets=None):
     )
 
 
+@pytest.mark.slow(seconds=40)
 def test_ranks_hold_bitwise_equal_weights_after_every_epoch(ray_local, make_config, tmp_path: Path) -> None:
     config = make_config(resources__num_workers=2, training__max_epochs=2, tracking__enabled=False,
                          training__compile=True)
@@ -139,6 +140,7 @@ def test_ranks_hold_bitwise_equal_weights_after_every_epoch(ray_local, make_conf
     assert any(not torch.equal(before[k], after[k]) for k in before), "epoch 2 changed no weight"
 
 
+@pytest.mark.slow(seconds=17)
 def test_one_step_on_two_workers_equals_one_step_on_the_whole_batch(
     ray_local, make_config, tmp_path: Path
 ) -> None:

@@ -78,6 +78,7 @@ def test_child_starts_from_parent_freezes_backbone_and_records_lineage(parent) -
     assert manifest["lineage"]["frozen_modules"] == lineage["frozen_modules"]
 
 
+@pytest.mark.slow(seconds=30)
 def test_ddp_child_from_checkpoint_dir_unfreezes_on_schedule(parent, tmp_path: Path) -> None:
     parent_config, parent_result = parent
     config = _child(parent_config, scalers="parent", freeze=["backbone"], unfreeze_epoch=3)
@@ -136,6 +137,7 @@ def test_zero_shot_evaluate_on_new_series(parent) -> None:
     assert zero_shot.model["MSE"] != pytest.approx(same.model["MSE"], rel=1e-3)
 
 
+@pytest.mark.slow(seconds=25)
 def test_build_trainer_loads_init_from_directory(parent, tmp_path: Path) -> None:
     """What a Tune trial does: build_trainer from a config whose finetune.init_from is a directory."""
     parent_config, parent_result = parent

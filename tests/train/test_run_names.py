@@ -117,7 +117,7 @@ def test_run_name_reuse_is_refused_and_resume_if_exists_resumes(ray_local, make_
 
 
 @pytest.mark.ray
-@pytest.mark.slow
+@pytest.mark.slow(seconds=52)
 @pytest.mark.timeout(600)
 def test_train_with_data_and_storage_on_s3(s3, make_config, tmp_path: Path) -> None:
     """`tsdl train` as a user runs it: data and results in a bucket, endpoint from AWS_ENDPOINT_URL."""

@@ -38,6 +38,7 @@ def path(request, ray_local, tmp_path: Path):
     assert (pids == {os.getpid()}) == (request.param == "in_process"), (request.param, pids)
 
 
+@pytest.mark.slow(seconds=27)
 def test_train_end_to_end(path, make_config) -> None:
     address, hooks = path
     config = make_config(training__max_epochs=2)
@@ -126,6 +127,7 @@ def test_worker_failure_resumes_from_last_checkpoint(path, make_config, tmp_path
     assert [h["epoch"] for h in result.history] == [1, 2, 3]  # no finished epoch repeated
 
 
+@pytest.mark.slow(seconds=40)
 def test_resume_continues_an_interrupted_run(path, make_config, tmp_path: Path) -> None:
     address, hooks = path
     config = make_config(tracking__enabled=False)
@@ -138,6 +140,7 @@ def test_resume_continues_an_interrupted_run(path, make_config, tmp_path: Path) 
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
 
 
+@pytest.mark.slow(seconds=77)
 def test_killed_worker_process_resumes_without_losing_or_repeating_a_finished_epoch(
     ray_local, make_config, tmp_path: Path
 ) -> None:

@@ -135,7 +135,7 @@ def _finished_trials(stage_dir: Path) -> dict[str, int]:
 
 
 @pytest.mark.ray
-@pytest.mark.slow
+@pytest.mark.slow(seconds=31)
 @pytest.mark.timeout(900)
 def test_killed_study_resumes_and_keeps_finished_trials(ray_local, tmp_path, capsys) -> None:
     """A RayJob retry runs the same entrypoint: `--study-name NAME --resume-if-exists`."""
@@ -177,7 +177,7 @@ def test_killed_study_resumes_and_keeps_finished_trials(ray_local, tmp_path, cap
 
 
 @pytest.mark.ray
-@pytest.mark.slow
+@pytest.mark.slow(seconds=22)
 @pytest.mark.timeout(600)
 def test_study_on_s3_storage(s3, tmp_path) -> None:
     """A study whose storage is a bucket (endpoint from AWS_ENDPOINT_URL), as in a cluster."""

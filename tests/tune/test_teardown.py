@@ -65,6 +65,7 @@ def _live_actors(class_name: str, *, ignore: frozenset[str] = frozenset()) -> li
 
 @pytest.mark.ray
 @pytest.mark.timeout(900)
+@pytest.mark.slow(seconds=66)
 def test_asha_stopped_trials_release_their_worker_groups(ray_local, tmp_path) -> None:
     import ray
     from ray import tune
