@@ -20,6 +20,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 ETTH1 = SHARED / "data" / "ETTh1.csv"
 
+def default_sigint() -> None:
+    """``preexec_fn`` for a child a test sends SIGINT: Ctrl-C's default action, as from a terminal.
+
+    A run started in the background by a non-interactive shell (`make test &`, nohup, some CI
+    runners) has SIGINT ignored, and children inherit that: the SIGINT tests would see a run that
+    never stops instead of the interrupt they check."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def config_with(raw: dict[str, Any], **overrides: Any) -> TsdlConfig:
     """``raw`` validated as a config after ``a__b=value`` overrides of nested keys."""
     for dotted, value in overrides.items():

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import default_sigint
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -438,7 +440,7 @@ def test_a_signal_at_an_awkward_moment_is_one_line(name: str, tmp_path: Path) ->
     _write(spec, cwd)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tsdl.cli.main", *case.argv], cwd=cwd, env=_env(spec, cwd),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
     )
     out = ""
     if case.after is None:

@@ -22,6 +22,7 @@ import ray.cloudpickle
 import yaml
 from mlflow import MlflowClient
 
+from tests.conftest import default_sigint
 from tsdl import api
 from tsdl.errors import TrackingError
 
@@ -78,6 +79,7 @@ def test_signal_mid_run_ends_the_run_killed(tmp_path: Path, signum: int, code: i
     proc = subprocess.Popen(
         [sys.executable, "-m", "tsdl.cli.main", "train", "-c", "cfg.yaml", "--run-name", "victim", "--quiet"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint,
     )
     try:
         run_id = _wait_for_epochs(tmp_path, uri, proc, epochs=2)
