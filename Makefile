@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/tsdl tune --example --budget smoke
 
+# The suite on 2 pytest-xdist workers, slowest modules first (TSDL_TEST_WORKERS=N to change; 0 or 1
+# runs it serially); scripts/run-tests.sh says why.
 test: install
 	bash scripts/run-tests.sh $(BIN)/python
 
