@@ -13,12 +13,18 @@ from tsdl.config import load_config
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_table_writes_every_cell_config_and_prints_the_grid(tmp_path: Path) -> None:
+def _print_table(out: Path) -> subprocess.CompletedProcess[str]:
+    """``bench_accuracy.py --table --print-only`` over the store in ``out``; asserts it exits 0."""
     done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "bench_accuracy.py"), "--table", "--print-only", "--out", str(tmp_path)],
+        [sys.executable, str(REPO_ROOT / "bench" / "bench_accuracy.py"), "--table", "--print-only", "--out", str(out)],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_table_writes_every_cell_config_and_prints_the_grid(tmp_path: Path) -> None:
+    done = _print_table(tmp_path)
     configs = sorted((tmp_path / "accuracy-configs").glob("*.yaml"))
     assert len(configs) == 2 * 4 * 4  # ETTh1/ETTh2 x 4 horizons x 4 models
     cell = load_config(tmp_path / "accuracy-configs" / "ETTh2-patchtst-720.yaml")
@@ -67,11 +73,7 @@ def test_a_rerun_more_than_2_percent_worse_is_a_regression_and_keeps_the_stored_
 def test_the_table_dates_every_measured_cell_and_uses_the_per_horizon_dlinear_recipe(tmp_path: Path) -> None:
     store = {"cells": {"ETTh1/dlinear/720": _cell(0.4712, "2026-12-06 05:30")}}
     (tmp_path / "accuracy-table.json").write_text(json.dumps(store))
-    done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "bench_accuracy.py"), "--table", "--print-only", "--out", str(tmp_path)],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _print_table(tmp_path)
     row = next(line for line in done.stdout.splitlines() if line.startswith("| ETTh1 | 720 |"))
     assert "0.471 / 0.400 (10 ep, 2026-12-06)" in row
     cell = load_config(tmp_path / "accuracy-configs" / "ETTh1-dlinear-720.yaml")
@@ -157,11 +159,7 @@ def test_a_multi_seed_cell_is_the_median_with_its_range_and_regresses_on_the_med
     assert bench.merge_cell(cell, other)[1] is None
     # The table shows the median, its range and the seed count, dated.
     (tmp_path / "accuracy-table.json").write_text(json.dumps({"cells": {"ETTh1/dlinear/192": cell}}))
-    done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "bench_accuracy.py"), "--table", "--print-only", "--out", str(tmp_path)],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _print_table(tmp_path)
     row = next(line for line in done.stdout.splitlines() if line.startswith("| ETTh1 | 192 |"))
     assert "0.410 [0.390-0.500] / 0.420 [0.400-0.510] (median of 5 seeds, 2026-12-06)" in row
 
