@@ -84,20 +84,23 @@ class WindowSet:
 
     def starts(self, indices: np.ndarray) -> np.ndarray:
         """``[B]`` flat row where each window's lookback starts."""
+        return self._locate(self._checked(indices))[1]
+
+    def _checked(self, indices: np.ndarray) -> np.ndarray:
         indices = np.asarray(indices, np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"window index out of range [0, {len(self)})")
-        seg = np.searchsorted(self._cum, indices, side="right") - 1
-        return self.segments[seg, 2] + (indices - self._cum[seg]) * self.stride
+        return indices
 
-    def _segment_of(self, indices: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self._cum, np.asarray(indices, np.int64), side="right") - 1
+    def _locate(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(segment, flat lookback start) of every in-range window index, by one binary search."""
+        seg = np.searchsorted(self._cum, indices, side="right") - 1
+        return seg, self.segments[seg, 2] + (indices - self._cum[seg]) * self.stride
 
     def batch_at(self, indices: np.ndarray) -> Batch:
         """Gather windows ``indices`` (``[B]``) into a float32 :class:`Batch`."""
-        indices = np.asarray(indices, np.int64)
-        seg = self._segment_of(indices)
-        return self._gather(torch.from_numpy(self.starts(indices)), torch.from_numpy(self.segments[seg, 4]))
+        seg, starts = self._locate(self._checked(indices))
+        return self._gather(torch.from_numpy(starts), torch.from_numpy(self.segments[seg, 4]))
 
     def _gather(self, starts: torch.Tensor, series: torch.Tensor, factor: np.ndarray | None = None) -> Batch:
         """``[B]`` int64 lookback starts and series indices -> a :class:`Batch` (one copy)."""
@@ -165,8 +168,7 @@ class WindowSet:
         # never materialized), then each step slices them. Batches and the rng stream are the
         # same as a per-step lookup's (tests/data/test_windows.py).
         order = order[:stop]
-        seg = self._segment_of(order)
-        all_starts = self.segments[seg, 2] + (order - self._cum[seg]) * self.stride
+        seg, all_starts = self._locate(order)
         all_series = torch.from_numpy(self.segments[seg, 4])
         starts_t = torch.from_numpy(all_starts)
         jitter = augment.window_jitter if augment is not None else 0
