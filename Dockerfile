@@ -42,13 +42,17 @@ RUN mapfile -t pkgs < <(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' \
     rm -rf /var/lib/apt/lists/*
 USER 1000:100
 
-COPY --from=build --chown=1000:100 /home/ray/wheels /tmp/wheels
 # Dependencies at the versions of the environment whose tests passed (docker/constraints.txt,
-# `make constraints`), not whatever resolves on the day of the build; MLflow = the server image's.
+# `make constraints`: the runtime closure of tsdl's requirements), not whatever resolves on the
+# day of the build; MLflow = the server image's. They are a layer of their own, below tsdl's
+# wheel: a change to tsdl's code rebuilds the few-MB layer under it, not torch's GBs.
 COPY --chown=1000:100 docker/constraints.txt /tmp/constraints.txt
-# After the compiler purge: the image must still import and run what the pods run.
 RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_CPU_INDEX_URL}" \
-    && pip install --no-cache-dir -c /tmp/constraints.txt /tmp/wheels/tsdl-*.whl \
+    && pip install --no-cache-dir -r /tmp/constraints.txt
+COPY --from=build --chown=1000:100 /home/ray/wheels /tmp/wheels
+# After the compiler purge: the image must still import and run what the pods run (-c again: a
+# dependency added to pyproject.toml since `make constraints` still installs, at its pin if any).
+RUN pip install --no-cache-dir -c /tmp/constraints.txt /tmp/wheels/tsdl-*.whl \
     && rm -rf /tmp/wheels /tmp/constraints.txt \
     && tsdl --version \
     && ray --version \
@@ -87,13 +91,17 @@ RUN mapfile -t pkgs < <(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' \
     rm -rf /var/lib/apt/lists/*
 USER 1000:100
 
-COPY --from=build --chown=1000:100 /home/ray/wheels /tmp/wheels
 # Dependencies at the versions of the environment whose tests passed (docker/constraints.txt,
-# `make constraints`), not whatever resolves on the day of the build; MLflow = the server image's.
+# `make constraints`: the runtime closure of tsdl's requirements), not whatever resolves on the
+# day of the build; MLflow = the server image's. They are a layer of their own, below tsdl's
+# wheel: a change to tsdl's code rebuilds the few-MB layer under it, not torch's GBs.
 COPY --chown=1000:100 docker/constraints.txt /tmp/constraints.txt
-# After the compiler purge: the image must still import and run what the pods run.
 RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_GPU_INDEX_URL}" \
-    && pip install --no-cache-dir -c /tmp/constraints.txt /tmp/wheels/tsdl-*.whl \
+    && pip install --no-cache-dir -r /tmp/constraints.txt
+COPY --from=build --chown=1000:100 /home/ray/wheels /tmp/wheels
+# After the compiler purge: the image must still import and run what the pods run (-c again: a
+# dependency added to pyproject.toml since `make constraints` still installs, at its pin if any).
+RUN pip install --no-cache-dir -c /tmp/constraints.txt /tmp/wheels/tsdl-*.whl \
     && rm -rf /tmp/wheels /tmp/constraints.txt \
     && tsdl --version \
     && ray --version \

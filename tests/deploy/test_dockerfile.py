@@ -153,3 +153,9 @@ def test_both_stages_smoke_test_after_the_compiler_purge() -> None:
         assert purge < install
         for check in ("tsdl --version", "ray --version", 'python -c "import ray, torch, tsdl'):
             assert stage.index(check) > install, (target, check)
+        # torch and the dependencies are a layer below tsdl's wheel (a code change rebuilds
+        # seconds of image, not GBs): installed before the wheel is even copied in.
+        deps, wheel = stage.index("pip install --no-cache-dir -r /tmp/constraints.txt"), stage.index(
+            "COPY --from=build"
+        )
+        assert purge < deps < wheel < install, target
