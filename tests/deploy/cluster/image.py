@@ -12,17 +12,19 @@ No registry can be reached here and the build container has no network, so:
   pip.conf that says `no-index` + `find-links`; neither is a layer of the image, and the
   Dockerfile is the one users build (its torch index and constraints lines are unchanged).
 
-The image is saved as a docker archive under the cache, keyed by a hash of the Dockerfile, the
-constraints, pyproject.toml and tsdl's sources (the wheel the build stage makes), so an unchanged
-tree takes it from the cache and any change rebuilds. `python -m tests.deploy.cluster.image`
-builds (or finds) it and prints one line; `--print-key` prints the key only.
+The image lives in a podman store of its own under the cache (`podman/`), tagged with a hash of
+the Dockerfile, the constraints, pyproject.toml and tsdl's sources (`image_key`): an unchanged
+tree finds its tag and builds nothing; a change to tsdl's code rebuilds only the layers above the
+dependencies (the store keeps podman's layer cache): seconds, not the cold build's ~13 minutes.
+`save` writes it as an OCI archive for containerd, whose import skips every layer blob a node
+already holds. `python -m tests.deploy.cluster.image` builds (or finds) it and prints one line;
+`--print-key` prints the key only.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -36,7 +38,7 @@ REPO = Path(__file__).resolve().parents[3]
 RAY_VERSION = "2.60.0"
 TORCH_VERSION = "2.13.0"  # house rule 2; the Dockerfile's TORCH_VERSION default
 STANDIN = f"tsdl.local/ray-standin:{RAY_VERSION}-py311"
-BUILD_TAG = "tsdl.local/tsdl:e2e-cpu"
+BUILD_REPO = "tsdl.local/tsdl"  # tagged <version>-<key>
 RAY_PATH = "/home/ray/anaconda3/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What the manifests and the chart run, all served by the one image built here (the cpu target
 # with PyPI's CUDA torch: the gpu target differs only in its base image and torch index). The
@@ -50,7 +52,6 @@ IMAGE_REFS = (
 )
 # podman here: runc (crun fails on setrlimit and hybrid cgroups) and rlimits within the host's
 # hard limits (no CAP_SYS_RESOURCE): ../shared/reviews/2026-12-06-control-plane-probe.md.
-PODMAN = ("podman", "--runtime", "runc")
 LIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
 
 
@@ -89,8 +90,15 @@ def image_key(repo: Path = REPO) -> str:
     return h.hexdigest()[:12]
 
 
-def cache_dir(cache: Path = CACHE) -> Path:
-    return cache / f"tsdl-image-{tsdl_version()}-{image_key()}"
+def podman(cache: Path = CACHE) -> list[str]:
+    """podman on the e2e's own store under the cache (the host's store stays untouched), runc."""
+    return ["podman", "--root", str(cache / "podman" / "storage"),
+            "--runroot", "/run/tsdl-e2e-podman", "--runtime", "runc"]  # fmt: skip
+
+
+def reference(repo: Path = REPO) -> str:
+    """The image's tag for this tree: its version and `image_key`."""
+    return f"{BUILD_REPO}:{tsdl_version(repo)}-{image_key(repo)}"
 
 
 def _run(argv: list[str], log: Path, timeout: float = 3600) -> None:
@@ -105,6 +113,11 @@ def _run(argv: list[str], log: Path, timeout: float = 3600) -> None:
         )
 
 
+def _exists(cache: Path, ref: str) -> bool:
+    found = subprocess.run([*podman(cache), "image", "exists", ref], capture_output=True)
+    return found.returncode == 0
+
+
 def wheelhouse(cache: Path, log: Path) -> Path:
     """torch and tsdl's dependencies as wheels, downloaded by this machine's pip (its CA bundle)."""
     out = cache / "image-wheels"
@@ -117,45 +130,46 @@ def wheelhouse(cache: Path, log: Path) -> Path:
     return out
 
 
-def build(cache: Path = CACHE) -> tuple[Path, str]:
-    """The image archive (built now or found in the cache) and how it was had."""
+def build(cache: Path = CACHE) -> tuple[str, str]:
+    """The image's reference in the e2e's podman store (built now or found) and how it was had."""
     if shutil.which("podman") is None:
         raise RuntimeError("podman is missing: run `apt-get install podman runc`")
-    out = cache_dir(cache)
-    archive = out / "image.tar"
-    if archive.exists():
-        return archive, "cached"
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "build.log"
+    ref = reference()
+    if _exists(cache, ref):
+        return ref, "cached"
+    (cache / "podman").mkdir(parents=True, exist_ok=True)
+    log = cache / "podman" / "build.log"
     log.write_text("")
-    from tests.deploy.cluster.kubelet import standin_rootfs
+    if not _exists(cache, STANDIN):
+        from tests.deploy.cluster.kubelet import standin_rootfs
 
-    rootfs, _ = standin_rootfs(cache, out)
-    wheels = wheelhouse(cache, log)
-    made: list[str] = []
-    try:
-        _run([*PODMAN, "import", "--change", "USER 1000:100", "--change", "WORKDIR /home/ray",
+        rootfs, _ = standin_rootfs(cache, cache / "podman")
+        _run([*podman(cache), "import", "--change", "USER 1000:100", "--change", "WORKDIR /home/ray",
               "--change", f"ENV PATH={RAY_PATH}", "--change", "ENV HOME=/home/ray",
               str(rootfs), STANDIN], log)  # fmt: skip
-        made.append(STANDIN)
-        with tempfile.TemporaryDirectory(prefix="tsdl-image-") as tmp:
-            pipconf = Path(tmp) / "pip.conf"
-            pipconf.write_text("[global]\nno-index = true\nfind-links = /tmp/tsdl-wheelhouse\n")
-            made.append(BUILD_TAG)
-            # --format docker: the OCI format has no SHELL, and the Dockerfile's bash lines need it.
-            _run([*PODMAN, "build", *LIMITS, "--format", "docker", "--network", "none", "--target", "cpu",
-                  "--build-arg", f"RAY_CPU_IMAGE={STANDIN}",
-                  "--volume", f"{wheels}:/tmp/tsdl-wheelhouse:ro",
-                  "--volume", f"{pipconf}:/etc/pip.conf:ro",
-                  "-t", BUILD_TAG, str(REPO)], log)  # fmt: skip
-        _run([*PODMAN, "save", "--format", "docker-archive", "-o", str(archive) + ".tmp",
-              BUILD_TAG], log)  # fmt: skip
-        Path(str(archive) + ".tmp").rename(archive)
-    finally:  # podman's store is the host's: leave only the cache's archive behind
-        for ref in reversed(made):
-            subprocess.run([*PODMAN, "rmi", "-f", ref], capture_output=True)
-        subprocess.run([*PODMAN, "image", "prune", "-f"], capture_output=True)
-    return archive, "built"
+    wheels = wheelhouse(cache, log)
+    with tempfile.TemporaryDirectory(prefix="tsdl-image-") as tmp:
+        pipconf = Path(tmp) / "pip.conf"
+        pipconf.write_text("[global]\nno-index = true\nfind-links = /tmp/tsdl-wheelhouse\n")
+        # --format docker: the OCI format has no SHELL, and the Dockerfile's bash lines need it.
+        _run([*podman(cache), "build", *LIMITS, "--format", "docker", "--network", "none",
+              "--target", "cpu", "--build-arg", f"RAY_CPU_IMAGE={STANDIN}",
+              "--volume", f"{wheels}:/tmp/tsdl-wheelhouse:ro",
+              "--volume", f"{pipconf}:/etc/pip.conf:ro", "-t", ref, str(REPO)], log)  # fmt: skip
+    # Older trees' tags go; the untagged layers below them stay: they are the build cache.
+    listed = subprocess.run([*podman(cache), "images", "--format", "{{.Repository}}:{{.Tag}}",
+                             BUILD_REPO], capture_output=True, text=True).stdout.split()  # fmt: skip
+    for old in set(listed) - {ref}:
+        subprocess.run([*podman(cache), "rmi", old], capture_output=True)
+    return ref, "built"
+
+
+def save(ref: str, archive: Path, cache: Path = CACHE) -> Path:
+    """The image as an OCI archive (blobs named by digest: containerd skips those it holds)."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    _run([*podman(cache), "save", "--format", "oci-archive", "-o", str(archive), ref],
+         archive.with_suffix(".log"))  # fmt: skip
+    return archive
 
 
 def main() -> int:
@@ -167,16 +181,14 @@ def main() -> int:
         return 0
     start = time.monotonic()
     try:
-        archive, how = build()
+        ref, how = build()
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"image: FAILED: {exc}", file=sys.stderr)
         return 1
-    size = archive.stat().st_size / 2**30
-    print(f"image: {BUILD_TAG} {how} in {time.monotonic() - start:.0f}s, {size:.2f} GiB "
-          f"({archive}); serves {', '.join(image_refs())}")  # fmt: skip
+    print(f"image: {ref} {how} in {time.monotonic() - start:.0f}s; serves "
+          f"{', '.join(image_refs())}")  # fmt: skip
     return 0
 
 
 if __name__ == "__main__":
-    os.nice(0)
     sys.exit(main())
