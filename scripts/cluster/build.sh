@@ -90,6 +90,25 @@ fi
 # lists both). Its own block, off by default: the e2e's nodes are the node agent, so CI does not
 # pay for this build. The version is stamped so the Node reports kubeletVersion v$K8S_VERSION.
 if [[ "${TSDL_E2E_NODES:-agent}" == kubelet ]]; then
+  # Debian's node packages (tests/deploy/cluster/kubelet.py NODE_TOOLS, the image's podman and
+  # the Ray base stand-in's mmdebstrap), installed on first use as root, as `make test` installs
+  # its venv: a fresh machine needs nothing but this command.
+  NODE_PKGS=(containerd runc containernetworking-plugins busybox-static iptables conntrack mmdebstrap podman buildah)
+  missing_pkgs=()
+  for p in "${NODE_PKGS[@]}"; do
+    dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing_pkgs+=("$p")
+  done
+  if (( ${#missing_pkgs[@]} )); then
+    [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null \
+      || { echo "error: missing node packages: run \`apt-get install ${missing_pkgs[*]}\` as root" >&2; exit 2; }
+    start=$SECONDS
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing_pkgs[@]}"; } \
+      >"$CACHE/apt.log" 2>&1 \
+      || { echo "error: apt-get install ${missing_pkgs[*]} failed, see $CACHE/apt.log" >&2; exit 1; }
+    say "node packages" "installed ${missing_pkgs[*]} in $((SECONDS - start))s"
+  else
+    say "node packages" "installed (${NODE_PKGS[*]})"
+  fi
   NODE_BINS=(kubelet kube-proxy)
   missing=0
   for b in "${NODE_BINS[@]}"; do [[ -x "$K8S_DIR/bin/$b" ]] || missing=1; done

@@ -108,9 +108,30 @@ def apply(c: E2ECluster, namespace: str, docs: list[dict[str, Any]] | str) -> No
     kubectl(c, "apply", "--validate=strict", "-n", namespace, "-f", "-", input=text)
 
 
+_CREATED: list[str] = []
+
+
 def namespace(c: E2ECluster, name: str) -> str:
     kubectl(c, "create", "namespace", name, check=False)
+    _CREATED.append(name)
     return name
+
+
+@pytest.fixture(autouse=True)
+def _namespaces_go(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each scenario's namespace goes when it ends, and its Pods with it, before the next one
+    starts: on real nodes a finished scenario's MLflow server and Ray pods still hold their CPU
+    requests (scenario 2's submitter stayed Pending, "Insufficient cpu", behind scenario 1's)."""
+    yield
+    if "cluster" not in request.fixturenames or not _CREATED:
+        return
+    c: E2ECluster = request.getfixturevalue("cluster")
+    gone, _CREATED[:] = list(_CREATED), []
+    for ns in gone:
+        kubectl(c, "delete", "namespace", ns, "--wait=false", check=False)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and any(pods(c, ns) for ns in gone):
+        time.sleep(2)
 
 
 def get(c: E2ECluster, path: str) -> dict[str, Any]:

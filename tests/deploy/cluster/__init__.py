@@ -69,9 +69,10 @@ class E2ECluster:
         self.agent: NodeAgent | None = None
         self.kubelet: Any = None  # kubelet.KubeletNode in kubelet mode
         if self.nodes == "kubelet":
-            from tests.deploy.cluster.kubelet import KubeletNode
+            from tests.deploy.cluster.kubelet import CPU_POOL, GPU_POOL, KubeletNode
 
-            self.kubelet = KubeletNode(self.workdir / "kubelet", self.cache)
+            self.kubelet = KubeletNode(self.workdir / "kubelet", self.cache,
+                                       shapes=(CPU_POOL, GPU_POOL), persistent_images=True)  # fmt: skip
             self.cp = self.kubelet.cp
         else:
             self.cp = ControlPlane(self.workdir / "control-plane", self.cache)
@@ -129,7 +130,7 @@ class E2ECluster:
         """Control plane + operator, containerd, the project's image, the kubelet, kube-proxy,
         CoreDNS, local PersistentVolumes for the Node, S3: each step's time in `timings`."""
         from tests.deploy.cluster import image
-        from tests.deploy.cluster.kubelet import CLUSTER_DNS, NODE_NAME
+        from tests.deploy.cluster.kubelet import CLUSTER_DNS
 
         node, start = self.kubelet, time.monotonic()
 
@@ -139,7 +140,7 @@ class E2ECluster:
             self.timings[name] = round(time.monotonic() - t0, 1)
             return result
 
-        archive, how = timed("image", image.build)
+        ref, how = timed("image", image.build)
         self.timings["image source"] = how  # type: ignore[assignment]
         resolv, _ = self.dns_files
         resolv.parent.mkdir(parents=True, exist_ok=True)
@@ -150,17 +151,15 @@ class E2ECluster:
         timed("control plane + operator", self.cp.start)
         timed("containerd", node.start_containerd)
         timed("pause image", node.images)
-        timed("image import", lambda: node.import_image(archive, image.image_refs()))
+        save = lambda path: image.save(ref, path, self.cache)  # noqa: E731
+        timed("image import", lambda: node.import_image(ref, save, image.image_refs()))
         timed("kubelet", node.start_kubelet)
         timed("kube-proxy", node.start_kube_proxy)
         timed("coredns", node.start_coredns)
-        make_local_volumes(self.api, self.workdir / "disks", NODE_NAME, 24)
-        # One "GPU" as a node-level extended resource (what a device plugin would advertise):
-        # the manifests' GPU worker asks for one; the kubelet keeps it in capacity.
-        self.api.merge_patch(f"/api/v1/nodes/{NODE_NAME}/status",
-                       {"status": {"capacity": {"nvidia.com/gpu": "1"}}})  # fmt: skip
+        for kubelet in node.nodes:
+            make_local_volumes(self.api, self.workdir / "disks", kubelet.name, 24)
         self._start_s3()
-        self._wait_nodes_ready(count=1)
+        self._wait_nodes_ready(count=len(node.nodes))
         self.timings["total"] = round(time.monotonic() - start, 1)
 
     def _start_s3(self) -> None:

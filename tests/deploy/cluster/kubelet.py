@@ -171,23 +171,103 @@ def last_error(log: str, limit: int = 600) -> str:
     return (lines[-1] if lines else (log.strip().splitlines() or [""])[-1])[:limit]
 
 
+@dataclass(frozen=True)
+class Shape:
+    """A Node as a cloud node pool makes it: name, labels, taints, GPUs (an extended resource,
+    as a device plugin advertises it) and its slice of the Pods' addresses on the shared bridge."""
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: tuple[dict[str, str], ...] = ()
+    gpus: int = 0
+    ips: tuple[int, int] = (10, 99)  # host-local range inside POD_SUBNET: .10-.99
+
+
+SINGLE = Shape(NODE_NAME, {"node.kubernetes.io/instance-type": "e2-standard-8"})
+# The e2e's Nodes: a CPU pool node, and a GKE/EKS-style GPU pool node (the accelerator label, GPU
+# Feature Discovery's label, the taint GKE puts on GPU nodes and EKS users add), one GPU each.
+CPU_POOL = Shape(
+    "cpu-node",
+    {"node.kubernetes.io/instance-type": "e2-standard-8", "cloud.google.com/gke-nodepool": "cpu"},
+)
+GPU_POOL = Shape(
+    "gpu-node",
+    {
+        "node.kubernetes.io/instance-type": "g2-standard-16",
+        "cloud.google.com/gke-nodepool": "gpu",
+        "cloud.google.com/gke-accelerator": "nvidia-l4",
+        "nvidia.com/gpu.present": "true",
+    },
+    taints=({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},),
+    gpus=1,
+    ips=(110, 199),
+)
+
+
+@dataclass
+class Kubelet:
+    """One Node on this host: its own containerd (root, state, socket, CNI config), its own
+    kubelet (root dir, ports, client certificate) and its own cgroup root, so that neither
+    kubelet sees the other's Pods (a kubelet kills running Pods and pod cgroups it does not know).
+
+    `root` is containerd's root: under the cache for the e2e, so images imported on one run are
+    there on the next (an import then skips every blob the node holds)."""
+
+    shape: Shape
+    dir: Path
+    root: Path
+    snapshotter: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    port: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.shape.name
+
+    @property
+    def sock(self) -> Path:
+        return self.dir / "containerd" / "containerd.sock"
+
+    @property
+    def cgroup_root(self) -> str:
+        return f"/tsdl-{self.name}"
+
+    def ctr(self, *args: object, timeout: float = 300) -> str:
+        return _check("ctr", "--address", self.sock, "-n", K8S_NAMESPACE, *args, timeout=timeout)
+
+
 @dataclass
 class KubeletNode:
+    """The host side of the real-kubelet nodes (control plane, Pods' bridge, kube-proxy, CoreDNS)
+    and its Nodes (`Kubelet`): one by default, or the e2e's CPU and tainted GPU node."""
+
     workdir: Path
     cache: Path = CACHE
     steps: list[Step] = field(default_factory=list)
-    settings: dict[str, Any] = field(default_factory=dict)
-    snapshotter: str = ""
+    shapes: tuple[Shape, ...] = (SINGLE,)
+    persistent_images: bool = False  # containerd roots under the cache (the e2e) or the workdir
 
     def __post_init__(self) -> None:
         self.cp = ControlPlane(self.workdir / "control-plane", self.cache)
-        self.sock = self.workdir / "containerd" / "containerd.sock"
+        roots = self.cache / "containerd" if self.persistent_images else self.workdir / "roots"
+        self.nodes = [Kubelet(shape, self.workdir / shape.name, roots / shape.name)
+                      for shape in self.shapes]  # fmt: skip
         self.ip = node_ip()
         self.netns_before = set(_cni_netns())
         self.tunables = {t: (Path("/proc/sys") / t).read_text() for t in KERNEL_TUNABLES
                          if (Path("/proc/sys") / t).exists()}  # fmt: skip
-        self.cgroups_before = set(CGROUP_ROOT.glob("*/kubepods*"))
+        self.cgroups_before = set(CGROUP_ROOT.glob("*/tsdl-*")) | set(
+            CGROUP_ROOT.glob("*/kubepods*")
+        )
         self.chains_before = kube_chains()
+
+    @property
+    def first(self) -> Kubelet:
+        return self.nodes[0]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.first.settings
 
     # --- bookkeeping ------------------------------------------------------------------------
 
@@ -208,7 +288,7 @@ class KubeletNode:
         return _check(*argv, timeout=timeout)
 
     def ctr(self, *args: object, timeout: float = 300) -> str:
-        return self.run("ctr", "--address", self.sock, "-n", K8S_NAMESPACE, *args, timeout=timeout)
+        return self.first.ctr(*args, timeout=timeout)
 
     # --- 1. parts ---------------------------------------------------------------------------
 
@@ -229,20 +309,20 @@ class KubeletNode:
 
     # --- 3. containerd ----------------------------------------------------------------------
 
-    def containerd_config(self, snapshotter: str) -> Path:
-        base = self.workdir / "containerd"
-        (self.workdir / "cni" / "net.d").mkdir(parents=True, exist_ok=True)
+    def containerd_config(self, node: Kubelet, snapshotter: str) -> Path:
+        base = node.dir / "containerd"
+        (node.dir / "cni" / "net.d").mkdir(parents=True, exist_ok=True)
         cri = 'plugins."io.containerd.grpc.v1.cri"'
         text = f"""\
 version = 2
-root = "{base / "root"}"
+root = "{node.root}"
 state = "{base / "state"}"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
 [grpc]
-  address = "{self.sock}"
+  address = "{node.sock}"
 [ttrpc]
-  address = "{self.sock}.ttrpc"
+  address = "{node.sock}.ttrpc"
 [plugins."io.containerd.internal.v1.opt"]
   path = "{base / "opt"}"
 [{cri}]
@@ -262,50 +342,68 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   BinaryName = "{shutil.which("runc") or "runc"}"
 [{cri}.cni]
   bin_dir = "{CNI_BIN}"
-  conf_dir = "{self.workdir / "cni" / "net.d"}"
+  conf_dir = "{node.dir / "cni" / "net.d"}"
 """
         path = base / "config.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
+        node.root.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         return path
 
-    def cni_config(self) -> None:
+    def cni_config(self, node: Kubelet) -> None:
+        """The shared bridge; each Node hands out its own range of the subnet."""
+        net = POD_SUBNET.rsplit(".", 1)[0]
+        first, last = node.shape.ips
         conf = {
             "cniVersion": "1.0.0",
             "name": "tsdl-kubelet",
             "plugins": [{
                 "type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
                 "hairpinMode": True,
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]],
+                "ipam": {"type": "host-local",
+                         "ranges": [[{"subnet": POD_SUBNET, "rangeStart": f"{net}.{first}",
+                                      "rangeEnd": f"{net}.{last}", "gateway": CLUSTER_DNS}]],
                          "routes": [{"dst": "0.0.0.0/0"}],
-                         "dataDir": str(self.workdir / "cni" / "ipam")},
+                         "dataDir": str(node.dir / "cni" / "ipam")},
             }, {"type": "loopback"}],
         }  # fmt: skip
-        (self.workdir / "cni" / "net.d" / "10-tsdl.conflist").write_text(json.dumps(conf, indent=1))
+        (node.dir / "cni" / "net.d" / "10-tsdl.conflist").write_text(json.dumps(conf, indent=1))
 
     def start_containerd(self) -> str:
+        return "; ".join(f"{n.name}: {self._start_containerd(n)}" for n in self.nodes)
+
+    def _start_containerd(self, node: Kubelet) -> str:
         """containerd on the first snapshotter of SNAPSHOTTERS whose plugin loads here."""
-        refusals = []
+        refusals, proc = [], f"containerd-{node.name}"
         for snapshotter in SNAPSHOTTERS:
-            config = self.containerd_config(snapshotter)
-            self.cni_config()
-            self.cp._spawn("containerd", ["containerd", "--config", str(config)])
-            self.cp._wait(
-                "containerd", lambda: self.sock.exists() and bool(self.ctr("version")), 60
-            )
-            plugins = self.ctr("plugins", "ls")
+            config = self.containerd_config(node, snapshotter)
+            self.cni_config(node)
+            self.cp._spawn(proc, ["containerd", "--config", str(config)])
+            self.cp._wait(proc, lambda: node.sock.exists() and bool(node.ctr("version")), 60)
+            plugins = node.ctr("plugins", "ls")
             row = next((line for line in plugins.splitlines()
                         if f"io.containerd.snapshotter.v1 {snapshotter} " in " ".join(line.split()) + " "), "")  # fmt: skip
             cri = next((line for line in plugins.splitlines() if "io.containerd.grpc.v1 cri" in
                         " ".join(line.split())), "")  # fmt: skip
             if row.split()[-1:] == ["ok"] and cri.split()[-1:] == ["ok"]:
-                self.snapshotter = snapshotter
+                node.snapshotter = snapshotter
+                self._forget_containers(node)
                 prior = f" (refused: {'; '.join(refusals)})" if refusals else ""
                 return f"snapshotter {snapshotter}, runc, cgroupfs{prior}"
             refusals.append(f"{snapshotter}: {' '.join(row.split()) or 'not listed'}; cri: "
-                            f"{' '.join(cri.split())}; {last_error(self.cp.log('containerd'))}")  # fmt: skip
-            self.stop_process("containerd")
+                            f"{' '.join(cri.split())}; {last_error(self.cp.log(proc))}")  # fmt: skip
+            self.stop_process(proc)
         raise RuntimeError("no snapshotter loads: " + " | ".join(refusals))
+
+    def _forget_containers(self, node: Kubelet) -> None:
+        """A kept root may still list an earlier run's containers and sandboxes: remove them (their
+        tasks died with that run), so the kubelet starts from its own Pods only."""
+        for task in node.ctr("tasks", "ls", "-q").split():
+            subprocess.run(["ctr", "--address", str(node.sock), "-n", K8S_NAMESPACE, "tasks",
+                            "delete", "--force", task], capture_output=True)  # fmt: skip
+        containers = node.ctr("containers", "ls", "-q").split()
+        if containers:
+            node.ctr("containers", "rm", *containers)
 
     # --- 4. images --------------------------------------------------------------------------
 
@@ -325,6 +423,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         return out
 
     def images(self) -> str:
+        """The pause and busybox images, made here, into every Node's containerd."""
         pause = self.pause_binary()
         busybox = Path(shutil.which("busybox") or "/bin/busybox")
         passwd = b"root:x:0:0:root:/root:/bin/sh\nray:x:1000:100::/home/ray:/bin/sh\n"
@@ -347,12 +446,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             archive = self.workdir / "images" / (ref.split("/")[-1].replace(":", "-") + ".tar")
             archive.parent.mkdir(parents=True, exist_ok=True)
             write_archive(archive, ref, [layer(entries)], config)
-            self.ctr("images", "import", "--snapshotter", self.snapshotter, archive)
+            for node in self.nodes:
+                node.ctr("images", "import", "--snapshotter", node.snapshotter, archive)
             out.append(f"{ref} ({archive.stat().st_size // 1024} KiB)")
-        listed = self.ctr("images", "ls", "-q")
-        for ref in images:
-            if ref not in listed.split():
-                raise RuntimeError(f"{ref} not in `ctr images ls` after import: {listed.strip()}")
+        for node in self.nodes:
+            listed = node.ctr("images", "ls", "-q")
+            for ref in images:
+                if ref not in listed.split():
+                    raise RuntimeError(f"{ref} not in {node.name}'s `ctr images ls` after import")
         return "imported " + ", ".join(out)
 
     def bridge_up(self) -> None:
@@ -367,45 +468,51 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         self.run("ip", "addr", "add", f"{CLUSTER_DNS}/{POD_SUBNET.split('/')[1]}", "dev", BRIDGE)
         self.run("ip", "link", "set", BRIDGE, "up")
 
-    def import_image(self, archive: Path, refs: list[str]) -> str:
-        """A saved image (docker or OCI archive) into containerd's k8s.io namespace, under every
-        name in `refs` (the kubelet finds them there: pullPolicy IfNotPresent/Never)."""
-        start = time.monotonic()
-        out = self.ctr("images", "import", "--snapshotter", self.snapshotter, archive, timeout=1800)
-        source = next((line.split()[1] for line in out.splitlines()
-                       if line.startswith("unpacking ")), "")  # fmt: skip
-        if not source:
-            raise RuntimeError(
-                f"`ctr images import {archive}` named no image: {out.strip()[-400:]}"
-            )
-        refs = [normalized(ref) for ref in refs]
-        for ref in refs:
-            self.ctr("images", "tag", "--force", source, ref)
-        listed = self.ctr("images", "ls", "-q").split()
-        missing = [ref for ref in refs if ref not in listed]
-        if missing:
-            raise RuntimeError(f"{missing} not in `ctr images ls` after import")
-        return f"{source} as {', '.join(refs)} in {time.monotonic() - start:.0f}s"
+    def import_image(self, ref: str, save: Callable[[Path], Path], names: list[str]) -> str:
+        """The image `ref` into every Node's containerd (k8s.io namespace) under every name in
+        `names` (the kubelet finds them there: pullPolicy IfNotPresent/Never). A Node that holds
+        `ref` already (its root is kept between runs) imports nothing; otherwise `save` writes the
+        archive once and each import skips the layer blobs the Node holds."""
+        names, said, archive = [normalized(n) for n in names], [], None
+        for node in self.nodes:
+            start = time.monotonic()
+            if ref in node.ctr("images", "ls", "-q").split():
+                how = "held"
+            else:
+                archive = archive or save(self.workdir / "images" / "image.tar")
+                node.ctr("images", "import", "--snapshotter", node.snapshotter, archive,
+                         timeout=1800)  # fmt: skip
+                how = "imported"
+            for name in names:
+                node.ctr("images", "tag", "--force", ref, name)
+            listed = node.ctr("images", "ls", "-q").split()
+            stale = [i for i in listed if i.startswith(ref.rsplit(":", 1)[0] + ":") and i != ref]
+            if stale:  # an older tree's image: its layers go unless the new one shares them
+                node.ctr("images", "rm", *stale)
+            missing = [name for name in [ref, *names] if name not in listed]
+            if missing:
+                raise RuntimeError(f"{missing} not in {node.name}'s `ctr images ls` after import")
+            said.append(f"{node.name} {how} in {time.monotonic() - start:.0f}s")
+        if archive is not None:
+            archive.unlink()
+        return f"{ref} as {', '.join(names)}: {'; '.join(said)}"
 
     # --- 5. kubelet -------------------------------------------------------------------------
 
-    def node_kubeconfig(self) -> Path:
-        """The kubelet's identity: system:node:<name> in group system:nodes (Node authorizer)."""
-        return self.client_kubeconfig("kubelet", f"/O=system:nodes/CN=system:node:{NODE_NAME}")
-
-    def kubelet_config(self, settings: dict[str, Any]) -> Path:
-        self.healthz_port, self.port = free_port(), free_port()
+    def kubelet_config(self, node: Kubelet, settings: dict[str, Any]) -> Path:
+        healthz, node.port = free_port(), free_port()
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
             "failCgroupV1": False,  # this machine's cgroups are v1 (hybrid)
             "cgroupDriver": "cgroupfs",
-            "containerRuntimeEndpoint": f"unix://{self.sock}",
+            "cgroupRoot": node.cgroup_root,  # its own: see `Kubelet`
+            "containerRuntimeEndpoint": f"unix://{node.sock}",
             "address": self.ip,
-            "port": self.port,
+            "port": node.port,
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
-            "healthzPort": self.healthz_port,
+            "healthzPort": healthz,
             # The API server reaches the kubelet (logs, exec) without a client certificate.
             "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
             "authorization": {"mode": "AlwaysAllow"},
@@ -416,7 +523,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "rotateCertificates": False,
             "serializeImagePulls": False,
             "registerNode": True,
-            "podLogsDir": str(self.workdir / "kubelet" / "pod-logs"),  # not the host's /var/log
+            "registerWithTaints": list(node.shape.taints),
+            "podLogsDir": str(node.dir / "kubelet" / "pod-logs"),  # not the host's /var/log
             # The disk is the shared machine's (here 252G with 13% free once the project's 6 GB
             # image is in): the default thresholds (imagefs.available 15%) evicted every Pod for
             # DiskPressure, and image GC (85% used) would delete the imported, unpullable images.
@@ -429,39 +537,67 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "imageGCLowThresholdPercent": 99,
             **settings,
         }
-        path = self.workdir / "kubelet" / "config.yaml"
+        path = node.dir / "kubelet" / "config.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=1))  # JSON is YAML
         return path
 
-    def node_ready(self) -> bool:
-        node = self.cp.api().get(f"/api/v1/nodes/{NODE_NAME}")
+    def node_ready(self, name: str) -> bool:
+        node = self.cp.api().get(f"/api/v1/nodes/{name}")
         return any(c["type"] == "Ready" and c["status"] == "True"
                    for c in node.get("status", {}).get("conditions", []))  # fmt: skip
 
+    def cgroup_roots(self, node: Kubelet) -> None:
+        """The Node's cgroup root in every v1 hierarchy (the kubelet refuses a missing one); the
+        cpuset one gets its parent's CPUs and memory nodes, or no task could join it."""
+        for hierarchy in CGROUP_ROOT.iterdir():
+            if not (hierarchy / "tasks").exists() or hierarchy.is_symlink():
+                continue
+            path = hierarchy / node.cgroup_root.lstrip("/")
+            path.mkdir(exist_ok=True)
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if (path / name).exists() and not (path / name).read_text().strip():
+                    (path / name).write_text((hierarchy / name).read_text())
+
     def start_kubelet(self) -> str:
-        kubeconfig = self.node_kubeconfig()
-        refusals = []
+        return "; ".join(self._start_kubelet(node) for node in self.nodes)
+
+    def _start_kubelet(self, node: Kubelet) -> str:
+        """The kubelet on the first setting of KUBELET_LADDER that gives a Ready Node, then the
+        Node's GPUs as an extended resource (what a device plugin would advertise)."""
+        kubeconfig = self.client_kubeconfig(
+            f"{node.name}-kubelet", f"/O=system:nodes/CN=system:node:{node.name}"
+        )
+        self.cgroup_roots(node)
+        labels = ",".join(f"{k}={v}" for k, v in node.shape.labels.items())
+        refusals, proc = [], f"kubelet-{node.name}"
         for settings in KUBELET_LADDER:
-            config = self.kubelet_config(settings)
-            self.cp._spawn("kubelet", [
+            config = self.kubelet_config(node, settings)
+            self.cp._spawn(proc, [
                 str(self.cp.bin("kubelet")), f"--config={config}", f"--kubeconfig={kubeconfig}",
-                f"--root-dir={self.workdir / 'kubelet' / 'root'}",
-                f"--cert-dir={self.workdir / 'kubelet' / 'pki'}",
-                f"--hostname-override={NODE_NAME}", f"--node-ip={self.ip}",
-                "--node-labels=node.kubernetes.io/instance-type=e2-standard-8", "--v=2",
+                f"--root-dir={node.dir / 'kubelet' / 'root'}",
+                f"--cert-dir={node.dir / 'kubelet' / 'pki'}",
+                f"--hostname-override={node.name}", f"--node-ip={self.ip}",
+                *([f"--node-labels={labels}"] if labels else []), "--v=2",
             ])  # fmt: skip
             try:
-                self.cp._wait("kubelet", self.node_ready, 120)
-                self.settings = settings
-                prior = f"; refused before: {' | '.join(refusals)}" if refusals else ""
-                return f"Node {NODE_NAME} Ready ({self.ip}:{self.port}) with {settings}{prior}"
+                self.cp._wait(proc, lambda: self.node_ready(node.name), 120)
             except (RuntimeError, TimeoutError):
-                refusals.append(f"{settings}: {last_error(self.cp.log('kubelet'))}")
-                self.stop_process("kubelet")
-                shutil.copy(self.cp.workdir / "logs" / "kubelet.log",
-                            self.workdir / f"kubelet-refused-{len(refusals)}.log")  # fmt: skip
-                (self.cp.workdir / "logs" / "kubelet.log").unlink()
-        raise RuntimeError("no kubelet setting gave a Ready Node: " + " | ".join(refusals))
+                refusals.append(f"{settings}: {last_error(self.cp.log(proc))}")
+                self.stop_process(proc)
+                log = self.cp.workdir / "logs" / f"{proc}.log"
+                shutil.copy(log, self.workdir / f"{proc}-refused-{len(refusals)}.log")
+                log.unlink()
+                continue
+            node.settings = settings
+            if node.shape.gpus:
+                self.cp.api().merge_patch(f"/api/v1/nodes/{node.name}/status",
+                                          {"status": {"capacity": {"nvidia.com/gpu": str(node.shape.gpus)}}})  # fmt: skip
+            prior = f"; refused before: {' | '.join(refusals)}" if refusals else ""
+            return f"Node {node.name} Ready ({self.ip}:{node.port}) with {settings}{prior}"
+        raise RuntimeError(
+            f"no kubelet setting gave a Ready Node {node.name}: " + " | ".join(refusals)
+        )
 
     # --- 6. a Pod ---------------------------------------------------------------------------
 
@@ -519,8 +655,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         if not self.settings.get("cgroupsPerQOS"):
             return "no QoS cgroups (fallback setting)"
         uid = pod["metadata"]["uid"]
-        memory = CGROUP_ROOT / "memory" / "kubepods" / "burstable" / f"pod{uid}"
-        cpu = CGROUP_ROOT / "cpu" / "kubepods" / "burstable" / f"pod{uid}"
+        node = next(n for n in self.nodes if n.name == pod["spec"].get("nodeName"))
+        tree = Path(node.cgroup_root.lstrip("/")) / "kubepods" / "burstable" / f"pod{uid}"
+        memory, cpu = CGROUP_ROOT / "memory" / tree, CGROUP_ROOT / "cpu" / tree
         limit = int((memory / "memory.limit_in_bytes").read_text())
         quota = int((cpu / "cpu.cfs_quota_us").read_text())
         period = int((cpu / "cpu.cfs_period_us").read_text())
@@ -563,7 +700,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "clientConnection": {"kubeconfig": str(kubeconfig)},
             "mode": "iptables",
             "clusterCIDR": POD_SUBNET,
-            "hostnameOverride": NODE_NAME,
+            "hostnameOverride": self.first.name,
             "healthzBindAddress": f"127.0.0.1:{health}",
             "metricsBindAddress": f"127.0.0.1:{metrics}",
             "conntrack": {"maxPerCore": 0},  # leave the host's nf_conntrack_max alone
@@ -652,7 +789,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             env=[f"PATH={RAY_PATH}", "HOME=/home/ray", "LANG=C.UTF-8"],
         )  # fmt: skip
         write_archive(archive, RAY_STANDIN, [rootfs], config)
-        self.ctr("images", "import", "--snapshotter", self.snapshotter, archive, timeout=900)
+        for node in self.nodes:
+            node.ctr("images", "import", "--snapshotter", node.snapshotter, archive, timeout=900)
         archive.unlink()
         size = rootfs.stat().st_size / 2**20
         return (f"{RAY_STANDIN}: rootfs {how} in {built:.0f}s, {size:.0f} MiB uncompressed, "
@@ -769,41 +907,45 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 proc.wait()
 
     def down(self) -> None:
-        """Pods, then containerd's tasks and shims (by pid), kubelet, containerd, control plane,
-        the CNI bridge and every mount under the work directory."""
-        if "kubelet" in self.cp.procs and "containerd" in self.cp.procs:
+        """Pods, then containerd's tasks and shims (by pid), kubelets, containerds, control plane,
+        the CNI bridge, every mount under the work directory, the host settings they changed."""
+        running = [n for n in self.nodes if f"containerd-{n.name}" in self.cp.procs]
+        if running and any(f"kubelet-{n.name}" in self.cp.procs for n in running):
             try:  # the kubelet tears the sandbox down (CNI DEL, netns) when the Pod goes
                 self.cp.kubectl("delete", "rayjobs,rayclusters", "--all", "--all-namespaces",
                                 "--wait=false", check=False)  # fmt: skip
                 self.cp.kubectl("delete", "pods", "--all", "--all-namespaces", "--grace-period=0",
                                 "--force", "--wait=false", check=False)  # fmt: skip
                 deadline = time.monotonic() + 30
-                while self.ctr("tasks", "ls", "-q").split() and time.monotonic() < deadline:
+                while (any(n.ctr("tasks", "ls", "-q").split() for n in running)
+                       and time.monotonic() < deadline):  # fmt: skip
                     time.sleep(1)
             except Exception:
                 pass
         if (self.workdir / "kube-proxy").exists():  # its iptables rules outlive it
             self.stop_process("kube-proxy")
             subprocess.run([str(self.cp.bin("kube-proxy")), "--cleanup"], capture_output=True)
-        self.stop_process("kubelet")
-        if "containerd" in self.cp.procs:
+        for node in self.nodes:
+            self.stop_process(f"kubelet-{node.name}")
+        for node in running:
             try:
-                for task in self.ctr("tasks", "ls", "-q", timeout=30).split():
-                    subprocess.run(["ctr", "--address", str(self.sock), "-n", K8S_NAMESPACE,
+                for task in node.ctr("tasks", "ls", "-q", timeout=30).split():
+                    subprocess.run(["ctr", "--address", str(node.sock), "-n", K8S_NAMESPACE,
                                     "tasks", "kill", "-s", "SIGKILL", task], capture_output=True)  # fmt: skip
             except Exception:
                 pass
-        self.stop_process("containerd")
-        for pid in _pids_with(str(self.sock)):  # the shims outlive containerd by design
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+        for node in self.nodes:
+            self.stop_process(f"containerd-{node.name}")
+            for pid in _pids_with(str(node.sock)):  # the shims outlive containerd by design
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
         self.cp.stop()
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
         mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
         for mount in reversed(mounts):
-            if mount.startswith(str(self.workdir)):
+            if mount.startswith((str(self.workdir), *(str(n.root) for n in self.nodes))):
                 subprocess.run(["umount", "-l", mount], capture_output=True)
         for netns in set(_cni_netns()) - self.netns_before:  # the pod sandboxes containerd made
             subprocess.run(["umount", "-l", str(netns)], capture_output=True)
@@ -814,7 +956,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         for tunable, value in self.tunables.items():
             if (Path("/proc/sys") / tunable).read_text() != value:
                 (Path("/proc/sys") / tunable).write_text(value)
-        for top in set(CGROUP_ROOT.glob("*/kubepods*")) - self.cgroups_before:
+        made = set(CGROUP_ROOT.glob("*/tsdl-*")) | set(CGROUP_ROOT.glob("*/kubepods*"))
+        for top in made - self.cgroups_before:
             tree = [top, *(p for p in top.rglob("*") if p.is_dir())]
             for cgroup in sorted(tree, key=lambda p: -len(p.parts)):  # leaves first
                 try:
@@ -823,8 +966,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                     pass
 
     def report(self) -> dict[str, Any]:
-        return {"node": NODE_NAME, "ip": self.ip, "snapshotter": self.snapshotter,
-                "kubelet_settings": self.settings, "steps": [asdict(s) for s in self.steps]}  # fmt: skip
+        nodes = {n.name: {"snapshotter": n.snapshotter, "kubelet_settings": n.settings}
+                 for n in self.nodes}  # fmt: skip
+        return {"nodes": nodes, "ip": self.ip, "steps": [asdict(s) for s in self.steps]}
 
 
 def standin_rootfs(cache: Path, logdir: Path) -> tuple[Path, str]:
@@ -954,7 +1098,7 @@ def main() -> int:
         ok = False
     finally:
         node.down()
-        shutil.rmtree(workdir / "containerd" / "root", ignore_errors=True)  # images: 1.3 GB
+        shutil.rmtree(workdir / "roots", ignore_errors=True)  # containerd's images: 1.3 GB
         if args.report:
             args.report.write_text(json.dumps(node.report(), indent=1))
     print(f"kubelet node: {'PASSED' if ok else 'REFUSED'}; logs in {node.cp.workdir / 'logs'}")
