@@ -45,10 +45,9 @@ e2e:
 	bash scripts/kind-e2e.sh
 
 # tsdl's RayJobs on a cluster of real Kubernetes parts: etcd, kube-apiserver, controller-manager,
-# scheduler and the KubeRay operator built from their Go modules (cached in ~/.cache/tsdl-e2e),
-# pods run by our node agent (needs root and Linux namespaces, e.g. CI). One line.
-# TSDL_E2E_NODES=kubelet: pods run by a real kubelet + containerd from the project's image, built
-# from the Dockerfile with podman on first use (docs/deploy.md; apt-get install podman runc).
+# scheduler, two kubelet nodes (CPU, tainted GPU) with containerd/runc, kube-proxy, CoreDNS and the
+# KubeRay operator, from their Go modules and Debian's packages (cached in ~/.cache/tsdl-e2e), the
+# pods running the project's image built from the Dockerfile with podman. Needs root (CI). One line.
 e2e-cluster: install
 	$(BIN)/python scripts/e2e-cluster.py
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build (or take from the cache) the real parts of the e2e cluster: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler (k8s.io/kubernetes, Go modules) and the KubeRay
-# operator (github.com/ray-project/kuberay/ray-operator) with the CRDs of the same release.
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy (k8s.io/kubernetes, Go modules),
+# CoreDNS (its Go module), the KubeRay operator (github.com/ray-project/kuberay/ray-operator) with
+# the CRDs of the same release, and the nodes' Debian packages (containerd, runc, CNI plugins,
+# podman; apt-get as root on first use).
 #
 #   bash scripts/cluster/build.sh            # prints one line per part, then the cache dir
 #
@@ -46,7 +48,7 @@ fi
 
 # --- Kubernetes control plane from k8s.io/kubernetes ----------------------------------------------
 K8S_DIR="$CACHE/k8s-v$K8S_VERSION"
-K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 missing=0
 for b in "${K8S_BINS[@]}"; do [[ -x "$K8S_DIR/bin/$b" ]] || missing=1; done
 if (( missing )); then
@@ -77,7 +79,11 @@ import (
 GO
   (cd "$src" && go mod tidy >"$K8S_DIR/tidy.log" 2>&1) \
     || { echo "error: go mod tidy for k8s.io/kubernetes v$K8S_VERSION failed, see $K8S_DIR/tidy.log" >&2; exit 1; }
-  (cd "$src" && go build -trimpath -ldflags="-s -w" -o "$K8S_DIR/bin/" \
+  # The version stamped, so the API server and the Nodes report v$K8S_VERSION.
+  stamp="-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION"
+  stamp+=" -X k8s.io/component-base/version.gitMajor=${K8S_VERSION%%.*}"
+  stamp+=" -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$K8S_VERSION")"
+  (cd "$src" && go build -trimpath -ldflags="-s -w $stamp" -o "$K8S_DIR/bin/" \
     "${K8S_BINS[@]/#/k8s.io/kubernetes/cmd/}" >"$K8S_DIR/build.log" 2>&1) \
     || { echo "error: building Kubernetes v$K8S_VERSION failed, see $K8S_DIR/build.log" >&2; exit 1; }
   say "kubernetes v$K8S_VERSION" "built ${K8S_BINS[*]} in $((SECONDS - start))s"
@@ -85,58 +91,38 @@ else
   say "kubernetes v$K8S_VERSION" "cached ($K8S_DIR/bin)"
 fi
 
-# --- Node parts: kubelet and kube-proxy, only with TSDL_E2E_NODES=kubelet --------------------------
-# The real node of tests/deploy/cluster/kubelet.py, from the control plane's go.mod (its tools.go
-# lists both). Its own block, off by default: the e2e's nodes are the node agent, so CI does not
-# pay for this build. The version is stamped so the Node reports kubeletVersion v$K8S_VERSION.
-if [[ "${TSDL_E2E_NODES:-agent}" == kubelet ]]; then
-  # Debian's node packages (tests/deploy/cluster/kubelet.py NODE_TOOLS, the image's podman and
-  # the Ray base stand-in's mmdebstrap), installed on first use as root, as `make test` installs
-  # its venv: a fresh machine needs nothing but this command.
-  NODE_PKGS=(containerd runc containernetworking-plugins busybox-static iptables conntrack mmdebstrap podman buildah)
-  missing_pkgs=()
-  for p in "${NODE_PKGS[@]}"; do
-    dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing_pkgs+=("$p")
-  done
-  if (( ${#missing_pkgs[@]} )); then
-    [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null \
-      || { echo "error: missing node packages: run \`apt-get install ${missing_pkgs[*]}\` as root" >&2; exit 2; }
-    start=$SECONDS
-    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing_pkgs[@]}"; } \
-      >"$CACHE/apt.log" 2>&1 \
-      || { echo "error: apt-get install ${missing_pkgs[*]} failed, see $CACHE/apt.log" >&2; exit 1; }
-    say "node packages" "installed ${missing_pkgs[*]} in $((SECONDS - start))s"
-  else
-    say "node packages" "installed (${NODE_PKGS[*]})"
-  fi
-  NODE_BINS=(kubelet kube-proxy)
-  missing=0
-  for b in "${NODE_BINS[@]}"; do [[ -x "$K8S_DIR/bin/$b" ]] || missing=1; done
-  if (( missing )); then
-    start=$SECONDS
-    stamp="-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION"
-    stamp+=" -X k8s.io/component-base/version.gitMajor=${K8S_VERSION%%.*}"
-    stamp+=" -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$K8S_VERSION")"
-    (cd "$K8S_DIR/src" && go build -trimpath -ldflags="-s -w $stamp" -o "$K8S_DIR/bin/" \
-      "${NODE_BINS[@]/#/k8s.io/kubernetes/cmd/}" >"$K8S_DIR/build-node.log" 2>&1) \
-      || { echo "error: building ${NODE_BINS[*]} v$K8S_VERSION failed, see $K8S_DIR/build-node.log" >&2; exit 1; }
-    say "kubelet v$K8S_VERSION" "built ${NODE_BINS[*]} in $((SECONDS - start))s"
-  else
-    say "kubelet v$K8S_VERSION" "cached ($K8S_DIR/bin)"
-  fi
-  # CoreDNS from its Go module (the version tests/deploy/cluster/kubelet.py expects).
-  COREDNS_VERSION="1.15.0"
-  COREDNS_DIR="$CACHE/coredns-v$COREDNS_VERSION"
-  if [[ ! -x "$COREDNS_DIR/coredns" ]]; then
-    start=$SECONDS
-    mkdir -p "$COREDNS_DIR"
-    (cd "$COREDNS_DIR" && GOBIN="$COREDNS_DIR" go install -trimpath -ldflags="-s -w" \
-      "github.com/coredns/coredns@v$COREDNS_VERSION") >"$COREDNS_DIR/build.log" 2>&1 \
-      || { echo "error: building CoreDNS v$COREDNS_VERSION failed, see $COREDNS_DIR/build.log" >&2; exit 1; }
-    say "coredns v$COREDNS_VERSION" "built in $((SECONDS - start))s"
-  else
-    say "coredns v$COREDNS_VERSION" "cached ($COREDNS_DIR)"
-  fi
+# --- The nodes: Debian's packages and CoreDNS ------------------------------------------------------
+# Debian's node packages (tests/deploy/cluster/kubelet.py NODE_TOOLS, the image's podman and
+# the Ray base stand-in's mmdebstrap), installed on first use as root, as `make test` installs
+# its venv: a fresh machine needs nothing but this command.
+NODE_PKGS=(containerd runc containernetworking-plugins busybox-static iptables conntrack mmdebstrap podman buildah)
+missing_pkgs=()
+for p in "${NODE_PKGS[@]}"; do
+  dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing_pkgs+=("$p")
+done
+if (( ${#missing_pkgs[@]} )); then
+  [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null \
+    || { echo "error: missing node packages: run \`apt-get install ${missing_pkgs[*]}\` as root" >&2; exit 2; }
+  start=$SECONDS
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing_pkgs[@]}"; } \
+    >"$CACHE/apt.log" 2>&1 \
+    || { echo "error: apt-get install ${missing_pkgs[*]} failed, see $CACHE/apt.log" >&2; exit 1; }
+  say "node packages" "installed ${missing_pkgs[*]} in $((SECONDS - start))s"
+else
+  say "node packages" "installed (${NODE_PKGS[*]})"
+fi
+# CoreDNS from its Go module (the version tests/deploy/cluster/kubelet.py expects).
+COREDNS_VERSION="1.15.0"
+COREDNS_DIR="$CACHE/coredns-v$COREDNS_VERSION"
+if [[ ! -x "$COREDNS_DIR/coredns" ]]; then
+  start=$SECONDS
+  mkdir -p "$COREDNS_DIR"
+  (cd "$COREDNS_DIR" && GOBIN="$COREDNS_DIR" go install -trimpath -ldflags="-s -w" \
+    "github.com/coredns/coredns@v$COREDNS_VERSION") >"$COREDNS_DIR/build.log" 2>&1 \
+    || { echo "error: building CoreDNS v$COREDNS_VERSION failed, see $COREDNS_DIR/build.log" >&2; exit 1; }
+  say "coredns v$COREDNS_VERSION" "built in $((SECONDS - start))s"
+else
+  say "coredns v$COREDNS_VERSION" "cached ($COREDNS_DIR)"
 fi
 
 # --- KubeRay operator and its CRDs ---------------------------------------------------------------

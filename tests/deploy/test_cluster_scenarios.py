@@ -2,10 +2,10 @@
 
 The control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler), the KubeRay
 operator and its CRDs are the real programs; the RayCluster, its Pods and Services and the submitter
-Job are the ones the operator creates. Pods run on two Nodes of our node agent
-(`tests/deploy/cluster/node.py`: a CPU node and a tainted "GPU" node) or, with
-TSDL_E2E_NODES=kubelet, on one real kubelet node from the project's image; storage is local
-PersistentVolumes with node affinity behind a `WaitForFirstConsumer` default class, S3 is moto.
+Job are the ones the operator creates. Pods run on two real kubelet Nodes (a CPU node and a tainted
+"GPU" node, each with its own containerd and runc) from the project's image built from its
+Dockerfile, with kube-proxy and CoreDNS; storage is local PersistentVolumes with node affinity
+behind a `WaitForFirstConsumer` default class, S3 is moto.
 
 Each test is one scenario of the issue, asserted as the user sees it (RayJob status, `tsdl`
 output, MLflow, the results storage). The module runs only under `make e2e-cluster`
@@ -178,20 +178,11 @@ def describe(c: E2ECluster, ns: str, name: str | None = None) -> str:
             lines.append(
                 f"event {ev['involvedObject']['name']}: {ev.get('reason')}: {ev.get('message')}"
             )
-    if c.agent is None:  # the real kubelet: the container logs through the API server
-        for pod in pods(c, ns):
-            for ctr in pod["spec"]["containers"]:
-                log = kubectl(c, "logs", "-n", ns, pod["metadata"]["name"], "-c", ctr["name"],
-                              "--tail=30", check=False)  # fmt: skip
-                lines.append(f"--- log {pod['metadata']['name']}/{ctr['name']}:\n{log[-1500:]}")
-        return "\n".join(lines)
-    for run in list(c.agent.pods.values()):
-        if run.namespace != ns:
-            continue
-        for ctr in run.containers:
-            if ctr.proc is not None:
-                lines.append(f"--- log {run.name}/{ctr.name}:\n{ctr.proc.output()[-1500:]}")
-    lines += [f"agent error: {e[-800:]}" for e in c.agent.errors[-3:]]
+    for pod in pods(c, ns):  # the container logs, through the API server and the kubelet
+        for ctr in pod["spec"]["containers"]:
+            log = kubectl(c, "logs", "-n", ns, pod["metadata"]["name"], "-c", ctr["name"],
+                          "--tail=30", check=False)  # fmt: skip
+            lines.append(f"--- log {pod['metadata']['name']}/{ctr['name']}:\n{log[-1500:]}")
     return "\n".join(lines)
 
 
@@ -229,24 +220,21 @@ def wait_rayjob(
 
 def with_cluster_dns(c: E2ECluster) -> list[str]:
     """A command prefix: the command resolves the cluster's Service names (its own mount
-    namespace, the node agent's hosts file or a resolv.conf naming CoreDNS bound over the host's)."""
+    namespace, a resolv.conf naming CoreDNS bound over the host's)."""
     source, target = c.dns_files
     script = f'mount --bind "$0" {target} && exec "$@"'
     return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(source)]
 
 
 def fit_to_node(c: E2ECluster, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """On the real kubelet the Node is this machine (2 cores): the RayJob's requests (head 2 CPUs
-    8Gi, GPU worker 8 CPUs 32Gi, submitter 500m) would never fit, as on any too-small cluster.
-    Scale them to the node, as that user would; everything else stays the manifest's. The node
-    agent's Nodes declare cloud shapes and enforce no memory limit, so there nothing changes.
+    """Each Node is this machine (2 cores): the RayJob's requests (head 2 CPUs 8Gi, GPU worker
+    8 CPUs 32Gi, submitter 500m) would never fit, as on any too-small cluster. Scale them to the
+    node, as that user would; everything else stays the manifest's.
 
     MLflow's limit goes from 1Gi to 2Gi: on the kubelet (real cgroups) the prerequisites' server,
     run from tsdl's image standing in for MLflow's (same mlflow 3.17.2, whose server starts a
     uvicorn worker and a job runner), was OOMKilled (exit 137, memory.max_usage_in_bytes at the
     1Gi limit) within seconds of its first /health answer, twice in 3 minutes."""
-    if c.nodes != "kubelet":
-        return docs
     sizes = {  # role: requests, limits, Ray object store
         "head": ({"cpu": "250m", "memory": "2Gi"}, {"cpu": "1", "memory": "3Gi"}, "200000000"),
         "worker": ({"cpu": "500m", "memory": "2Gi"}, {"cpu": "2", "memory": "4Gi"}, "300000000"),
@@ -765,7 +753,12 @@ def test_4_worker_pod_deleted_mid_epoch_loses_no_finished_epoch(cluster: E2EClus
         if p["metadata"].get("labels", {}).get("ray.io/node-type") == "worker"
         and not p["metadata"].get("deletionTimestamp")
     )  # fmt: skip
-    kubectl(cluster, "delete", "pod", worker["metadata"]["name"], "-n", ns, "--wait=false")
+    # Gone at once, as with the node under it: a plain `kubectl delete` gives the pod its 30 s
+    # grace, and on the real kubelet the whole remaining study (about 30 s here) finished inside
+    # it, since the container's PID 1 is KubeRay's `bash -c 'ulimit ...; ray start ...'`, which
+    # has no SIGTERM handler, so nothing stops before the SIGKILL at the end of the grace.
+    kubectl(cluster, "delete", "pod", worker["metadata"]["name"], "-n", ns, "--grace-period=0",
+            "--force", "--wait=false")  # fmt: skip
     killed = time.monotonic()
     final = wait_rayjob(cluster, ns, "e2e4")
     recovered = time.monotonic() - killed

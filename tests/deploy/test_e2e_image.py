@@ -1,6 +1,6 @@
 """The e2e image's cache key (tests/deploy/cluster/image.py): what the image is made of decides
 when the real-kubelet e2e rebuilds it. The build itself (podman, minutes) runs under
-`TSDL_E2E_NODES=kubelet make e2e-cluster`."""
+`make e2e-cluster`."""
 
 from __future__ import annotations
 

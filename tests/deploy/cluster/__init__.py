@@ -1,13 +1,11 @@
 """A test cluster of real Kubernetes parts on this machine (`make e2e-cluster`).
 
 Real: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (k8s.io/kubernetes), the KubeRay
-operator and its CRDs, an S3 server (moto). The nodes (TSDL_E2E_NODES):
-
-* `agent` (the default): our node agent (`node.py`) runs the Pods the scheduler binds to its two
-  Nodes (CPU, tainted "GPU") as sandboxed processes;
-* `kubelet`: one real kubelet with containerd, runc, the CNI bridge, kube-proxy and CoreDNS
-  (`kubelet.py`), running the project's image built from its Dockerfile (`image.py`); the Node
-  advertises one `nvidia.com/gpu` as an extended resource (no device behind it).
+operator and its CRDs, and two Nodes, each a real kubelet with its own containerd and runc
+(`kubelet.py`): a CPU pool node and a GPU pool node (labelled and tainted as GKE's, advertising one
+`nvidia.com/gpu`, no device behind it). Pods run the project's image built from its Dockerfile
+(`image.py`) on a CNI bridge, with kube-proxy and CoreDNS; storage is local PersistentVolumes with
+node affinity (`volumes.py`); S3 is moto.
 
 `python -m tests.deploy.cluster` starts one and prints how to reach it (Ctrl-C stops it).
 """
@@ -22,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.deploy.cluster.controlplane import CACHE, ControlPlane, parts_missing
-from tests.deploy.cluster.node import BRIDGE_IP, CPU_NODE, GPU_NODE, NodeAgent, make_local_volumes
-from tests.deploy.cluster.sandbox import sandbox_unavailable
+from tests.deploy.cluster.controlplane import CACHE, parts_missing
+from tests.deploy.cluster.kubelet import CLUSTER_DNS, CPU_POOL, GPU_POOL, KubeletNode, missing_tools
+from tests.deploy.cluster.volumes import make_local_volumes
 
 S3_PORT = 9000
 S3_CREDENTIALS = {
@@ -34,26 +32,11 @@ S3_CREDENTIALS = {
 }
 
 
-NODE_MODES = ("agent", "kubelet")
-
-
-def node_mode() -> str:
-    """TSDL_E2E_NODES: which nodes run the Pods (see the module's docstring)."""
-    mode = os.environ.get("TSDL_E2E_NODES", "agent") or "agent"
-    if mode not in NODE_MODES:
-        raise ValueError(f"TSDL_E2E_NODES={mode!r}: use one of {', '.join(NODE_MODES)}")
-    return mode
-
-
 def unavailable(cache: Path = CACHE) -> str | None:
     """Why the cluster cannot start here (None when it can)."""
-    if node_mode() == "kubelet":
-        from tests.deploy.cluster.kubelet import missing_tools
-
-        if os.geteuid() != 0:
-            return "a kubelet node needs root (cgroups, mounts, network)"
-        return missing_tools() or parts_missing(cache)
-    return sandbox_unavailable() or parts_missing(cache)
+    if os.geteuid() != 0:
+        return "the kubelet nodes need root (cgroups, mounts, network)"
+    return missing_tools() or parts_missing(cache)
 
 
 @dataclass
@@ -62,20 +45,12 @@ class E2ECluster:
         default_factory=lambda: Path(tempfile.mkdtemp(prefix="tsdl-e2e-cluster-"))
     )
     cache: Path = CACHE
-    timings: dict[str, float] = field(default_factory=dict)
-    nodes: str = field(default_factory=node_mode)
+    timings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.agent: NodeAgent | None = None
-        self.kubelet: Any = None  # kubelet.KubeletNode in kubelet mode
-        if self.nodes == "kubelet":
-            from tests.deploy.cluster.kubelet import CPU_POOL, GPU_POOL, KubeletNode
-
-            self.kubelet = KubeletNode(self.workdir / "kubelet", self.cache,
-                                       shapes=(CPU_POOL, GPU_POOL), persistent_images=True)  # fmt: skip
-            self.cp = self.kubelet.cp
-        else:
-            self.cp = ControlPlane(self.workdir / "control-plane", self.cache)
+        self.kubelet = KubeletNode(self.workdir / "kubelet", self.cache,
+                                   shapes=(CPU_POOL, GPU_POOL), persistent_images=True)  # fmt: skip
+        self.cp = self.kubelet.cp
         self._s3: Any = None
 
     @property
@@ -88,12 +63,8 @@ class E2ECluster:
 
     @property
     def host_ip(self) -> str:
-        """The nodes' own address on the pod network (S3 and, with the kubelet, CoreDNS)."""
-        if self.nodes == "kubelet":
-            from tests.deploy.cluster.kubelet import CLUSTER_DNS
-
-            return CLUSTER_DNS
-        return BRIDGE_IP
+        """The nodes' own address on the pod network: CoreDNS and S3 listen there."""
+        return CLUSTER_DNS
 
     @property
     def s3_endpoint(self) -> str:
@@ -102,35 +73,12 @@ class E2ECluster:
     @property
     def dns_files(self) -> tuple[Path, str]:
         """A file that gives a process the cluster's DNS when bind-mounted on the path named."""
-        if self.nodes == "kubelet":
-            return self.workdir / "cluster-resolv.conf", "/etc/resolv.conf"
-        assert self.agent is not None
-        return self.agent.operator_hosts, "/etc/hosts"
+        return self.workdir / "cluster-resolv.conf", "/etc/resolv.conf"
 
     def up(self) -> None:
-        if self.nodes == "kubelet":
-            self._up_kubelet()
-            return
-        start = time.monotonic()
-        self.agent = NodeAgent.__new__(NodeAgent)  # placeholder until the API exists
-        agent_dir = self.workdir / "nodes"
-        agent_dir.mkdir(parents=True, exist_ok=True)
-        self.cp.hosts_file = agent_dir / "operator-hosts"
-        self.cp.hosts_file.write_text("127.0.0.1\tlocalhost\n")
-        self.cp.start()
-        self.timings["control plane + operator"] = time.monotonic() - start
-        self.agent = NodeAgent(self.cp.api("node"), agent_dir, nodes=(CPU_NODE, GPU_NODE))
-        pki = self.cp.pki
-        self.agent.start(tls=(pki / "apiserver.crt", pki / "apiserver.key"))
-        self._start_s3()
-        self._wait_nodes_ready()
-        self.timings["total"] = time.monotonic() - start
-
-    def _up_kubelet(self) -> None:
-        """Control plane + operator, containerd, the project's image, the kubelet, kube-proxy,
-        CoreDNS, local PersistentVolumes for the Node, S3: each step's time in `timings`."""
+        """Control plane + operator, containerds, the project's image, the kubelets, kube-proxy,
+        CoreDNS, local PersistentVolumes for each Node, S3: each step's time in `timings`."""
         from tests.deploy.cluster import image
-        from tests.deploy.cluster.kubelet import CLUSTER_DNS
 
         node, start = self.kubelet, time.monotonic()
 
@@ -141,7 +89,7 @@ class E2ECluster:
             return result
 
         ref, how = timed("image", image.build)
-        self.timings["image source"] = how  # type: ignore[assignment]
+        self.timings["image source"] = how
         resolv, _ = self.dns_files
         resolv.parent.mkdir(parents=True, exist_ok=True)
         resolv.write_text(f"nameserver {CLUSTER_DNS}\nsearch svc.cluster.local cluster.local\n"
@@ -196,7 +144,7 @@ endpoints: [{{addresses: ["{self.host_ip}"], conditions: {{ready: true}}}}]
         )
         return f"http://s3.{namespace}.svc.cluster.local:{S3_PORT}"
 
-    def _wait_nodes_ready(self, timeout: float = 60, count: int = 2) -> None:
+    def _wait_nodes_ready(self, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             nodes = self.api.get("/api/v1/nodes")["items"]
@@ -210,12 +158,7 @@ endpoints: [{{addresses: ["{self.host_ip}"], conditions: {{ready: true}}}}]
     def down(self) -> None:
         if self._s3 is not None:
             self._s3.stop()
-        if self.kubelet is not None:  # Pods, kubelet, containerd, control plane, host settings
-            self.kubelet.down()
-            return
-        if isinstance(self.agent, NodeAgent) and hasattr(self.agent, "nodes"):
-            self.agent.stop()
-        self.cp.stop()
+        self.kubelet.down()  # Pods, kubelets, containerds, control plane, host settings
 
     def remove(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -25,8 +25,6 @@ def main() -> int:
         )
         while True:
             time.sleep(5)
-            if cluster.agent is not None and cluster.agent.errors:
-                print(cluster.agent.errors.pop(0), file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -1,7 +1,7 @@
 """A small client of the e2e cluster's API server (JSON over HTTPS with a bearer token).
 
-The node agent and the control-plane bootstrap need a handful of calls, raw (status subresources,
-Leases, TokenRequests); the `kubernetes` package would be the same requests with more ceremony.
+The control-plane bootstrap and the scenarios need a handful of calls, raw (status subresources,
+merge patches); the `kubernetes` package would be the same requests with more ceremony.
 """
 
 from __future__ import annotations

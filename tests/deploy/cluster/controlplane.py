@@ -87,7 +87,6 @@ IDENTITIES = {
     "scheduler": Identity("system:kube-scheduler"),
     "controller-manager": Identity("system:kube-controller-manager"),
     "operator": Identity("kuberay-operator"),
-    "node": Identity("tsdl-node-agent", ("system:masters",)),
 }
 
 
@@ -97,8 +96,7 @@ class ControlPlane:
 
     workdir: Path
     cache: Path = CACHE
-    hosts_file: Path | None = None  # cluster DNS for the operator (the node agent writes it)
-    dns_file: tuple[Path, str] | None = None  # or (a resolv.conf naming CoreDNS, /etc/resolv.conf)
+    dns_file: tuple[Path, str] | None = None  # (a resolv.conf naming CoreDNS, /etc/resolv.conf)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     server: str = ""
@@ -245,14 +243,14 @@ class ControlPlane:
         self.kubectl("apply", "-f", "-", input=STORAGE_CLASS_YAML)
 
     def start_operator(self) -> None:
-        """The KubeRay operator as a process; its cluster DNS is the node agent's hosts file."""
+        """The KubeRay operator as a process; `dns_file` gives it the cluster's DNS (CoreDNS)."""
         probe = free_port()
         argv = [
             str(self.bin("ray-operator")), f"--kubeconfig={self.kubeconfig('operator')}",
             "--enable-leader-election=false", f"--metrics-addr=127.0.0.1:{free_port()}",
             f"--health-probe-bind-address=127.0.0.1:{probe}", "--log-stdout-encoder=console",
         ]  # fmt: skip
-        dns = self.dns_file or ((self.hosts_file, "/etc/hosts") if self.hosts_file else None)
+        dns = self.dns_file
         if dns is not None:
             # Its own mount namespace, so the service names resolve for it alone (not the host).
             script = f'mount --bind "{dns[0]}" {dns[1]} && exec "$@"'

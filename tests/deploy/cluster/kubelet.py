@@ -3,7 +3,7 @@
 `python -m tests.deploy.cluster.kubelet` reproduces the attempt in one command:
 
 1. the parts: kubelet and kube-proxy built from k8s.io/kubernetes (`scripts/cluster/build.sh`
-   with TSDL_E2E_NODES=kubelet, cached by version) and Debian's containerd, runc and CNI plugins;
+   cached by version) and Debian's containerd, runc and CNI plugins (installed on first use);
 2. the control plane the e2e uses (`ControlPlane`: etcd, kube-apiserver, controller-manager,
    scheduler, the KubeRay operator);
 3. containerd with its own root, state and socket under the work directory, the cgroupfs driver,
@@ -45,7 +45,7 @@ from tests.deploy.cluster.oci import Entry, ImageConfig, layer, write_archive
 
 REPO = Path(__file__).resolve().parents[3]
 NODE_NAME = "kubelet-node"
-BRIDGE = "tsdl-kl0"  # not the node agent's tsdl-e2e0: both may run on one machine
+BRIDGE = "tsdl-kl0"  # the Pods' bridge, shared by the Nodes (each hands out its own range)
 POD_SUBNET = "10.250.0.0/24"
 PAUSE_IMAGE = "tsdl.local/pause:1"
 BUSYBOX_IMAGE = "tsdl.local/busybox:1"
@@ -75,7 +75,7 @@ RAY_VERSION = "2.60.0"
 RAY_STANDIN = f"tsdl.local/ray-standin:{RAY_VERSION}-py311"
 RAY_PATH = "/home/ray/anaconda3/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
-COREDNS_VERSION = "1.15.0"  # built by build.sh with TSDL_E2E_NODES=kubelet
+COREDNS_VERSION = "1.15.0"  # built by scripts/cluster/build.sh
 CLUSTER_DNS = "10.250.0.1"  # CoreDNS on the bridge's gateway address: every Pod routes to it
 COREDNS_RBAC = """\
 apiVersion: rbac.authorization.k8s.io/v1
@@ -296,7 +296,7 @@ class KubeletNode:
         why = missing_tools()
         if why:
             raise RuntimeError(why)
-        env = {**os.environ, "TSDL_E2E_NODES": "kubelet"}
+        env = dict(os.environ)
         build = subprocess.run(["bash", str(REPO / "scripts" / "cluster" / "build.sh")],
                                capture_output=True, text=True, env=env)  # fmt: skip
         if build.returncode != 0:
@@ -741,9 +741,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         self.bridge_up()
         binary = self.cache / f"coredns-v{COREDNS_VERSION}" / "coredns"
         if not binary.exists():
-            raise RuntimeError(
-                f"{binary} is missing: run TSDL_E2E_NODES=kubelet scripts/cluster/build.sh"
-            )
+            raise RuntimeError(f"{binary} is missing: run scripts/cluster/build.sh")
         self.cp.kubectl("apply", "-f", "-", input=COREDNS_RBAC)
         kubeconfig = self.client_kubeconfig("coredns", "/CN=system:coredns")
         ready = free_port()
