@@ -753,10 +753,10 @@ def test_4_worker_pod_deleted_mid_epoch_loses_no_finished_epoch(cluster: E2EClus
         if p["metadata"].get("labels", {}).get("ray.io/node-type") == "worker"
         and not p["metadata"].get("deletionTimestamp")
     )  # fmt: skip
-    # Gone at once, as with the node under it: a plain `kubectl delete` gives the pod its 30 s
-    # grace, and on the real kubelet the whole remaining study (about 30 s here) finished inside
-    # it, since the container's PID 1 is KubeRay's `bash -c 'ulimit ...; ray start ...'`, which
-    # has no SIGTERM handler, so nothing stops before the SIGKILL at the end of the grace.
+    # Gone at once, as with the node under it. A plain `kubectl delete` gives the pod its 30 s
+    # grace, and Ray drains a node on SIGTERM (the raylet: "Node received SIGTERM; draining
+    # before shutdown", a 30 s deadline): on the real kubelet the rest of the study (about 30 s)
+    # finished inside it and no worker was lost.
     kubectl(cluster, "delete", "pod", worker["metadata"]["name"], "-n", ns, "--grace-period=0",
             "--force", "--wait=false")  # fmt: skip
     killed = time.monotonic()
@@ -777,7 +777,9 @@ def test_4_worker_pod_deleted_mid_epoch_loses_no_finished_epoch(cluster: E2EClus
     steps = mlflow_trial_steps(cluster, ns, "e2e4-mlflow", "s4-worker")
     assert steps and all(sorted(s) == list(range(1, epochs + 1)) for s in steps.values()), steps
     lost = [line for line in log.splitlines() if "worker lost" in line]
-    assert len(lost) == 1 and "retrying (1/" in lost[0], log[-3000:]
+    # Deleted, the pod's Ray node drains (SIGTERM): Tune counts that preemption as no failure.
+    assert len(lost) == 1 and ("retrying (1/" in lost[0] or (
+        "preempted" in lost[0] and "retrying (0/" in lost[0])), log[-3000:]  # fmt: skip
     assert "Traceback" not in log and "ActorDiedError" not in log, log[-3000:]
     _record(
         "scenario 4 s",

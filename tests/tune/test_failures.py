@@ -44,6 +44,21 @@ def test_a_lost_worker_is_one_line_and_no_traceback(tune_log) -> None:
     assert out.getvalue() == "trial 00001: worker lost, retrying (1/2)\n"
 
 
+def test_a_preempted_node_says_why_the_retry_is_not_counted(tune_log) -> None:
+    """A pod deleted on Kubernetes drains its Ray node (SIGTERM): Tune's ActorDiedError is
+    `preempted` and Tune does not count it, so the retry line reads (0/2): it must say why."""
+    logger, _ = tune_log
+    out = io.StringIO()
+    lines = TrialFailureLines(2, stream=out)
+    lost = ActorDiedError()
+    lost._preempted = True  # what Ray sets from the actor's death cause (node drained)
+    logger.error("Trial task failed for trial run_trial_a1b2c_00004", exc_info=lost)
+    lines.on_trial_recover(1, [], _Trial("run_trial_a1b2c_00004", 0))
+    assert out.getvalue() == (
+        "trial 00004: worker lost (its node was preempted, not counted as a failure), retrying (0/2)\n"
+    )
+
+
 def test_verbose_keeps_rays_traceback(tune_log, monkeypatch) -> None:
     logger, shown = tune_log
     monkeypatch.setenv("TSDL_VERBOSE", "1")

@@ -4,8 +4,9 @@ Tune logs every failed trial attempt with `logger.error("Trial task failed for t
 exc_info=...)` from its control loop, even when it then retries the trial and the study succeeds:
 a worker pod lost on Kubernetes printed a screen of `ActorDiedError` traceback under --quiet. Without
 --verbose this module drops that record (the traceback stays in the trial's error.txt) and prints
-`trial X: worker lost, retrying (1/2)` when Tune retries, or `trial X: failed (...), no retries
-left` when it gives up.
+`trial X: worker lost, retrying (1/2)` when Tune retries (`worker lost (its node was preempted,
+not counted as a failure), retrying (0/2)` for a drained node, which Tune does not count), or
+`trial X: failed (...), no retries left` when it gives up.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ def failure_reason(exc: BaseException | None) -> str:
     names = {cls.__name__ for cls in type(exc).__mro__}
     text = " ".join(str(exc).split())
     if names & set(_LOST) or "node has died" in text or "its node has died" in text:
+        # A drained node (SIGTERM: a pod deleted, a spot node reclaimed) is a preemption, which
+        # Tune does not count against max_failures: say so, or "retrying (0/2)" reads as a bug.
+        if getattr(exc, "preempted", False):
+            return "worker lost (its node was preempted, not counted as a failure)"
         return "worker lost"
     return f"failed ({type(exc).__name__}: {text[:120]})"
 
