@@ -57,3 +57,25 @@ def test_without_covariates_it_is_two_linear_maps_only() -> None:
 
 def test_learns_to_continue_sines() -> None:
     assert fit_sines(make_model("dlinear"), steps=150) < 1e-3
+
+
+def test_mean_init_starts_every_output_at_the_lookback_mean() -> None:
+    """model.init=mean: both maps' weights are 1/L, so (biases aside) the first forecast of any
+    lookback is its mean at every horizon step, and of a constant series that constant."""
+    L, H = DIMS["input_chunk_length"], DIMS["output_chunk_length"]
+    torch.manual_seed(1)
+    past = torch.randn(4, L, 1).cumsum(dim=1) + 10.0
+    future, static = torch.zeros(4, H, 0), torch.zeros(4, 0)
+    for name, past_ in (("walk", past), ("constant", torch.full((4, L, 1), 3.5))):
+        mean_model = make_model("dlinear", init="mean")
+        bias = (mean_model.seasonal.bias + mean_model.trend.bias).reshape(1, H, 1)
+        got = mean_model(past_, future, static) - bias
+        expected = past_.mean(dim=1, keepdim=True).expand(-1, H, -1)
+        torch.testing.assert_close(got, expected, msg=name)
+    default = make_model("dlinear")
+    got = default(past, future, static) - (default.seasonal.bias + default.trend.bias).reshape(1, H, 1)
+    assert float((got - past.mean(dim=1, keepdim=True)).abs().max()) > 1.0  # torch's init is not the mean
+
+
+def test_mean_init_still_learns_to_continue_sines() -> None:
+    assert fit_sines(make_model("dlinear", init="mean"), steps=150) < 1e-3

@@ -44,6 +44,10 @@ class DLinearConfig(_CommonModelConfig):
     name: Literal["dlinear"] = "dlinear"
     moving_avg: int = Field(25, ge=1)
     """Kernel of the moving average that extracts the trend."""
+    init: Literal["default", "mean"] = "default"
+    """Initial weights of the two linear maps: default (torch's uniform init); mean (every weight
+    1/L, so each output starts as the mean of its lookback, as the DLinear authors' code did
+    before its commit 7f7a25b of 2022-08-15). Biases keep torch's init either way."""
 
 
 class NHiTSConfig(_CommonModelConfig):

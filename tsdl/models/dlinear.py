@@ -73,6 +73,9 @@ class DLinear(BaseForecaster):
         self.decomposition = SeriesDecomposition(config.moving_avg)
         self.seasonal = torch.nn.Linear(L, H * self.n_outputs)
         self.trend = torch.nn.Linear(L, H * self.n_outputs)
+        if config.init == "mean":  # each output starts as the lookback's mean (seasonal + trend = x)
+            for layer in (self.seasonal, self.trend):
+                torch.nn.init.constant_(layer.weight, 1.0 / L)
         self.covariates: CovariateProjection | None = None
         if CovariateProjection.has_covariates(
             self.n_past_features, self.n_future_features, self.n_static
