@@ -16,7 +16,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from tests.train.test_checkpointing import _real_checkpoint
-from tsdl.train.checkpoint_store import REQUIRED_FILES, CheckpointStore
+from tsdl.train.checkpoint_store import REQUIRED_FILES, CheckpointStore, newest_beside
 from tsdl.train.checkpointing import BEST_FILE, LAST_FILE, META_FILE, checkpoint_dir_name
 
 
@@ -59,6 +59,23 @@ def test_a_checkpoint_cut_short_by_the_failure_is_skipped(run_dir: Path) -> None
     newest.write_bytes(newest.read_bytes()[:100])  # a truncated file (a local disk filled up)
     (run_dir / checkpoint_dir_name(4)).mkdir()  # the next one had not started writing files
     assert _chosen(CheckpointStore.at(run_dir), str(run_dir / checkpoint_dir_name(1))) == checkpoint_dir_name(2)
+
+
+def test_a_trial_resumes_from_its_newest_checkpoint_even_one_tune_never_registered(tmp_path: Path) -> None:
+    """Tune logs a trial's result, then fetches its checkpoint: a worker lost in between leaves
+    checkpoint_000002 persisted but unregistered, and Tune hands back checkpoint_000001."""
+    from ray.tune import Checkpoint
+
+    trial = tmp_path / "trial_00000"
+    for index in range(3):
+        _real_checkpoint(trial / f"checkpoint_{index:06d}")
+    (trial / "checkpoint_000003").mkdir()  # the next one had not started writing files
+    registered = Checkpoint(str(trial / "checkpoint_000001"))
+    restored = newest_beside(registered)
+    assert restored is not None and Path(restored.path).name == "checkpoint_000002"
+    (trial / "checkpoint_000002" / BEST_FILE).unlink()  # that upload cut short: the registered one
+    assert Path(newest_beside(registered).path).name == "checkpoint_000001"  # type: ignore[union-attr]
+    assert newest_beside(None) is None
 
 
 def test_a_registered_checkpoint_without_an_epoch_name_is_the_fallback(tmp_path: Path) -> None:

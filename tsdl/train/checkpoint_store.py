@@ -43,12 +43,23 @@ from tsdl.train.checkpointing import (
 if TYPE_CHECKING:
     import pyarrow.fs
 
-__all__ = ["REQUIRED_FILES", "Candidate", "CheckpointStore", "Restored", "load_complete", "load_ray_checkpoint"]
+__all__ = [
+    "REQUIRED_FILES",
+    "Candidate",
+    "CheckpointStore",
+    "Restored",
+    "load_complete",
+    "load_ray_checkpoint",
+    "newest_beside",
+]
 
 REQUIRED_FILES = (LAST_FILE, BEST_FILE, META_FILE)
 """Every file of a tsdl checkpoint; one missing means the checkpoint never finished arriving."""
 
 _EPOCH_DIR = re.compile(r"^checkpoint_epoch-(\d+)$")
+# Tune's own names for a function trainable's checkpoints (`tune.report` cannot name them): one per
+# report, numbered in report order, so the number orders them as the epoch would.
+_TUNE_DIR = re.compile(r"^checkpoint_(\d{6})$")
 _STAGING = re.compile(r"^\.checkpoint_epoch-\d+\.tmp$")
 
 _log = logging.getLogger(__name__)
@@ -65,7 +76,8 @@ class Restored:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A checkpoint directory of the run: its epoch (-1: Ray's, without an epoch name) and path."""
+    """A checkpoint directory of the run: its epoch (Tune's report number for Tune's names; -1:
+    Ray's registered one, without either name) and path."""
 
     epoch: int
     path: str
@@ -100,6 +112,21 @@ def load_ray_checkpoint(checkpoint: Any | None) -> Restored | None:
         return None
     with checkpoint.as_directory() as directory:
         return load_complete(Path(directory), path=checkpoint.path)
+
+
+def newest_beside(registered: Any | None) -> Restored | None:
+    """The newest complete checkpoint in the directory of Tune's registered one (a trial's), loaded.
+
+    Tune logs a function trainable's result first and fetches its checkpoint in a second round
+    trip (ray.tune's FunctionTrainable: "result/checkpoint reporting is separate"). A worker lost
+    between the two leaves that epoch's checkpoint persisted but unknown to Tune, which restores
+    the one before: the epoch would train, and be reported, twice (scenario 4 of the real-kubelet
+    e2e did). None when Tune has no checkpoint of the trial.
+    """
+    if registered is None:
+        return None
+    parent = posixpath.dirname(registered.path.rstrip("/")) or "/"
+    return CheckpointStore(registered.filesystem, parent).choose(registered.path)
 
 
 class CheckpointStore:
@@ -140,7 +167,7 @@ class CheckpointStore:
 
         found = []
         for info in self._entries():
-            match = _EPOCH_DIR.match(info.base_name)
+            match = _EPOCH_DIR.match(info.base_name) or _TUNE_DIR.match(info.base_name)
             if info.type == pafs.FileType.Directory and match:
                 found.append(Candidate(int(match.group(1)), info.path, self.same(info.path, registered)))
         found.sort(key=lambda c: c.epoch, reverse=True)

@@ -65,13 +65,13 @@ def run_trial(
     from tsdl.train.in_process import run_in_process, trains_in_process
 
     if trains_in_process(config, in_trial=True):
-        from tsdl.train.checkpoint_store import load_ray_checkpoint
+        from tsdl.train.checkpoint_store import newest_beside
         from tsdl.train.trainer import make_loop_config
 
         run_in_process(
             make_loop_config(config, data),
             data,
-            checkpoint=load_ray_checkpoint(tune.get_checkpoint()),
+            checkpoint=newest_beside(tune.get_checkpoint()),
             report=_report_to_tune,
             use_gpu=config.resources.use_gpu,
         )
