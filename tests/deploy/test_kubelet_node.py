@@ -97,3 +97,32 @@ def test_image_names_are_tagged_as_the_cri_looks_them_up() -> None:
     assert kubelet.normalized("ghcr.io/tsdl/tsdl:0.1.0-cpu") == "ghcr.io/tsdl/tsdl:0.1.0-cpu"
     assert kubelet.normalized("localhost/tsdl:1") == "localhost/tsdl:1"
     assert kubelet.normalized("registry:5000/tsdl:1") == "registry:5000/tsdl:1"
+
+
+def test_the_two_nodes_share_nothing_a_kubelet_would_fight_over(tmp_path: Path) -> None:
+    """A kubelet kills running Pods and pod cgroups it does not know, and host-local IPAM hands
+    out addresses from its own store: each Node needs its own containerd (socket, root), cgroup
+    root and address range, on one shared bridge."""
+    host = kubelet.KubeletNode(tmp_path, tmp_path / "cache", shapes=(kubelet.CPU_POOL, kubelet.GPU_POOL),
+                               persistent_images=True)  # fmt: skip
+    cpu, gpu = host.nodes
+    assert cpu.sock != gpu.sock and cpu.root != gpu.root and cpu.cgroup_root != gpu.cgroup_root
+    assert cpu.root.parent == tmp_path / "cache" / "containerd"  # kept between runs
+    ranges = []
+    for node in host.nodes:
+        toml = host.containerd_config(node, "overlayfs").read_text()
+        assert f'root = "{node.root}"' in toml and f'address = "{node.sock}"' in toml
+        host.cni_config(node)
+        conf = json.loads((node.dir / "cni" / "net.d" / "10-tsdl.conflist").read_text())
+        bridge = conf["plugins"][0]
+        assert bridge["bridge"] == kubelet.BRIDGE
+        (r,) = bridge["ipam"]["ranges"][0]
+        ranges.append({int(r["rangeStart"].rsplit(".", 1)[1]), int(r["rangeEnd"].rsplit(".", 1)[1])})
+        config = json.loads(host.kubelet_config(node, {}).read_text())
+        assert config["cgroupRoot"] == node.cgroup_root
+        assert config["containerRuntimeEndpoint"] == f"unix://{node.sock}"
+        assert config["registerWithTaints"] == list(node.shape.taints)
+    (a_lo, a_hi), (b_lo, b_hi) = (sorted(r) for r in ranges)
+    assert a_hi < b_lo or b_hi < a_lo  # disjoint
+    assert gpu.shape.gpus == 1 and gpu.shape.taints[0]["key"] == "nvidia.com/gpu"
+    assert not cpu.shape.taints
