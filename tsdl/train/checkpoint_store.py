@@ -49,7 +49,6 @@ __all__ = [
     "CheckpointStore",
     "Restored",
     "load_complete",
-    "load_ray_checkpoint",
     "newest_beside",
 ]
 
@@ -104,14 +103,6 @@ def load_complete(directory: Path, *, path: str | None = None) -> Restored:
             hint="resume from an older checkpoint; this one was cut short while it was written",
         ) from None
     return Restored(str(path or directory), load_last(directory), load_best(directory))
-
-
-def load_ray_checkpoint(checkpoint: Any | None) -> Restored | None:
-    """Load a ``ray.train.Checkpoint`` (e.g. Tune's registered one of a trial) completely."""
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as directory:
-        return load_complete(Path(directory), path=checkpoint.path)
 
 
 def newest_beside(registered: Any | None) -> Restored | None:

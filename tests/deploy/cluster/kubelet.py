@@ -265,10 +265,6 @@ class KubeletNode:
     def first(self) -> Kubelet:
         return self.nodes[0]
 
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.first.settings
-
     # --- bookkeeping ------------------------------------------------------------------------
 
     def step(self, name: str, action: Callable[[], str]) -> bool:
@@ -286,9 +282,6 @@ class KubeletNode:
 
     def run(self, *argv: object, timeout: float = 300) -> str:
         return _check(*argv, timeout=timeout)
-
-    def ctr(self, *args: object, timeout: float = 300) -> str:
-        return self.first.ctr(*args, timeout=timeout)
 
     # --- 1. parts ---------------------------------------------------------------------------
 
@@ -652,10 +645,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     def pod_cgroup(self, pod: dict[str, Any]) -> str:
         """The Pod's limits as the kernel holds them (cgroup v1, QoS cgroups): 64Mi, 200m."""
-        if not self.settings.get("cgroupsPerQOS"):
+        node = next(n for n in self.nodes if n.name == pod["spec"].get("nodeName"))
+        if not node.settings.get("cgroupsPerQOS"):
             return "no QoS cgroups (fallback setting)"
         uid = pod["metadata"]["uid"]
-        node = next(n for n in self.nodes if n.name == pod["spec"].get("nodeName"))
         tree = Path(node.cgroup_root.lstrip("/")) / "kubepods" / "burstable" / f"pod{uid}"
         memory, cpu = CGROUP_ROOT / "memory" / tree, CGROUP_ROOT / "cpu" / tree
         limit = int((memory / "memory.limit_in_bytes").read_text())
