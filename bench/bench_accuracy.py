@@ -31,7 +31,9 @@ exits 1 naming the cell.
 
 from __future__ import annotations
 
+import copy
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -147,7 +149,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="--ltsf-replica: AdamW(weight_decay=1e-5) and gradient clipping at 1.0, tsdl's defaults")
     parser.add_argument("--epoch-curve", type=int, nargs="+", metavar="H", default=None,
                         help="DLinear: tsdl's training loop replayed with the test MSE of every epoch (see epoch_curve())")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="--epoch-curve: training.seed values")
+    parser.add_argument("--seed-ensemble", type=int, nargs="+", metavar="H", default=None,
+                        help="DLinear: one model per --seeds, scored alone and averaged (see seed_ensemble())")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="--seed-ensemble: a config override on top of the example (repeatable)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42],
+                        help="--epoch-curve, --seed-ensemble: training.seed values")
     parser.add_argument("--table-seeds", type=int, nargs="+", default=None,
                         help=f"--table: training.seed values per cell (default: {TABLE_SEEDS}, else the example's)")
     parser.add_argument("--batch-by", nargs="+", default=["window"], choices=["window", "time"],
@@ -155,6 +162,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.epoch_curve:
         return epoch_curves(args)
+    if args.seed_ensemble:
+        rows = [seed_ensemble(_ensemble_configs(h, args.seeds, args.set), f"H={h} {' '.join(args.set) or 'as shipped'}")
+                for h in args.seed_ensemble]
+        payload = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "results": rows}
+        _common.write_results(f"accuracy-ensemble-{args.tag}" if args.tag else "accuracy-ensemble", payload,
+                              args.out, smoke=False)
+        return payload
     if args.ltsf_replica:
         rows = [replica(h, seed=seed, clip_and_decay=args.clip_and_decay, authors_stream=args.authors_stream)
                 for seed in args.replica_seeds or [args.seed] for h in args.ltsf_replica]
@@ -329,9 +343,11 @@ def epoch_curves(args) -> dict[str, Any]:
     return {"results": rows}
 
 
-def epoch_curve(config) -> dict[str, Any]:
+def epoch_curve(config, *, forecasts: bool = False) -> dict[str, Any]:
     """Replay tsdl's training loop for ``config`` in one process, scoring the test windows after
     every epoch: which epoch early stopping keeps, and what the test MSE of every epoch was.
+    With ``forecasts`` the kept epoch's point forecasts and targets of the val and test windows
+    come back too (``seed_ensemble`` averages them over seeds).
 
     A diagnosis only (nothing is chosen by the test score). It follows ``tsdl.train.worker``
     step by step: ``seed_everything(training.seed)`` before the model, AdamW as configured, the
@@ -371,6 +387,7 @@ def epoch_curve(config) -> dict[str, Any]:
         return total / len(windows)
 
     val_curve, test_curve = [], []
+    kept = copy.deepcopy(model.state_dict()) if forecasts else None
     for epoch in range(1, tcfg.max_epochs + 1):
         torch.manual_seed(epoch_seed(tcfg.seed, epoch, 0))
         seed = epoch_seed(tcfg.seed, epoch, 0)
@@ -384,16 +401,71 @@ def epoch_curve(config) -> dict[str, Any]:
         val_curve.append(mean_loss(val))
         test_curve.append(mean_loss(test))
         scheduler.step(val_curve[-1])
-        stopper.update(val_curve[-1], epoch)
+        if stopper.update(val_curve[-1], epoch) and forecasts:
+            kept = copy.deepcopy(model.state_dict())
         if stopper.should_stop:
             break
-    return {
+    curve = {
         "epochs": len(val_curve),
         "best_epoch": stopper.best_epoch,
         "test_mse": test_curve[stopper.best_epoch - 1],
         "val_per_epoch": val_curve,
         "test_per_epoch": test_curve,
     }
+    if forecasts:
+        model.load_state_dict(kept)
+        model.eval()
+        with torch.no_grad():
+            for split, windows in (("val", val), ("test", test)):
+                pairs = [(loss_fn.point(model(b.past, b.future, b.static)), b.target)
+                         for b in windows.batches(tcfg.batch_size, shuffle=False, seed=0)]
+                curve[f"{split}_forecast"] = torch.cat([f.reshape(t.shape) for f, t in pairs])
+                curve[f"{split}_target"] = torch.cat([t for _, t in pairs])
+    return curve
+
+
+def seed_ensemble(configs: dict[int, Any], label: str = "") -> dict[str, Any]:
+    """Train each config (one per seed; tsdl's loop, ``epoch_curve``) and score the average of the
+    kept models' forecasts next to each model alone.
+
+    A diagnosis of the seed lottery: averaging removes the spread that the kept epoch adds, so
+    the ensemble's validation MSE says whether validation objects to that spread, and its test
+    MSE what a less noisy model scores. DLinear is linear in its input, so the average of its
+    forecasts is the forecast of one DLinear whose weights are the members' mean.
+    """
+    import torch
+
+    members = []
+    for seed, config in configs.items():
+        members.append(epoch_curve(config, forecasts=True))
+        m = members[-1]
+        print(f"seed-ensemble {label} seed={seed}: kept epoch {m['best_epoch']} of {m['epochs']}, val MSE "
+              f"{_mse(m['val_forecast'], m['val_target']):.4f}, test MSE {m['test_mse']:.4f}", flush=True)
+    row: dict[str, Any] = {"label": label, "seeds": list(configs)}
+    for split in ("val", "test"):
+        target = members[0][f"{split}_target"]
+        mean = torch.stack([m[f"{split}_forecast"] for m in members]).mean(0)
+        row[f"{split}_mse_each"] = [_mse(m[f"{split}_forecast"], target) for m in members]
+        row[f"{split}_mse_median"] = statistics.median(row[f"{split}_mse_each"])
+        row[f"{split}_mse_ensemble"] = _mse(mean, target)
+        row[f"{split}_mae_ensemble"] = float((mean - target).abs().mean())
+    print(f"seed-ensemble {label}: val MSE median "
+          f"{row['val_mse_median']:.4f}, ensemble {row['val_mse_ensemble']:.4f}; test MSE median "
+          f"{row['test_mse_median']:.4f}, ensemble {row['test_mse_ensemble']:.4f} (MAE "
+          f"{row['test_mae_ensemble']:.4f})", flush=True)
+    return row
+
+
+def _ensemble_configs(horizon: int, seeds: list[int], overrides: list[str]) -> dict[int, Any]:
+    configs = {seed: _common.etth1_config(f"etth1-dlinear-h{horizon}.yaml", [f"training.seed={seed}", *overrides])
+               for seed in seeds}
+    if None in configs.values():
+        raise SystemExit(f"bench_accuracy: --seed-ensemble needs {_common.ETTH1} (the shared ETTh1 copy)")
+    return configs
+
+
+def _mse(forecast, target) -> float:
+    return float(((forecast - target) ** 2).mean())
 
 
 def _train_timed(api, config) -> tuple[Any, dict[str, Any], float]:
@@ -594,8 +666,6 @@ def cell_seeds(model: str, config_seed: int, override: list[int] | None) -> tupl
 def summarize_seeds(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Median, min and max of the per-seed test MSE and MAE (each metric's own median: with an even
     count the mean of the middle two), and the epochs of the median-MSE run (the lower middle one)."""
-    import statistics
-
     out: dict[str, Any] = {}
     for metric in ("test_mse", "test_mae"):
         values = [run[metric] for run in runs.values()]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tsdl.config import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -133,6 +135,36 @@ def test_the_epoch_curve_replays_tsdls_own_training_loop(tmp_path: Path) -> None
     assert replay["best_epoch"] == int(min(trained.history, key=lambda h: h["val_loss"])["epoch"])
     assert abs(replay["test_mse"] - trained.test.model["MSE"]) <= 1e-5 * trained.test.model["MSE"]
 
+
+
+def test_the_seed_ensemble_scores_the_average_of_the_kept_models_forecasts(tmp_path: Path) -> None:
+    """`--seed-ensemble` is evidence about the seed lottery only if each member's forecasts are its
+    kept epoch's (the same test MSE as the replayed loop scores) and the ensemble averages them:
+    two copies of one seed score as that seed; two seeds score below their mean (convexity) and
+    unlike either."""
+    bench = _bench_accuracy()
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(REPO_ROOT / "bench"))
+
+    def config(seed: int):
+        return _common.synthetic_config(n_series=3, n_timesteps=200, input_chunk_length=32, output_chunk_length=8,
+                                        overrides=["model.name=dlinear", "training.max_epochs=3", "training.batch_size=32",
+                                                   "training.optimizer.lr=0.005", f"training.seed={seed}",
+                                                   "resources.torch_threads=1", f"resources.storage_path={tmp_path}"])
+
+    member = bench.epoch_curve(config(7), forecasts=True)
+    assert abs(bench._mse(member["test_forecast"], member["test_target"]) - member["test_mse"]) <= 1e-5 * member["test_mse"]
+    same = bench.seed_ensemble({7: config(7), 8: config(7)})
+    assert same["test_mse_ensemble"] == pytest.approx(member["test_mse"], rel=1e-5)
+    assert same["val_mse_ensemble"] == pytest.approx(same["val_mse_each"][0], rel=1e-6)
+    two = bench.seed_ensemble({1: config(1), 2: config(2)})
+    for split in ("val", "test"):
+        each = two[f"{split}_mse_each"]
+        assert two[f"{split}_mse_ensemble"] < sum(each) / 2
+        assert all(abs(two[f"{split}_mse_ensemble"] - e) > 1e-6 for e in each)
 
 def _seeded(mses: list[float], date: str = "2026-12-06 12:00") -> dict:
     """A multi-seed cell as `_run_cell` stores it: the median of per-seed runs (seeds 42, 1, 2, ...)."""
