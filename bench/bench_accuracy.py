@@ -20,6 +20,7 @@ with the reason.
     python bench/bench_accuracy.py --table --print-only         # the table from the stored results
     python bench/bench_accuracy.py --ltsf-replica 96 192 [--seed 2021 | --replica-seeds 2021 1 2] [--authors-stream] [--clip-and-decay]   # see replica()
     python bench/bench_accuracy.py --epoch-curve 720 --seeds 42 1 2 [--batch-by window time]  # see epoch_curve()
+    python bench/bench_accuracy.py --seed-ensemble 192 --seeds 42 1 2 3 4 [--set model.instance_norm=revin]  # see seed_ensemble()
 
 A DLinear cell is the median (with min and max) of ``TABLE_SEEDS`` runs of its shipped config, one
 per ``training.seed``, each as ``tsdl train -c`` runs it; the per-seed results are stored with the cell
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="--ltsf-replica: AdamW(weight_decay=1e-5) and gradient clipping at 1.0, tsdl's defaults")
     parser.add_argument("--epoch-curve", type=int, nargs="+", metavar="H", default=None,
                         help="DLinear: tsdl's training loop replayed with the test MSE of every epoch (see epoch_curve())")
-    parser.add_argument("--seed-ensemble", type=int, nargs="+", metavar="H", default=None,
+    parser.add_argument("--seed-ensemble", type=int, nargs="+", metavar="H", default=None, choices=TABLE_HORIZONS,
                         help="DLinear: one model per --seeds, scored alone and averaged (see seed_ensemble())")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="--seed-ensemble: a config override on top of the example (repeatable)")
@@ -459,8 +460,13 @@ def seed_ensemble(configs: dict[int, Any], label: str = "") -> dict[str, Any]:
 
 
 def _ensemble_configs(horizon: int, seeds: list[int], overrides: list[str]) -> dict[int, Any]:
-    configs = {seed: _common.etth1_config(f"etth1-dlinear-h{horizon}.yaml", [f"training.seed={seed}", *overrides])
-               for seed in seeds}
+    from tsdl.errors import ConfigError
+
+    try:
+        configs = {seed: _common.etth1_config(f"etth1-dlinear-h{horizon}.yaml", [f"training.seed={seed}", *overrides])
+                   for seed in seeds}
+    except (ConfigError, FileNotFoundError) as exc:
+        raise SystemExit(f"bench_accuracy: --seed-ensemble {horizon} --set {' '.join(overrides)}: {exc}") from None
     if None in configs.values():
         raise SystemExit(f"bench_accuracy: --seed-ensemble needs {_common.ETTH1} (the shared ETTh1 copy)")
     return configs
