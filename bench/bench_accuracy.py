@@ -93,7 +93,7 @@ PUBLISHED_TABLE: dict[tuple[str, str, int], tuple[float | None, float | None]] =
 }
 TABLE_DATASETS = ("ETTh1", "ETTh2")
 # model -> the training.seed values of a cell (its median over them is the cell): 42 (the examples'
-# own seed) and 1-14. Five seeds (42, 1-4) until 2026-12-06 18:45 UTC: with DLinear on ETTh1 the
+# own seed) and 1-14. Five seeds (42, 1-4) until 2026-12-06 18:44 UTC: with DLinear on ETTh1 the
 # median of five moved by up to 0.023 MSE between disjoint seed sets of one config (docs/benchmarks.md
 # section 6). Models not listed: one run with the example's own seed (N-HiTS, PatchTST and the LSTM
 # take minutes to hours a run on a CPU).
