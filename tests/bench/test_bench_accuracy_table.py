@@ -114,12 +114,8 @@ def test_the_epoch_curve_replays_tsdls_own_training_loop(tmp_path: Path) -> None
     trains exactly as `tsdl train` does: the same val_loss after every epoch, the same kept epoch."""
     from tsdl import api
 
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-    try:
-        import _common
-    finally:
-        sys.path.remove(str(REPO_ROOT / "bench"))
     bench = _bench_accuracy()
+    _common = bench._common  # the script's own helpers, imported by it from bench/
     config = _common.synthetic_config(n_series=3, n_timesteps=260, input_chunk_length=48, output_chunk_length=24, overrides=[
         "model.name=dlinear", "training.max_epochs=4", "training.batch_size=48", "training.optimizer.lr=0.005",
         "training.gradient_clip_val=null", "training.lr_scheduler.name=step", "training.lr_scheduler.step_start=2",
@@ -136,18 +132,13 @@ def test_the_epoch_curve_replays_tsdls_own_training_loop(tmp_path: Path) -> None
     assert abs(replay["test_mse"] - trained.test.model["MSE"]) <= 1e-5 * trained.test.model["MSE"]
 
 
-
 def test_the_seed_ensemble_scores_the_average_of_the_kept_models_forecasts(tmp_path: Path) -> None:
     """`--seed-ensemble` is evidence about the seed lottery only if each member's forecasts are its
     kept epoch's (the same test MSE as the replayed loop scores) and the ensemble averages them:
     two copies of one seed score as that seed; two seeds score below their mean (convexity) and
     unlike either."""
     bench = _bench_accuracy()
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-    try:
-        import _common
-    finally:
-        sys.path.remove(str(REPO_ROOT / "bench"))
+    _common = bench._common
 
     def config(seed: int):
         return _common.synthetic_config(n_series=3, n_timesteps=200, input_chunk_length=32, output_chunk_length=8,
@@ -165,6 +156,7 @@ def test_the_seed_ensemble_scores_the_average_of_the_kept_models_forecasts(tmp_p
         each = two[f"{split}_mse_each"]
         assert two[f"{split}_mse_ensemble"] < sum(each) / 2
         assert all(abs(two[f"{split}_mse_ensemble"] - e) > 1e-6 for e in each)
+
 
 def _seeded(mses: list[float], date: str = "2026-12-06 12:00") -> dict:
     """A multi-seed cell as `_run_cell` stores it: the median of per-seed runs (seeds 42, 1, 2, ...)."""
