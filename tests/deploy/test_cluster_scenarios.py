@@ -172,18 +172,39 @@ def describe(c: E2ECluster, ns: str, name: str | None = None) -> str:
         st = pod.get("status", {})
         lines.append(
             f"pod {pod['metadata']['name']} on {pod['spec'].get('nodeName')}: {st.get('phase')}"
+            f" (created {pod['metadata'].get('creationTimestamp')}){_restarts(pod)}"
         )
-    for ev in events(c, ns)[-15:]:
-        if ev.get("type") == "Warning":
+    for ev in events(c, ns)[-25:]:  # warnings, and the kubelet's reason for a container restart
+        if ev.get("type") == "Warning" or ev.get("reason") == "Killing":
             lines.append(
                 f"event {ev['involvedObject']['name']}: {ev.get('reason')}: {ev.get('message')}"
             )
     for pod in pods(c, ns):  # the container logs, through the API server and the kubelet
+        restarted = {s["name"] for s in pod.get("status", {}).get("containerStatuses", [])
+                     if s.get("restartCount")}  # fmt: skip
         for ctr in pod["spec"]["containers"]:
-            log = kubectl(c, "logs", "-n", ns, pod["metadata"]["name"], "-c", ctr["name"],
-                          "--tail=30", check=False)  # fmt: skip
-            lines.append(f"--- log {pod['metadata']['name']}/{ctr['name']}:\n{log[-1500:]}")
+            for previous in ([True] if ctr["name"] in restarted else []) + [False]:
+                log = kubectl(c, "logs", "-n", ns, pod["metadata"]["name"], "-c", ctr["name"],
+                              "--tail=30", *(["--previous"] if previous else []), check=False)  # fmt: skip
+                which = " (before its last restart)" if previous else ""
+                lines.append(
+                    f"--- log {pod['metadata']['name']}/{ctr['name']}{which}:\n{log[-1500:]}"
+                )
+    if name:  # what the operator decided about it, and why
+        mine = [line for line in c.cp.log("ray-operator").splitlines() if f'"{name}' in line]
+        lines.append("--- operator, last lines about " + name + ":\n" + "\n".join(mine[-20:]))
     return "\n".join(lines)
+
+
+def _restarts(pod: dict[str, Any]) -> str:
+    """`, ray-head restarted 1x (OOMKilled, exit 137 at ...)` for each restarted container."""
+    out = []
+    for s in pod.get("status", {}).get("containerStatuses", []):
+        if s.get("restartCount"):
+            last = s.get("lastState", {}).get("terminated", {})
+            out.append(f", {s['name']} restarted {s['restartCount']}x ({last.get('reason')}, "
+                       f"exit {last.get('exitCode')} at {last.get('finishedAt')})")  # fmt: skip
+    return "".join(out)
 
 
 def wait_rayjob(
