@@ -256,7 +256,10 @@ spec:
   {{- if and (eq .component "ray-head") $v.job.enabled (include "tsdl.mlflowServer" $root) (include "tsdl.mlflowUri" $root) }}
   {{- /* The release's own MLflow server starts with the job (its database migration takes a
   minute or more on a small CPU limit) and the driver, on the head, refuses an unreachable
-  server: the head waits for it first (seen on the cluster e2e with the kind preset). */}}
+  server: the head waits for it first (seen on the cluster e2e with the kind preset). It waits
+  for an API answer, not /health: a fresh server answered /health at once but its first search
+  took over the driver's 5 s preflight on a loaded node (e2e, 2026-12-06). Any HTTP answer will
+  do (a refusal is the driver's to name). */}}
   initContainers:
     - name: wait-mlflow
       image: {{ .image }}
@@ -265,12 +268,15 @@ spec:
         - python
         - -c
         - |
-          import sys, time, urllib.request
+          import sys, time, urllib.error, urllib.request
           uri, limit = sys.argv[1], 600
+          api = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
           deadline = time.monotonic() + limit
           while True:
               try:
-                  urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5)
+                  urllib.request.urlopen(api, timeout=30)
+                  break
+              except urllib.error.HTTPError:
                   break
               except Exception as exc:
                   if time.monotonic() > deadline:
