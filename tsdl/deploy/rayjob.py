@@ -44,6 +44,7 @@ __all__ = [
 
 CONFIG_MOUNT_DIR = "/etc/tsdl"
 CONFIG_PATH = f"{CONFIG_MOUNT_DIR}/config.yaml"
+SUBMITTER_COMMAND = ("python", "-m", "tsdl.deploy.submitter")  # the chart renders the same
 _MAX_JOB_NAME = 47  # KubeRay rejects longer RayJob names (it derives cluster/pod names from it)
 _RAY_UID, _RAY_GID = 1000, 100  # the `ray` user and `users` group of the rayproject/ray images
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -532,11 +533,14 @@ def _ray_pod_labels(name: str, component: str) -> dict[str, str]:
 
 
 def _submitter_template(deploy: DeployConfig, name: str) -> dict[str, Any]:
-    """KubeRay fills in the `ray job submit` command because the container has none."""
+    """The submitter runs `tsdl.deploy.submitter`, not KubeRay's default `ray job submit`
+    command: it exits 0 only when the job finished, so a lost head is retried (see there)."""
     container = {
         "name": "ray-job-submitter",
         "image": cpu_image(deploy),
         "imagePullPolicy": deploy.image_pull_policy,
+        "command": list(SUBMITTER_COMMAND),
+        "args": ["--entrypoint", entrypoint(deploy, name)],
         "resources": _resources(deploy.submitter.cpu, deploy.submitter.memory),
         "securityContext": _container_security(deploy),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
