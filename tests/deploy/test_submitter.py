@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 
 import pytest
+from ray.job_submission import JobStatus
 
 from tsdl.deploy import submitter
 from tsdl.deploy.rayjob import SUBMITTER_COMMAND
@@ -45,7 +46,7 @@ class Head:
             raise status
         if status is None:
             raise RuntimeError(f"Request failed with status code 404: Job {job_id} does not exist.")
-        return SimpleNamespace(status=status)
+        return SimpleNamespace(status=JobStatus(status))  # what the SDK returns
 
     def submit_job(self, *, entrypoint: str, submission_id: str) -> str:
         self.submitted.append((submission_id, entrypoint))
@@ -177,3 +178,19 @@ def test_without_kuberays_variables_it_says_which_are_missing(
 
 def test_the_rendered_command_is_this_module() -> None:
     assert SUBMITTER_COMMAND[-1] == submitter.__name__
+
+
+def test_waiting_for_the_dashboard_says_so_once_then_every_30_s(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = iter(range(10, 1000, 10))  # each sleep of the submitter is 10 s of monotonic time
+    now = [0]
+    monkeypatch.setattr(submitter.time, "sleep", lambda _: now.__setitem__(0, next(clock)))
+    monkeypatch.setattr(submitter.time, "monotonic", lambda: now[0])
+    answers = iter([False] * 7 + [True])
+    submitter.wait_until(lambda: next(answers), "the Ray dashboard")
+    assert capsys.readouterr().out.splitlines() == [
+        "submitter: waiting for the Ray dashboard",
+        "submitter: still waiting for the Ray dashboard (30s)",
+        "submitter: still waiting for the Ray dashboard (60s)",
+    ]

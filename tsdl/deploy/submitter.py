@@ -50,21 +50,18 @@ def say(message: str) -> None:
     print(f"submitter: {message}", flush=True)
 
 
-def wait_until(ready: Callable[[], bool], what: str, timeout: float | None) -> bool:
-    """Poll `ready` every 2 s; one line when the wait starts and every 30 s after. False when
-    `timeout` (seconds) passed first; None waits for good (the RayJob's deadlines bound it)."""
+def wait_until(ready: Callable[[], bool], what: str) -> None:
+    """Poll `ready` every 2 s; one line when the wait starts and every 30 s after. No limit of
+    its own: the RayJob's deadlines bound it, as they bound KubeRay's own wait loop."""
     start = last = time.monotonic()
     if ready():
-        return True
+        return
     say(f"waiting for {what}")
-    while timeout is None or time.monotonic() - start < timeout:
+    while not ready():
         time.sleep(2)
-        if ready():
-            return True
         if time.monotonic() - last >= REPORT_EVERY_S:
             last = time.monotonic()
             say(f"still waiting for {what} ({time.monotonic() - start:.0f}s)")
-    return False
 
 
 def http_ok(url: str) -> Callable[[], bool]:
@@ -151,7 +148,7 @@ def follow(client: JobClient, job_id: str) -> int:
 def run(entrypoint: str, address: str, job_id: str, connect: Callable[[str], JobClient]) -> int:
     """Wait for the dashboard, submit or attach, follow; the pod's exit code."""
     base = address if "://" in address else f"http://{address}"
-    wait_until(http_ok(f"{base}/api/gcs_healthz"), f"the Ray dashboard at {base}", None)
+    wait_until(http_ok(f"{base}/api/gcs_healthz"), f"the Ray dashboard at {base}")
     try:
         client = connect(base)
         submit_or_attach(client, job_id, entrypoint)
