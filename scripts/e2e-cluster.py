@@ -18,10 +18,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TEST = "tests/deploy/test_cluster_scenarios.py"
+# What a failed scenario prints besides the log (CI keeps only the output's tail, not the log): the
+# assertion, then the lines of tests/deploy/test_cluster_scenarios.py describe() a reader needs
+# first: the RayJob's status, the pods (restarts, last exits) and the warnings.
+FIRST_LINES = 3
+DESCRIBE_PREFIXES = ("rayjob ", "pod ", "event ")
+LINE_LIMIT = 300
+MAX_LINES = 25
+# pytest cuts an assertion message to 8 lines outside CI: describe() goes whole into log and XML
+UNTRUNCATED = ("-o", "truncation_limit_lines=0", "-o", "truncation_limit_chars=0")
 
 
 def main() -> int:
@@ -62,6 +72,7 @@ def main() -> int:
         "-p",
         "no:cacheprovider",
         "--durations=0",
+        *UNTRUNCATED,
     ]
     if args.k:
         command += ["-k", args.k]
@@ -69,8 +80,12 @@ def main() -> int:
     if args.verbose:
         return subprocess.call(command, cwd=REPO, env=env)
     log = Path(tempfile.mkstemp(prefix="tsdl-e2e-cluster-", suffix=".log")[1])
+    junit = log.with_suffix(".xml")
+    command += [f"--junitxml={junit}"]
     with log.open("w") as out:
         code = subprocess.call(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+    for line in failures(junit):
+        print(line)
     text = log.read_text(errors="replace")
     tail = [line for line in text.splitlines() if line.strip()]
     counts = re.findall(
@@ -84,6 +99,28 @@ def main() -> int:
         f"{time.monotonic() - start:.0f}s (parts {built:.0f}s); log {log}"
     )
     return code
+
+
+def failures(junit: Path) -> list[str]:
+    """One block per failed or erred scenario, from pytest's JUnit XML: its name and time, the
+    assertion's first lines and describe()'s status lines (at most MAX_LINES, each cut to
+    LINE_LIMIT characters)."""
+    if not junit.exists():
+        return []
+    out = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        for bad in [*case.findall("failure"), *case.findall("error")]:
+            # the report's `E` lines: its message attribute is cut after 50 lines
+            report = (bad.text or "").splitlines()
+            message = [m[1:].strip() for m in report if m.startswith("E ")]
+            message = [m for m in message if m] or [bad.get("message") or bad.tag]
+            lines = message[:FIRST_LINES]
+            lines += [m for m in message[FIRST_LINES:] if m.startswith(DESCRIBE_PREFIXES)]
+            verdict = "FAILED" if bad.tag == "failure" else "ERROR"
+            out.append(f"e2e-cluster: {verdict} {case.get('name')} "
+                       f"({float(case.get('time') or 0):.0f}s):")  # fmt: skip
+            out += [f"  {m[:LINE_LIMIT]}" for m in lines[:MAX_LINES]]
+    return out
 
 
 if __name__ == "__main__":
