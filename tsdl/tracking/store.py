@@ -37,6 +37,12 @@ _PROBE_ENV = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
 }
 
+PROBE_TIMEOUTS_S = (5, 10, 20)
+"""The first request's tries, each its timeout. A server that does not answer within 5 s may be
+busy rather than gone: a fresh MLflow server's first search took longer than that on a loaded
+Kubernetes node (cluster e2e, 2026-12-06), and the job failed for it. A refused connection or an
+unknown host is final at once."""
+
 
 def resolve_tracking_uri(config: TrackingConfig, explicit: str | None = None) -> str:
     """The tracking URI to use (see `tracking_uri_source` for the order)."""
@@ -78,31 +84,42 @@ def connect(tracking_uri: str) -> MlflowClient:
 
     Raises:
         TrackingError: the store cannot be reached or opened; names the URI and the fix,
-            after one quick try instead of MLflow's minutes of retries.
+            after one quick try (up to three for a server that does not answer, see
+            PROBE_TIMEOUTS_S) instead of MLflow's minutes of retries.
     """
     from mlflow import MlflowClient
 
     # Artifact download bars would interleave with tsdl's own output.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        with quick_http():
-            client = MlflowClient(tracking_uri=tracking_uri)
-            client.search_experiments(max_results=1)
-    except Exception as exc:  # any failure here means "store unusable"
-        reason = _reason(exc)
-        what = "server" if tracking_uri.startswith(("http://", "https://")) else "store"
-        if any(code in reason for code in ("401", "403", "Unauthorized", "Forbidden", "PERMISSION_DENIED")):
-            raise TrackingError(
-                f"MLflow tracking server {tracking_uri} refused access ({reason})",
-                hint="set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN, "
-                "or add this host to the server's --allowed-hosts",
-            ) from None
-        raise TrackingError(
-            f"MLflow tracking {what} {tracking_uri} is unreachable ({reason})",
-            hint="start it, or set MLFLOW_TRACKING_URI (or tracking.tracking_uri) to a reachable "
-            "store; unset both to log to the local store sqlite:///mlflow.db",
-        ) from None
-    return client
+    for tries, timeout in enumerate(PROBE_TIMEOUTS_S, 1):
+        try:
+            with quick_http(timeout):
+                client = MlflowClient(tracking_uri=tracking_uri)
+                client.search_experiments(max_results=1)
+            return client
+        except Exception as exc:  # any failure here means "store unusable"
+            reason = _reason(exc)
+            if reason != "timed out" or tries == len(PROBE_TIMEOUTS_S):
+                break
+    if reason == "timed out" and tries > 1:
+        reason = f"timed out: no answer to {tries} requests in {sum(PROBE_TIMEOUTS_S)} s"
+    raise _unusable(tracking_uri, reason)
+
+
+def _unusable(tracking_uri: str, reason: str) -> TrackingError:
+    """The one-line error for a store that did not answer ``connect``'s request."""
+    what = "server" if tracking_uri.startswith(("http://", "https://")) else "store"
+    if any(code in reason for code in ("401", "403", "Unauthorized", "Forbidden", "PERMISSION_DENIED")):
+        return TrackingError(
+            f"MLflow tracking server {tracking_uri} refused access ({reason})",
+            hint="set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN, "
+            "or add this host to the server's --allowed-hosts",
+        )
+    return TrackingError(
+        f"MLflow tracking {what} {tracking_uri} is unreachable ({reason})",
+        hint="start it, or set MLFLOW_TRACKING_URI (or tracking.tracking_uri) to a reachable "
+        "store; unset both to log to the local store sqlite:///mlflow.db",
+    )
 
 
 def _absolute(uri: str) -> str:
@@ -126,9 +143,9 @@ def _reason(exc: BaseException) -> str:
     return text[:300]
 
 
-def quick_http() -> AbstractContextManager[None]:
-    """Temporarily make MLflow's HTTP client give up after one short try."""
-    return http_limits(_PROBE_ENV)
+def quick_http(timeout_s: float = 5) -> AbstractContextManager[None]:
+    """Temporarily make MLflow's HTTP client give up after one try of ``timeout_s``."""
+    return http_limits({**_PROBE_ENV, "MLFLOW_HTTP_REQUEST_TIMEOUT": f"{timeout_s:g}"})
 
 
 @contextmanager
