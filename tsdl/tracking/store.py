@@ -32,11 +32,6 @@ __all__ = [
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 """The local store used when neither the config nor $MLFLOW_TRACKING_URI names one."""
 
-_PROBE_ENV = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-}
-
 PROBE_TIMEOUTS_S = (5, 10, 20)
 """The first request's tries, each its timeout. A server that does not answer within 5 s may be
 busy rather than gone: a fresh MLflow server's first search took longer than that on a loaded
@@ -145,7 +140,9 @@ def _reason(exc: BaseException) -> str:
 
 def quick_http(timeout_s: float = 5) -> AbstractContextManager[None]:
     """Temporarily make MLflow's HTTP client give up after one try of ``timeout_s``."""
-    return http_limits({**_PROBE_ENV, "MLFLOW_HTTP_REQUEST_TIMEOUT": f"{timeout_s:g}"})
+    return http_limits(
+        {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": f"{timeout_s:g}"}
+    )
 
 
 @contextmanager
