@@ -32,20 +32,23 @@ def test_errs(cluster):
 """
 
 
-def _script():
+def _load_script():
     spec = importlib.util.spec_from_file_location("e2e_cluster", REPO / "scripts/e2e-cluster.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+e2e_cluster = _load_script()
+
+
 def test_failed_and_erred_scenarios_are_named_with_their_reason(tmp_path: Path) -> None:
     (tmp_path / "test_scenarios.py").write_text(SCENARIOS)
     junit = tmp_path / "report.xml"
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                    *_script().UNTRUNCATED, f"--junitxml={junit}", "test_scenarios.py"],
+                    *e2e_cluster.UNTRUNCATED, f"--junitxml={junit}", "test_scenarios.py"],
                    cwd=tmp_path, capture_output=True, check=False)  # fmt: skip
-    lines = _script().failures(junit)
+    lines = e2e_cluster.failures(junit)
     assert lines[0].startswith("e2e-cluster: FAILED test_fails (")
     assert "  AssertionError: the study ended before the head loss" in lines
     assert '  rayjob e2e3: {"jobStatus": "FAILED"}' in lines
@@ -59,4 +62,4 @@ def test_failed_and_erred_scenarios_are_named_with_their_reason(tmp_path: Path) 
 
 def test_no_report_no_lines(tmp_path: Path) -> None:
     """pytest that never started (a collection crash) leaves no XML: the summary line says it."""
-    assert _script().failures(tmp_path / "missing.xml") == []
+    assert e2e_cluster.failures(tmp_path / "missing.xml") == []

@@ -86,7 +86,7 @@ def connect(tracking_uri: str) -> MlflowClient:
 
     # Artifact download bars would interleave with tsdl's own output.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for tries, timeout in enumerate(PROBE_TIMEOUTS_S, 1):
+    for timeout in PROBE_TIMEOUTS_S:
         try:
             with quick_http(timeout):
                 client = MlflowClient(tracking_uri=tracking_uri)
@@ -94,10 +94,11 @@ def connect(tracking_uri: str) -> MlflowClient:
             return client
         except Exception as exc:  # any failure here means "store unusable"
             reason = _reason(exc)
-            if reason != "timed out" or tries == len(PROBE_TIMEOUTS_S):
+            if reason != "timed out":
                 break
-    if reason == "timed out" and tries > 1:
-        reason = f"timed out: no answer to {tries} requests in {sum(PROBE_TIMEOUTS_S)} s"
+    else:  # every try timed out
+        tries, waited = len(PROBE_TIMEOUTS_S), sum(PROBE_TIMEOUTS_S)
+        reason = f"timed out: no answer to {tries} requests in {waited} s"
     raise _unusable(tracking_uri, reason)
 
 
