@@ -346,11 +346,12 @@ def epoch_curves(args) -> dict[str, Any]:
     return {"results": rows}
 
 
-def epoch_curve(config, *, forecasts: bool = False) -> dict[str, Any]:
+def epoch_curve(config, *, forecasts: bool = False, score_test: bool = True) -> dict[str, Any]:
     """Replay tsdl's training loop for ``config`` in one process, scoring the test windows after
     every epoch: which epoch early stopping keeps, and what the test MSE of every epoch was.
     With ``forecasts`` the kept epoch's point forecasts and targets of the val and test windows
-    come back too (``seed_ensemble`` averages them over seeds).
+    come back too (``seed_ensemble`` averages them over seeds). Without ``score_test`` no test
+    window is scored (``test_mse`` is None): what ``bench_season_folds`` chooses on.
 
     A diagnosis only (nothing is chosen by the test score). It follows ``tsdl.train.worker``
     step by step: ``seed_everything(training.seed)`` before the model, AdamW as configured, the
@@ -402,7 +403,8 @@ def epoch_curve(config, *, forecasts: bool = False) -> dict[str, Any]:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.gradient_clip_val)
             optimizer.step()
         val_curve.append(mean_loss(val))
-        test_curve.append(mean_loss(test))
+        if score_test:
+            test_curve.append(mean_loss(test))
         scheduler.step(val_curve[-1])
         if stopper.update(val_curve[-1], epoch) and forecasts:
             kept = copy.deepcopy(model.state_dict())
@@ -411,7 +413,7 @@ def epoch_curve(config, *, forecasts: bool = False) -> dict[str, Any]:
     curve = {
         "epochs": len(val_curve),
         "best_epoch": stopper.best_epoch,
-        "test_mse": test_curve[stopper.best_epoch - 1],
+        "test_mse": test_curve[stopper.best_epoch - 1] if score_test else None,
         "val_per_epoch": val_curve,
         "test_per_epoch": test_curve,
     }

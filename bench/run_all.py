@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "hpo": ["bench_hpo.py"],
     "gpu": ["bench_gpu.py"],
     "instance_norm": ["bench_instance_norm.py"],
+    "season_folds": ["bench_season_folds.py"],
 }
 
 

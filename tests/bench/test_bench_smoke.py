@@ -251,6 +251,17 @@ def test_instance_norm_smoke(tmp_path: Path) -> None:
     assert all(_positive(r["test_mse"]) and _positive(r["val_mse"]) for r in rows)
 
 
+def test_season_folds_smoke_chooses_on_validation_only(tmp_path: Path) -> None:
+    result = _run("season_folds", tmp_path)
+    rows = result["results"]
+    assert [r["candidate"] for r in rows] == ["as shipped", "model.instance_norm=revin"]
+    for row in rows:
+        assert sorted((r["fold"], r["seed"]) for r in row["runs"]) == [(1, 0), (2, 0), (3, 0)]
+        assert all(_positive(r["val_mse"]) and 1 <= r["best_epoch"] <= r["epochs"] for r in row["runs"])
+    assert result["chosen"] == {"12": min(rows, key=lambda r: r["score"])["candidate"]}
+    assert "test_mse" not in json.dumps(result)  # the rule never sees a test score
+
+
 def test_gpu_check_dry_runs_on_cpu_with_every_step_skipped_and_its_reason(tmp_path: Path) -> None:
     """`make gpu-check` without CUDA: each step still builds its plan (GPU tests collected, the
     example configs parsed) and is skipped with the reason; exit 0, one JSON."""
