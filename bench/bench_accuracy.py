@@ -99,9 +99,12 @@ TABLE_DATASETS = ("ETTh1", "ETTh2")
 # take minutes to hours a run on a CPU).
 TABLE_SEEDS: dict[str, tuple[int, ...]] = {"dlinear": (42, *range(1, 15))}
 TABLE_HORIZONS = (96, 192, 336, 720)
+# (model, horizon) -> the example a cell uses instead of its model's: settings chosen for that
+# horizon alone (N-HiTS at H=720: validated every 100 steps, docs/benchmarks.md section 6).
+TABLE_HORIZON_EXAMPLES: dict[tuple[str, int], str] = {("nhits", 720): "etth1-nhits-h720.yaml"}
 # table model -> (example config, ``{horizon}`` filled in, published rows shown next to it)
 TABLE_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "dlinear": ("etth1-dlinear-h{horizon}.yaml", ("DLinear",)),  # the authors' recipe per horizon (96/192/336: lr chosen on validation)
+    "dlinear": ("etth1-dlinear-h{horizon}.yaml", ("DLinear",)),  # the authors' recipe + RevIN per horizon (bench_season_folds.py)
     "nhits": ("etth1-nhits.yaml", ()),
     "patchtst": ("etth1-patchtst.yaml", ("PatchTST/42", "PatchTST/64")),
     "lstm": ("etth1-rnn.yaml", ()),
@@ -522,7 +525,8 @@ def table_main(args) -> dict[str, Any]:
                 for model in models:
                     key = f"{dataset}/{model}/{horizon}"
                     if missing:
-                        cells.setdefault(key, {"status": "not run", "reason": missing})
+                        if cells.get(key, {}).get("status") != "measured":  # today's reason, not a stale one
+                            cells[key] = {"status": "not run", "reason": missing}
                         continue
                     cells[key], regression = merge_cell(cells.get(key), _run_cell(api, dataset, model, horizon, args))
                     if regression:
@@ -573,7 +577,7 @@ def cell_config(dataset: str, model: str, horizon: int, overrides: list[str] | N
     """The config of one grid cell: the model's ETTh1 example on ``dataset`` at ``horizon``."""
     from tsdl.config import load_config
 
-    example = TABLE_MODELS[model][0].format(horizon=horizon)
+    example = table_example(model, horizon)
     cell = [
         f"experiment.name=accuracy-{dataset.lower()}-{model}-{horizon}",
         f"data.dataset={dataset}",
@@ -583,6 +587,11 @@ def cell_config(dataset: str, model: str, horizon: int, overrides: list[str] | N
         f"data.output_chunk_length={horizon}",
     ]
     return load_config(_common.EXAMPLES / example, overrides=[*cell, *(overrides or [])])
+
+
+def table_example(model: str, horizon: int) -> str:
+    """The ``examples/`` file a cell's config is generated from."""
+    return TABLE_HORIZON_EXAMPLES.get((model, horizon)) or TABLE_MODELS[model][0].format(horizon=horizon)
 
 
 def _write_cell_configs(directory: Path) -> list[Path]:
@@ -595,7 +604,7 @@ def _write_cell_configs(directory: Path) -> list[Path]:
             for horizon in TABLE_HORIZONS:
                 path = directory / f"{dataset}-{model}-{horizon}.yaml"
                 header = (f"# bench/bench_accuracy.py --table cell: {model} on {dataset}, input 336, horizon {horizon}\n"
-                          f"# (generated from examples/{TABLE_MODELS[model][0].format(horizon=horizon)}); "
+                          f"# (generated from examples/{table_example(model, horizon)}); "
                           f"run: tsdl train -c {path.name}\n")
                 path.write_text(header + dump_config(cell_config(dataset, model, horizon)))
                 paths.append(path)
@@ -654,7 +663,7 @@ def _run_cell(api, dataset: str, model: str, horizon: int, args) -> dict[str, An
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "seeds": list(seeds),
         "max_epochs": base.training.max_epochs,
-        "limit_batches": args.limit_batches,
+        "limit_batches": base.training.limit_train_batches,  # the config's (an example's own) or --limit-batches
         "naive_mse": result.test.baseline.get("MSE"),
         **summarize_seeds(runs),
         "per_seed": runs,
@@ -730,7 +739,8 @@ def _render_cell(cell: dict[str, Any]) -> str:
     date = str(cell.get("date_utc", "undated"))[:10]
     seeds = cell.get("seeds") or ()
     if len(seeds) < 2:
-        return f"{cell['test_mse']:.3f} / {cell['test_mae']:.3f} ({cell['epochs']} ep, {date})"
+        epochs = f"{cell['epochs']} x {cell['limit_batches']} steps" if cell.get("limit_batches") else f"{cell['epochs']} ep"
+        return f"{cell['test_mse']:.3f} / {cell['test_mae']:.3f} ({epochs}, {date})"
     return (f"{cell['test_mse']:.3f} [{cell['test_mse_min']:.3f}-{cell['test_mse_max']:.3f}] / "
             f"{cell['test_mae']:.3f} [{cell['test_mae_min']:.3f}-{cell['test_mae_max']:.3f}] "
             f"(median of {len(seeds)} seeds, {date})")

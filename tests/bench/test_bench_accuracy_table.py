@@ -80,10 +80,15 @@ def test_the_table_dates_every_measured_cell_and_uses_the_per_horizon_dlinear_re
     assert "0.471 / 0.400 (10 ep, 2026-12-06)" in row
     cell = load_config(tmp_path / "accuracy-configs" / "ETTh1-dlinear-720.yaml")
     assert cell.training.lr_scheduler.name == "step" and cell.data.output_chunk_length == 720
+    assert cell.model.instance_norm == "revin"
+    # N-HiTS at H=720 is its own example (validated every 100 steps); its other horizons share one
+    nhits = {h: load_config(tmp_path / "accuracy-configs" / f"ETTh1-nhits-{h}.yaml") for h in (96, 720)}
+    assert (nhits[720].training.limit_train_batches, nhits[720].model.dropout) == (100, 0.5)
+    assert nhits[96].training.limit_train_batches is None and nhits[96].data.output_chunk_length == 96
 
 
 def test_the_shipped_paper_configs_carry_the_authors_recipes() -> None:
-    """DLinear (LTSF-Linear's etth1.sh: 32 x 7 windows, lr 5e-3 but at H=96, type1) and PatchTST/42 (etth1.sh:
+    """DLinear (LTSF-Linear's etth1.sh: 32 x 7 windows, lr 5e-3 but at H=96, type1; plus RevIN) and PatchTST/42 (etth1.sh:
     128 x 7 windows, lr 1e-4, type3, 100 epochs) per horizon, as `tsdl train -c` loads them."""
     for horizon in (96, 192, 336, 720):
         c = load_config(REPO_ROOT / "examples" / f"etth1-dlinear-h{horizon}.yaml")
@@ -95,6 +100,7 @@ def test_the_shipped_paper_configs_carry_the_authors_recipes() -> None:
         assert t.batch_by == "time"  # 32 timestamps x 7 channels
         assert (t.max_epochs, t.early_stopping.patience) == (10, 3)
         assert (t.lr_scheduler.name, t.lr_scheduler.factor, t.lr_scheduler.step_start) == ("step", 0.5, 2)
+        assert c.model.instance_norm == "revin"  # chosen by rolling-origin validation (bench_season_folds.py)
     for horizon in (96, 192):
         c = load_config(REPO_ROOT / "examples" / f"etth1-patchtst-h{horizon}.yaml")
         t = c.training
