@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.scripts import bench_script
 from tsdl.config import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,13 +43,7 @@ def test_table_writes_every_cell_config_and_prints_the_grid(tmp_path: Path) -> N
 
 
 def _bench_accuracy():
-    import importlib
-
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-    try:
-        return importlib.import_module("bench_accuracy")
-    finally:
-        sys.path.remove(str(REPO_ROOT / "bench"))
+    return bench_script("bench_accuracy")
 
 
 def _cell(mse: float, date: str, epochs: int = 10) -> dict:

@@ -3,22 +3,14 @@ how a candidate is scored (its smoke run is in ``test_bench_smoke.py``)."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.scripts import bench_script
 
 
 @pytest.fixture(scope="module")
 def folds():
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-    try:
-        return importlib.import_module("bench_season_folds")
-    finally:
-        sys.path.remove(str(REPO_ROOT / "bench"))
+    return bench_script("bench_season_folds")
 
 
 def _rows(overrides: list[str]) -> dict[str, int]:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.scripts import bench_script
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_ALL = REPO_ROOT / "bench" / "run_all.py"
 
@@ -89,11 +91,7 @@ def test_throughput_smoke(tmp_path: Path) -> None:
 
 
 def test_throughput_plain_dlinear_equals_tsdl_and_loaded_results_are_refused() -> None:
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-    try:
-        import bench_throughput
-    finally:
-        sys.path.pop(0)
+    bench_throughput = bench_script("bench_throughput")
     import torch
 
     from tsdl.config import parse_config
@@ -287,11 +285,7 @@ def test_gpu_check_precision_run_agrees_on_cpu_and_flags_a_disagreeing_loss() ->
     """The precision step's measurement and its tolerance check, on CPU (fp32 vs bf16 autocast)."""
     import torch
 
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-    try:
-        import gpu_check
-    finally:
-        sys.path.pop(0)
+    gpu_check = bench_script("gpu_check")
     batches = gpu_check.synthetic_batches(2, 8)
     cpu = torch.device("cpu")
     fp32 = gpu_check.precision_run("dlinear", "32", cpu, batches, steps=3, warmup=1)
@@ -304,11 +298,7 @@ def test_gpu_check_precision_run_agrees_on_cpu_and_flags_a_disagreeing_loss() ->
 
 
 def test_dlinear_step_micro_times_both_decompositions() -> None:
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-    try:
-        import dlinear_step_micro
-    finally:
-        sys.path.pop(0)
+    dlinear_step_micro = bench_script("dlinear_step_micro")
     import torch
 
     from tsdl.models.dlinear import SeriesDecomposition
@@ -321,11 +311,7 @@ def test_dlinear_step_micro_times_both_decompositions() -> None:
 
 
 def test_epoch_parts_micro_times_gather_and_step_of_both_sides() -> None:
-    sys.path.insert(0, str(REPO_ROOT / "bench"))
-    try:
-        import epoch_parts_micro
-    finally:
-        sys.path.pop(0)
+    epoch_parts_micro = bench_script("epoch_parts_micro")
     times = epoch_parts_micro.main(["--smoke", "--rounds", "1", "--steps"])
     assert len(times) == 6 and all(_positive(v[0]) for v in times.values())
     assert any(k.startswith("plain step") for k in times) and any(k.startswith("tsdl train_step") for k in times)
