@@ -1,5 +1,4 @@
-"""Rolling-origin validation on ETTh1's months before its test block: which DLinear setting wins
-when every season gets a say, not only the official validation months.
+"""Rolling-origin validation on ETTh1's 16 months before its test block: a setting chosen by every season.
 
 ETTh1's official validation block (rows 8640-11519, 2017-06-26 to 2017-10-23: summer and autumn)
 does not rank DLinear's settings as its test block (2017-10-24 to 2018-02-20: winter) does
