@@ -99,12 +99,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.horizons, args.seeds = [12], [0]
         args.candidate = args.candidate or ["model.instance_norm=revin"]
     candidates = [[], *(c.split() for c in args.candidate)]
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
     rows: list[dict[str, Any]] = []
     for horizon in args.horizons:
         for overrides in candidates:
             rows.append(run_candidate(horizon, overrides, args.seeds, args.smoke))
-            payload = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "results": rows}
-            _common.write_results("accuracy-season-folds", payload, args.out, smoke=args.smoke)
+            # after every candidate: a long run that is cut short keeps what it measured
+            _common.write_results("accuracy-season-folds", {"settings": settings, "results": rows}, args.out,
+                                  smoke=args.smoke)
     winners = {h: min((r for r in rows if r["horizon"] == h), key=lambda r: r["score"])["candidate"]
                for h in args.horizons}
     table = [{"H": r["horizon"], "candidate": r["candidate"],
@@ -112,8 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "score": round(r["score"], 4), "chosen": "yes" if winners[r["horizon"]] == r["candidate"] else ""}
              for r in rows]
     _common.print_table(table, list(table[0]), title="median best-validation MSE per fold (score: geometric mean)")
-    payload = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "results": rows,
-               "chosen": {str(h): c for h, c in winners.items()}}
+    payload = {"settings": settings, "results": rows, "chosen": {str(h): c for h, c in winners.items()}}
     _common.write_results("accuracy-season-folds", payload, args.out, smoke=args.smoke)
     return payload
 
